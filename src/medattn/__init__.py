@@ -1,0 +1,6 @@
+"""medattn: attention-based CNNs for medical images."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

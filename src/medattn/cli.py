@@ -1,0 +1,113 @@
+"""Command line: every verb of medattn (``medattn --help``).
+
+Errors a user can cause are printed in one line and exit with code 2 (``--debug`` shows the
+traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medattn.errors import MedattnError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="medattn",
+    help="Train, evaluate, explain and serve attention-based CNNs for medical images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_STATE = {"debug": False}
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
+    _STATE["debug"] = debug
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder (data, runs, report.html).")] = Path("runs/demo"),
+    n_train: Annotated[int, typer.Option(help="Training patches.")] = 2048,
+    n_valid: Annotated[int, typer.Option(help="Validation patches.")] = 512,
+    n_test: Annotated[int, typer.Option(help="Test patches.")] = 512,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs per model (early stopping on validation AUROC).")] = 4,
+    width: Annotated[float, typer.Option(help="Channel multiplier of the 64-128-128-256 CNN.")] = 0.5,
+    contrast: Annotated[float, typer.Option(help="Tumour/normal contrast of SynthPCam (lower = harder).")] = 0.4,
+    seed: Annotated[int, typer.Option(help="Seed of data generation, training and bootstrap.")] = 0,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Generate SynthPCam, train a baseline and an attention CNN, compare them with CIs and CAM
+    localisation, and write runs/demo/report.html."""
+    from medattn.demo import DemoConfig, run_demo
+
+    for name, val in (("n-train", n_train), ("n-valid", n_valid), ("n-test", n_test), ("epochs", epochs)):
+        if val < 1:
+            raise MedattnError(f"--{name} must be >= 1, got {val}")
+    run_demo(DemoConfig(out=str(out), n_train=n_train, n_valid=n_valid, n_test=n_test, epochs=epochs,
+                        width=width, contrast=contrast, seed=seed, n_boot=n_boot, num_workers=workers,
+                        progress=progress))
+
+
+@app.command()
+def synth(
+    kind: Annotated[str, typer.Argument(help="pcam")],
+    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    n: Annotated[int, typer.Option(help="Number of items (training split for pcam).")] = 512,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    contrast: Annotated[float, typer.Option(help="pcam: tumour contrast.")] = 1.0,
+    distractors: Annotated[float, typer.Option(help="pcam: distractor probability.")] = 0.5,
+    tumour_size: Annotated[float, typer.Option(help="pcam: tumour size scale.")] = 1.0,
+) -> None:
+    """Write a synthetic dataset in a real format."""
+    from medattn.data.synthetic import PCamDifficulty, write_pcam
+
+    if kind == "pcam":
+        d = PCamDifficulty(tumour_size=tumour_size, contrast=contrast, distractors=distractors)
+        root = write_pcam(out, {"train": n, "valid": max(1, n // 4), "test": max(1, n // 4)}, seed=seed, difficulty=d)
+        typer.echo(f"wrote SynthPCam to {root}")
+        return
+    raise MedattnError(f"unknown synthetic kind '{kind}'; valid kinds: pcam")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medattn`` console script."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        app(args=argv, standalone_mode=False)
+    except MedattnError as exc:
+        if _STATE["debug"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        return 130
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script wrapper: exit with :func:`main`'s code."""
+    sys.exit(main())

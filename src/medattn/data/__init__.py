@@ -1,0 +1,1 @@
+"""Data layer: formats, splits, audit, transforms and synthetic data."""

@@ -1,0 +1,1 @@
+"""Explanations: CAMs, attention maps, faithfulness."""

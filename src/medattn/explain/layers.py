@@ -1,0 +1,57 @@
+"""Find the CAM target layer: the last spatial feature map after the last attention block."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medattn.errors import ModelError
+
+__all__ = ["find_target_layer", "get_layer"]
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """Module ``name`` of ``model`` (dotted path) or a :class:`ModelError` listing candidates."""
+    mods = dict(model.named_modules())
+    if name not in mods:
+        cands = [n for n, m in mods.items() if n and isinstance(m, (nn.Sequential, nn.Conv2d, nn.ModuleList)) is False or n]
+        raise ModelError(f"unknown layer '{name}'; some valid names: {', '.join(cands[-12:])}")
+    return mods[name]
+
+
+@torch.no_grad()
+def find_target_layer(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 96, 96)) -> tuple[str, nn.Module]:
+    """Return ``(name, module)`` of the last module (in execution order) with a spatial output.
+
+    A probe forward records when each module *finishes*; a container finishes after its children,
+    so for a stage ending in an attention block the stage itself is chosen: its output is the
+    attention-refined map (never a conv that skips the attention). Modules whose output is 1×1
+    (global pooling) are ignored. A model may declare ``cam_target_layer`` (a module name) to
+    override this.
+    """
+    override = getattr(model, "cam_target_layer", None)
+    if override:
+        return override, get_layer(model, override)
+    names = {m: n for n, m in model.named_modules()}
+    order: list[tuple[str, nn.Module]] = []
+    hooks = []
+
+    def hook(mod: nn.Module, _inp: object, out: object) -> None:
+        if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] > 1 and out.shape[-2] > 1:
+            order.append((names[mod], mod))
+
+    for m in model.modules():
+        if m is not model:
+            hooks.append(m.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters())
+        model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    if not order:
+        raise ModelError(f"{type(model).__name__} has no spatial feature map to explain")
+    return order[-1]

@@ -1,0 +1,70 @@
+"""PNG figures of a run (matplotlib, Agg backend, written atomically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from medattn.io import atomic_path  # noqa: E402
+
+__all__ = ["save_confusion_matrix", "save_roc", "save_history", "save_figure"]
+
+
+def save_figure(fig: "plt.Figure", path: str | Path) -> Path:
+    """Save ``fig`` as PNG atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def save_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | Path, title: str = "") -> Path:
+    """Annotated confusion matrix (rows = truth, columns = prediction)."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(int(v)), ha="center", va="center",
+                color="white" if v > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix")
+    return save_figure(fig, path)
+
+
+def save_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
+    """ROC curves of several models, ``{label: (y_true, prob)}``."""
+    from sklearn.metrics import roc_auc_score
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for name, (y, p) in curves.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set_xlabel("1 − specificity")
+    ax.set_ylabel("sensitivity")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("ROC (test)")
+    return save_figure(fig, path)
+
+
+def save_history(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Loss and validation AUROC per epoch."""
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    ep = [r["epoch"] for r in rows]
+    for key in ("train_loss", "val_loss"):
+        axes[0].plot(ep, [r.get(key, np.nan) for r in rows], marker="o", label=key)
+    axes[0].set_xlabel("epoch")
+    axes[0].legend()
+    axes[1].plot(ep, [r.get("val_auroc", np.nan) for r in rows], marker="o", c="tab:green")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("validation AUROC")
+    fig.suptitle(title)
+    return save_figure(fig, path)
