@@ -79,6 +79,20 @@ def synth(
     raise MedattnError(f"unknown synthetic kind '{kind}'; valid kinds: pcam")
 
 
+# Each area adds its verbs from medattn/commands/<area>.py (imported lazily inside the verbs).
+_COMMAND_MODULES = ("data", "metrics", "explain", "serve", "engine", "pipelines")
+
+
+def _register_all() -> None:
+    import importlib
+
+    for mod in _COMMAND_MODULES:
+        importlib.import_module(f"medattn.commands.{mod}").register(app)
+
+
+_register_all()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medattn`` console script."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
