@@ -24,10 +24,18 @@ from medattn import __version__
 from medattn.errors import BundleError, DataError, MedattnError
 from medattn.io import atomic_dir, atomic_path, to_jsonable
 
-__all__ = ["save_bundle", "load_bundle", "read_bundle_files", "Predictor", "BUNDLE_FORMAT"]
+__all__ = [
+    "save_bundle", "load_bundle", "read_bundle_files", "Predictor", "BUNDLE_FORMAT", "TASKS",
+    "IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "UnsupportedImageError",
+    "sniff_format", "read_image", "read_dicom",
+]
 
 BUNDLE_FORMAT = 1
 _REQUIRED = ("architecture", "class_names", "input_size", "in_chans", "mean", "std", "weights_sha256")
+TASKS = ("binary", "multiclass", "multilabel", "segmentation")
+_MAX_WEIGHTS = 4 << 30  # refuse zip members that would inflate beyond 4 GiB
+IMAGE_FORMATS = ("png", "jpeg", "bmp", "tiff", "dicom")
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 def _weights_bytes(model: nn.Module) -> bytes:
@@ -51,6 +59,8 @@ def save_bundle(model: nn.Module, meta: dict[str, Any], path: str | Path) -> Pat
     missing = [k for k in ("class_names", "input_size", "in_chans", "mean", "std") if k not in meta]
     if missing:
         raise BundleError(f"bundle metadata lacks {', '.join(missing)}")
+    if meta.get("task", "binary") not in TASKS:
+        raise BundleError(f"bundle task '{meta.get('task')}' is not one of {', '.join(TASKS)}")
     weights = _weights_bytes(model)
     doc = {
         "format": BUNDLE_FORMAT,
@@ -89,13 +99,16 @@ def read_bundle_files(path: str | Path) -> tuple[dict[str, Any], bytes]:
                 names = set(zf.namelist())
                 if "bundle.json" not in names:
                     raise BundleError(f"'{p}' is not a bundle: bundle.json is missing from the zip")
+                sizes = {i.filename: i.file_size for i in zf.infolist()}
+                if sizes["bundle.json"] > 16 << 20 or sizes.get("model.safetensors", 0) > _MAX_WEIGHTS:
+                    raise BundleError(f"'{p}' holds members too large for a bundle; refusing to inflate it")
                 meta_text = zf.read("bundle.json").decode("utf-8")
                 weights = zf.read("model.safetensors") if "model.safetensors" in names else None
         elif p.exists():
             raise BundleError(f"'{p}' is not a bundle folder or .zip; pass the folder written by medattn")
         else:
             raise BundleError(f"bundle '{p}' not found")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
         raise BundleError(f"cannot read bundle '{p}': {exc}") from None
     try:
         meta = json.loads(meta_text)
@@ -106,6 +119,8 @@ def read_bundle_files(path: str | Path) -> tuple[dict[str, Any], bytes]:
         raise BundleError(f"'{p}/bundle.json' lacks {', '.join(missing)}")
     if weights is None:
         raise BundleError(f"'{p}' has no model.safetensors")
+    if not isinstance(meta.get("class_names"), list) or not isinstance(meta.get("architecture"), dict):
+        raise BundleError(f"'{p}/bundle.json' has malformed class_names or architecture")
     digest = hashlib.sha256(weights).hexdigest()
     if digest != meta["weights_sha256"]:
         raise BundleError(
@@ -135,22 +150,205 @@ def _build_model(meta: dict[str, Any], weights: bytes, where: str) -> nn.Module:
     return model
 
 
-def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Predictor:
-    """Load a bundle into a ready :class:`Predictor` (no unpickling, checksum verified)."""
+def load_bundle(path: str | Path, device: str | torch.device | None = None, *,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
+    """Load a bundle into a ready :class:`Predictor` (no unpickling, checksum verified).
+
+    Args:
+        path: bundle folder or ``.zip``.
+        device: torch device (default: CUDA when present, else CPU).
+        max_pixels: largest image (width × height) the predictor decodes.
+
+    Raises:
+        BundleError: missing, malformed or tampered bundle, or weights that do not fit.
+    """
     meta, weights = read_bundle_files(path)
     model = _build_model(meta, weights, str(path))
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return Predictor(model=model.to(dev), meta=meta, device=dev, source=str(path))
+    return Predictor(model=model.to(dev), meta=meta, device=dev, source=str(path), max_pixels=max_pixels)
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Untrusted image input: format sniffed from content, pixel count checked from the header.
+# ---------------------------------------------------------------------------------------------
+
+
+class UnsupportedImageError(DataError):
+    """The content is not one of :data:`IMAGE_FORMATS` (whatever its file name says)."""
+
+
+class ImageTooLargeError(DataError):
+    """The header declares more pixels than allowed (a decompression bomb is refused unread)."""
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Image format from the first bytes of a file (at least 132 for DICOM), or ``None``."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[128:132] == b"DICM":
+        return "dicom"
+    return None
+
+
+def _as_bytes(source: bytes | str | Path, max_bytes: int | None) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "upload"
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise DataError(f"image '{p}' not found")
+        if max_bytes is not None and p.stat().st_size > max_bytes:
+            raise ImageTooLargeError(f"'{p}' is {p.stat().st_size} bytes; the limit is {max_bytes}")
+        data, name = p.read_bytes(), str(p)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageTooLargeError(f"{name} is {len(data)} bytes; the limit is {max_bytes}")
+    if not data:
+        raise DataError(f"{name} is empty (0 bytes)")
+    return data, name
+
+
+def _check_pixels(w: int, h: int, frames: int, max_pixels: int, name: str) -> None:
+    if w * h * max(frames, 1) > max_pixels:
+        raise ImageTooLargeError(
+            f"{name} declares {w}×{h}{f'×{frames} frames' if frames > 1 else ''} pixels, more than the "
+            f"limit of {max_pixels:,}; downscale it before sending"
+        )
+
+
+def read_image(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int | None = None) -> Any:
+    """Decode PNG/JPEG/BMP/TIFF/DICOM bytes or a file into a PIL image, safely.
+
+    The format comes from the content; the pixel count is read from the header and checked
+    against ``max_pixels`` *before* the pixels are decoded; truncated files are refused.
+
+    Raises:
+        UnsupportedImageError: not an accepted format. ImageTooLargeError: over a limit.
+        DataError: corrupt or truncated content.
+    """
+    import warnings
+
+    from PIL import Image
+
+    data, name = _as_bytes(source, max_bytes)
+    fmt = sniff_format(data[:132])
+    if fmt is None:
+        raise UnsupportedImageError(f"{name} is not an image medattn accepts ({', '.join(IMAGE_FORMATS)})")
+    if fmt == "dicom":
+        return Image.fromarray(read_dicom(data, max_pixels=max_pixels, name=name))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=[fmt.upper()])
+            _check_pixels(im.size[0], im.size[1], 1, max_pixels, name)
+            im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"{name} is a decompression bomb ({exc})") from None
+    except MedattnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt data
+        raise DataError(f"{name} is a corrupt or truncated {fmt.upper()} ({str(exc)[:120]})") from None
+    return im
+
+
+def read_dicom(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               name: str | None = None) -> np.ndarray:
+    """First frame of a DICOM file as ``uint8``, modality LUT and VOI window applied.
+
+    Rescale slope/intercept (or a modality LUT) map stored values to physical units, the first
+    VOI window (or VOI LUT) maps those to display values, and ``MONOCHROME1`` is inverted so that
+    high values are bright. Colour DICOMs are returned as RGB.
+    """
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
+    data, label = _as_bytes(source, None)
+    label = name or label
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{label} is not a readable DICOM image ({str(exc)[:120]})") from None
+    _check_pixels(cols, rows, frames, max_pixels, label)
+    try:
+        arr = pixel_array(ds, index=0 if frames > 1 else None)
+    except Exception as exc:  # noqa: BLE001 - missing decoder plugin, truncated pixel data
+        raise UnsupportedImageError(
+            f"{label}: cannot decode its pixel data ({str(exc)[:160]}); send an uncompressed DICOM"
+        ) from None
+    photo = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if arr.ndim == 3 or not photo.startswith("MONOCHROME"):
+        return _stretch(arr)
+    x = apply_modality_lut(arr, ds).astype(np.float64)
+    lo, hi = float(x.min()), float(x.max())
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
+        x = apply_voi_lut(x, ds, index=0).astype(np.float64)
+        lo, hi = _voi_range(ds, x)
+    out = _stretch(x, lo, hi)
+    return 255 - out if photo == "MONOCHROME1" else out
+
+
+def _voi_range(ds: Any, x: np.ndarray) -> tuple[float, float]:
+    """Output range of pydicom's windowing (as in DICOM PS3.3 C.11.2.1.2), else the data range."""
+    if "VOILUTSequence" in ds or "WindowWidth" not in ds:
+        return float(x.min()), float(x.max())
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    if ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
+        s, b = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        lo, hi = sorted((lo * s + b, hi * s + b))
+    return lo, hi
+
+
+def _stretch(a: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    if a.dtype == np.uint8 and lo is None:
+        return a
+    a = a.astype(np.float64)
+    lo = float(a.min()) if lo is None else lo
+    hi = float(a.max()) if hi is None else hi
+    if hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    return np.clip((a - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _main_output(out: Any) -> torch.Tensor:
+    """The logits of a model whose forward returns a tensor, a dict (AG-CNN) or a tuple."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        for key in ("fusion", "logits", "out", "semantic", "global"):
+            if isinstance(out.get(key), torch.Tensor):
+                return out[key]
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise BundleError(f"cannot find the logits in a model output of type {type(out).__name__}")
 
 
 @dataclass
 class Predictor:
-    """A model with its preprocessing; ``predict`` takes images in any common form."""
+    """A model with its preprocessing; ``predict`` takes images in any common form.
+
+    Inputs may be PIL images, numpy arrays, raw bytes, or paths of PNG/JPEG/BMP/TIFF/DICOM files.
+    Decoding refuses files over ``max_pixels`` before reading their pixels.
+    """
 
     model: nn.Module
     meta: dict[str, Any]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     source: str = ""
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def class_names(self) -> list[str]:
@@ -164,76 +362,86 @@ class Predictor:
     def threshold(self) -> float:
         return float(self.meta.get("threshold", 0.5))
 
-    def to_pil(self, item: Any) -> Any:
-        """Convert a path, PIL image or numpy array to an RGB/L PIL image."""
-        from PIL import Image, UnidentifiedImageError
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """``(height, width)`` the model takes (``input_size`` may be an int or a pair)."""
+        s = self.meta["input_size"]
+        return (int(s), int(s)) if isinstance(s, (int, float)) else (int(s[0]), int(s[1]))
 
-        if isinstance(item, (str, Path)):
-            try:
-                with Image.open(item) as im:
-                    im.load()
-                    item = im.copy()
-            except (OSError, UnidentifiedImageError) as exc:
-                raise DataError(f"cannot read image '{item}': {exc}") from None
+    def to_pil(self, item: Any) -> Any:
+        """Convert a path, bytes, PIL image, pydicom dataset or numpy array to an RGB/L PIL image."""
+        from PIL import Image
+
+        if isinstance(item, (str, Path, bytes, bytearray, memoryview)):
+            item = read_image(item, max_pixels=self.max_pixels)
+        elif hasattr(item, "PixelData") and hasattr(item, "save_as"):  # a pydicom Dataset
+            buf = io.BytesIO()
+            item.save_as(buf, enforce_file_format=True)
+            item = Image.fromarray(read_dicom(buf.getvalue(), max_pixels=self.max_pixels))
         if isinstance(item, np.ndarray):
             arr = item
-            if arr.dtype != np.uint8:
-                a = arr.astype(np.float64)
-                lo, hi = float(a.min()), float(a.max())
-                arr = ((a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)).astype(np.uint8)
             if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3, 4):
                 arr = np.moveaxis(arr, 0, 2)
             if arr.ndim == 3 and arr.shape[2] == 1:
                 arr = arr[..., 0]
-            item = Image.fromarray(arr)
+            if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+                raise DataError(f"array of shape {item.shape} is not an image; expected H×W, H×W×3 or 3×H×W")
+            item = Image.fromarray(_stretch(arr))
         if not hasattr(item, "convert"):
             raise DataError(f"cannot use {type(item).__name__} as an image; pass a path, PIL image or array")
+        if item.size[0] * item.size[1] > self.max_pixels:
+            raise ImageTooLargeError(f"image of {item.size[0]}×{item.size[1]} pixels exceeds {self.max_pixels:,}")
         return item.convert("L" if int(self.meta["in_chans"]) == 1 else "RGB")
 
     def preprocess(self, items: Sequence[Any]) -> torch.Tensor:
         """Resize and normalise exactly as in training → ``B×C×H×W`` float tensor."""
         from torchvision.transforms.v2 import functional as TF
 
-        size = int(self.meta["input_size"])
+        hw = list(self.input_hw)
         out = []
         for it in items:
             img = TF.pil_to_tensor(self.to_pil(it))
-            if img.shape[-2:] != (size, size):
-                img = TF.resize(img, [size, size], antialias=True)
+            if tuple(img.shape[-2:]) != tuple(hw):
+                img = TF.resize(img, hw, antialias=True)
             img = TF.to_dtype(img, torch.float32, scale=True)
             out.append(TF.normalize(img, list(self.meta["mean"]), list(self.meta["std"])))
         return torch.stack(out)
 
     @torch.no_grad()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
-        """Probabilities for preprocessed input: ``B`` (binary) or ``B×K``."""
-        logits = self.model(x.to(self.device)).float()
-        if self.task == "multiclass":
+        """Probabilities for preprocessed input: ``B`` (binary), ``B×K``, or ``B×K×H×W`` (segmentation)."""
+        logits = _main_output(self.model(x.to(self.device))).float()
+        if self.task == "multiclass" or (self.task == "segmentation" and logits.shape[1] > 1):
             return torch.softmax(logits, 1).cpu().numpy()
         probs = torch.sigmoid(logits).cpu().numpy()
         return probs[:, 0] if self.task == "binary" else probs
+
+    def format_probs(self, p: np.ndarray) -> dict[str, Any]:
+        """One image's result from its row of :meth:`predict_tensor`."""
+        names = self.class_names
+        if self.task == "binary":
+            pp = float(p)
+            return {"probabilities": {names[0]: 1 - pp, names[1]: pp},
+                    "label": names[int(pp >= self.threshold)], "threshold": self.threshold}
+        if self.task == "multiclass":
+            return {"probabilities": dict(zip(names, map(float, p), strict=True)), "label": names[int(np.argmax(p))]}
+        if self.task == "segmentation":
+            lab = self.mask_from_probs(p)
+            frac = {n: float((lab == i).mean()) for i, n in enumerate(names)}
+            return {"class_fractions": frac, "mask_shape": list(lab.shape), "threshold": self.threshold}
+        th = self.meta.get("thresholds") or [0.5] * len(names)
+        return {"probabilities": dict(zip(names, map(float, p), strict=True)),
+                "labels": [n for n, v, t in zip(names, p, th, strict=True) if v >= t],
+                "thresholds": dict(zip(names, map(float, th), strict=True))}
+
+    def mask_from_probs(self, p: np.ndarray) -> np.ndarray:
+        """Label mask (``H×W`` uint8) of one segmentation output ``K×H×W``."""
+        if p.shape[0] == 1:
+            return (p[0] >= self.threshold).astype(np.uint8)
+        return np.argmax(p, 0).astype(np.uint8)
 
     def predict(self, items: Sequence[Any] | Any) -> list[dict[str, Any]]:
         """Per image: ``probabilities`` by class name, ``label`` (or ``labels``), ``threshold``."""
         if not isinstance(items, (list, tuple)):
             items = [items]
-        probs = self.predict_tensor(self.preprocess(items))
-        names = self.class_names
-        res = []
-        for p in probs:
-            if self.task == "binary":
-                pp = float(p)
-                res.append({"probabilities": {names[0]: 1 - pp, names[1]: pp},
-                            "label": names[int(pp >= self.threshold)], "threshold": self.threshold})
-            elif self.task == "multiclass":
-                res.append({"probabilities": dict(zip(names, map(float, p), strict=True)),
-                            "label": names[int(np.argmax(p))]})
-            else:
-                th = self.meta.get("thresholds") or [0.5] * len(names)
-                res.append({"probabilities": dict(zip(names, map(float, p), strict=True)),
-                            "labels": [n for n, v, t in zip(names, p, th, strict=True) if v >= t]})
-        return res
-
-
-def bundle_bytes_io(data: bytes) -> io.BytesIO:  # pragma: no cover - helper for serve
-    return io.BytesIO(data)
+        return [self.format_probs(p) for p in self.predict_tensor(self.preprocess(items))]
