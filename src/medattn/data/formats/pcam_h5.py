@@ -87,7 +87,7 @@ def _validate(root: Path, split: str, with_masks: bool) -> tuple[int, bool]:
     return n, has_mask
 
 
-def scan_pcam(root: str | Path) -> "Any":
+def scan_pcam(root: str | Path) -> Any:
     """Table (pandas DataFrame) of every patch: file, index, label, group (slide), split."""
     import pandas as pd
 

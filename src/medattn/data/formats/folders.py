@@ -1,0 +1,92 @@
+"""One folder per class (SIPaKMeD ``im_Dyskeratotic/…``, Herlev ``normal_columnar/…``).
+
+Class order is stable and recorded: the order in ``classes.txt`` at the root when present (one
+class folder name per line, e.g. ordered grades), otherwise sorted folder names. Images may sit
+in sub-folders of a class folder. Unknown extensions and junk files (``._*``, ``Thumbs.db``,
+hidden files) are ignored and counted in ``table.attrs["ignored"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from medattn.data.formats.table import TableDataset
+from medattn.data.images import IMAGE_EXTENSIONS, is_junk
+from medattn.errors import DataError
+
+__all__ = ["scan_folders", "FolderDataset", "class_order"]
+
+
+def class_order(root: str | Path, classes: Sequence[str] | None = None) -> list[str]:
+    """Class folder names in label order (explicit, ``classes.txt``, or sorted)."""
+    r = Path(root)
+    if not r.is_dir():
+        raise DataError(f"class folder root '{r}' not found; pass the folder holding one sub-folder per class")
+    found = sorted(p.name for p in r.iterdir() if p.is_dir() and not is_junk(p))
+    if classes is None and (r / "classes.txt").is_file():
+        classes = [c.strip() for c in (r / "classes.txt").read_text().splitlines() if c.strip()]
+    if classes is None:
+        if not found:
+            raise DataError(f"'{r}' has no class sub-folders; expected one folder per class")
+        return found
+    missing = [c for c in classes if c not in found]
+    if missing:
+        raise DataError(f"class folder(s) {missing} listed for '{r}' do not exist; present: {found}")
+    return list(classes)
+
+
+def scan_folders(root: str | Path, classes: Sequence[str] | None = None) -> Any:
+    """Table of every image: ``file, label, class_name, group, split``.
+
+    ``group`` is the file itself (no patient information in a class-folder layout); ``split`` is
+    empty. ``table.attrs`` holds ``classes`` (in order), ``ignored`` (count) and
+    ``ignored_examples``.
+    """
+    import pandas as pd
+
+    r = Path(root)
+    names = class_order(r, classes)
+    rows, ignored = [], []
+    for idx, name in enumerate(names):
+        for p in sorted((r / name).rglob("*")):
+            if p.is_dir():
+                continue
+            rel = p.relative_to(r).as_posix()
+            if is_junk(p) or any(part.startswith(".") for part in p.relative_to(r).parts[:-1]) \
+                    or p.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored.append(rel)
+                continue
+            rows.append({"file": rel, "label": idx, "class_name": name, "group": rel, "split": None})
+    if not rows:
+        raise DataError(f"no images found in the class folders of '{r}' (extensions: {sorted(IMAGE_EXTENSIONS)})")
+    df = pd.DataFrame(rows)
+    df.attrs.update(classes=names, ignored=len(ignored), ignored_examples=ignored[:10], format="folders")
+    return df
+
+
+class FolderDataset(TableDataset):
+    """Class-folder dataset: ``(image, class index)``.
+
+    Args:
+        root: folder with one sub-folder per class.
+        table: optional pre-filtered :func:`scan_folders` table (e.g. one split).
+        classes: explicit class order (default: ``classes.txt`` or sorted).
+        transform, mode, on_bad_file: see :class:`TableDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        table: Any | None = None,
+        *,
+        classes: Sequence[str] | None = None,
+        transform: Callable[..., Any] | None = None,
+        mode: Literal["RGB", "L"] = "RGB",
+        on_bad_file: Literal["error", "skip"] = "error",
+    ) -> None:
+        full = scan_folders(root, classes) if table is None else table
+        names = full.attrs.get("classes") or class_order(root, classes)
+        super().__init__(root, full, task="classification", transform=transform, mode=mode,
+                         class_names=names, on_bad_file=on_bad_file)
