@@ -14,8 +14,10 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     """Module ``name`` of ``model`` (dotted path) or a :class:`ModelError` listing candidates."""
     mods = dict(model.named_modules())
     if name not in mods:
-        cands = [n for n, m in mods.items() if n and isinstance(m, (nn.Sequential, nn.Conv2d, nn.ModuleList)) is False or n]
-        raise ModelError(f"unknown layer '{name}'; some valid names: {', '.join(cands[-12:])}")
+        cands = [n for n, m in mods.items() if n and not isinstance(m, nn.ModuleList)]
+        shown = ", ".join(cands[-15:])
+        more = f" (last 15 of {len(cands)}; all: model.named_modules())" if len(cands) > 15 else ""
+        raise ModelError(f"unknown layer '{name}' in {type(model).__name__}; valid names include: {shown}{more}")
     return mods[name]
 
 
@@ -26,7 +28,8 @@ def find_target_layer(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 96
     A probe forward records when each module *finishes*; a container finishes after its children,
     so for a stage ending in an attention block the stage itself is chosen: its output is the
     attention-refined map (never a conv that skips the attention). Modules whose output is 1×1
-    (global pooling) are ignored. A model may declare ``cam_target_layer`` (a module name) to
+    (global pooling) are ignored, and so is a module whose output is the model's own output (a
+    segmentation head). A model may declare ``cam_target_layer`` (a module name) to
     override this.
     """
     override = getattr(model, "cam_target_layer", None)
@@ -36,9 +39,12 @@ def find_target_layer(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 96
     order: list[tuple[str, nn.Module]] = []
     hooks = []
 
+    outs: list[torch.Tensor] = []
+
     def hook(mod: nn.Module, _inp: object, out: object) -> None:
         if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] > 1 and out.shape[-2] > 1:
             order.append((names[mod], mod))
+            outs.append(out)
 
     for m in model.modules():
         if m is not model:
@@ -47,11 +53,13 @@ def find_target_layer(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 96
     model.eval()
     try:
         p = next(model.parameters())
-        model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
+        final = model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    if not order:
+    # a segmentation head's output *is* the model output: explain the features that feed it
+    keep = [o for o, t in zip(order, outs, strict=True) if t is not final]
+    if not keep:
         raise ModelError(f"{type(model).__name__} has no spatial feature map to explain")
-    return order[-1]
+    return keep[-1]
