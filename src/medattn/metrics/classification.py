@@ -26,10 +26,15 @@ def _safe_div(a: float, b: float) -> float:
 
 
 def binary_confusion(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """2×2 confusion matrix ``[[tn, fp], [fn, tp]]`` at ``prob >= threshold``."""
-    t = torch.as_tensor(np.asarray(prob, dtype=np.float64))
+    """2×2 confusion matrix ``[[tn, fp], [fn, tp]]`` at ``prob >= threshold``.
+
+    The comparison is ``>=`` (like ``sklearn.metrics.roc_curve`` thresholds, which are score
+    values): an item scoring exactly the threshold is positive.
+    """
+    hard = (np.asarray(prob, dtype=np.float64) >= float(threshold)).astype(np.int64)
+    t = torch.as_tensor(hard)
     y = torch.as_tensor(np.asarray(y_true, dtype=np.int64))
-    return binary_confusion_matrix(t, y, threshold=float(threshold)).numpy()
+    return binary_confusion_matrix(t, y).numpy()
 
 
 def binary_metrics(
@@ -37,7 +42,9 @@ def binary_metrics(
 ) -> dict[str, float]:
     """Accuracy, balanced accuracy, precision, recall (sensitivity), specificity, F1, AUROC, AUPRC.
 
-    AUROC/AUPRC are ``nan`` when only one class is present (undefined, not 0.5).
+    AUROC is ``nan`` when only one class is present (undefined, not 0.5); AUPRC is 1.0 when
+    every item is positive and ``nan`` when none is (recall undefined). Balanced accuracy is the
+    mean recall over the classes present in ``y_true`` (scikit-learn's definition).
     """
     y = np.asarray(y_true).astype(np.int64).reshape(-1)
     p = np.asarray(prob, dtype=np.float64).reshape(-1)
@@ -47,15 +54,19 @@ def binary_metrics(
     recall = _safe_div(tp, tp + fn)
     spec = _safe_div(tn, tn + fp)
     precision = _safe_div(tp, tp + fp)
-    both = 0 < y.sum() < len(y)
+    n_pos = int(y.sum())
+    both = 0 < n_pos < len(y)
+    present = [r for r, n in ((recall, n_pos), (spec, len(y) - n_pos)) if n > 0]
     pt, yt = torch.as_tensor(p), torch.as_tensor(y)
+    auprc = float(binary_average_precision(pt, yt)) if both else (
+        1.0 if len(y) and n_pos == len(y) else float("nan"))
     return {
         "accuracy": _safe_div(tp + tn, len(y)),
-        "balanced_accuracy": (recall + spec) / 2 if both else float("nan"),
+        "balanced_accuracy": float(np.mean(present)) if present else float("nan"),
         "precision": precision,
         "recall": recall,
         "specificity": spec,
         "f1": _safe_div(2 * tp, 2 * tp + fp + fn),
         "auroc": float(binary_auroc(pt, yt)) if both else float("nan"),
-        "auprc": float(binary_average_precision(pt, yt)) if both else float("nan"),
+        "auprc": auprc,
     }
