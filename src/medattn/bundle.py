@@ -27,7 +27,7 @@ from medattn.io import atomic_dir, atomic_path, to_jsonable
 __all__ = [
     "save_bundle", "load_bundle", "read_bundle_files", "Predictor", "BUNDLE_FORMAT", "TASKS",
     "IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "UnsupportedImageError",
-    "sniff_format", "read_image", "read_dicom",
+    "sniff_format", "read_image", "read_dicom", "main_output",
 ]
 
 BUNDLE_FORMAT = 1
@@ -198,9 +198,9 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def _as_bytes(source: bytes | str | Path, max_bytes: int | None) -> tuple[bytes, str]:
+def _as_bytes(source: bytes | str | Path, max_bytes: int | None, label: str | None = None) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data, name = bytes(source), "upload"
+        data, name = bytes(source), label or "upload"
     else:
         p = Path(source)
         if not p.is_file():
@@ -224,11 +224,17 @@ def _check_pixels(w: int, h: int, frames: int, max_pixels: int, name: str) -> No
 
 
 def read_image(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_bytes: int | None = None) -> Any:
+               max_bytes: int | None = None, name: str | None = None) -> Any:
     """Decode PNG/JPEG/BMP/TIFF/DICOM bytes or a file into a PIL image, safely.
 
     The format comes from the content; the pixel count is read from the header and checked
     against ``max_pixels`` *before* the pixels are decoded; truncated files are refused.
+
+    Args:
+        source: raw bytes or a file path.
+        max_pixels: largest width × height (× frames) accepted.
+        max_bytes: largest input size accepted.
+        name: how error messages call the input (default: its path, or "upload").
 
     Raises:
         UnsupportedImageError: not an accepted format. ImageTooLargeError: over a limit.
@@ -238,7 +244,7 @@ def read_image(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXE
 
     from PIL import Image
 
-    data, name = _as_bytes(source, max_bytes)
+    data, name = _as_bytes(source, max_bytes, name)
     fmt = sniff_format(data[:132])
     if fmt is None:
         raise UnsupportedImageError(f"{name} is not an image medattn accepts ({', '.join(IMAGE_FORMATS)})")
@@ -250,8 +256,9 @@ def read_image(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXE
             im = Image.open(io.BytesIO(data), formats=[fmt.upper()])
             _check_pixels(im.size[0], im.size[1], 1, max_pixels, name)
             im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"{name} is a decompression bomb ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"{name} declares more pixels than Pillow's decompression-bomb limit "
+                                 f"(and than medattn's limit of {max_pixels:,}); refused unread") from None
     except MedattnError:
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt data
@@ -270,8 +277,7 @@ def read_dicom(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXE
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
-    data, label = _as_bytes(source, None)
-    label = name or label
+    data, label = _as_bytes(source, None, name)
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -323,7 +329,7 @@ def _stretch(a: np.ndarray, lo: float | None = None, hi: float | None = None) ->
     return np.clip((a - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
 
 
-def _main_output(out: Any) -> torch.Tensor:
+def main_output(out: Any) -> torch.Tensor:
     """The logits of a model whose forward returns a tensor, a dict (AG-CNN) or a tuple."""
     if isinstance(out, torch.Tensor):
         return out
@@ -410,7 +416,7 @@ class Predictor:
     @torch.no_grad()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
         """Probabilities for preprocessed input: ``B`` (binary), ``B×K``, or ``B×K×H×W`` (segmentation)."""
-        logits = _main_output(self.model(x.to(self.device))).float()
+        logits = main_output(self.model(x.to(self.device))).float()
         if self.task == "multiclass" or (self.task == "segmentation" and logits.shape[1] > 1):
             return torch.softmax(logits, 1).cpu().numpy()
         probs = torch.sigmoid(logits).cpu().numpy()
