@@ -1,11 +1,134 @@
-"""CLI verbs of the data area (registered on the main Typer app)."""
+"""CLI verbs of the data area (registered on the main Typer app): ``split``, ``audit``, ``scan``."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 __all__ = ["register"]
 
+_MAX_LINES = 40
+
+
+def _ratios(text: str) -> tuple[float, float, float]:
+    from medattn.errors import ConfigError
+
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise ConfigError(f"--ratios must be three comma-separated numbers train,valid,test (e.g. 0.7,0.15,0.15); got '{text}'")
+    return parts  # type: ignore[return-value]
+
+
+def _table(title: str, df: object) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column(df.index.name or "")  # type: ignore[attr-defined]
+    for c in df.columns:  # type: ignore[attr-defined]
+        t.add_column(str(c), justify="right")
+    for idx, row in df.iterrows():  # type: ignore[attr-defined]
+        t.add_row(str(idx), *[str(v) for v in row.tolist()])
+    Console().print(t)
+
+
+def split(
+    data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest).")],
+    out: Annotated[Path, typer.Option(help="Output split.csv.")] = Path("split.csv"),
+    fmt: Annotated[str | None, typer.Option("--format", help="pcam, folders, csv, cxr14, idc, seg_pairs, monuseg (default: detect).")] = None,
+    ratios: Annotated[str, typer.Option(help="train,valid,test fractions.")] = "0.7,0.15,0.15",
+    seed: Annotated[int, typer.Option(help="Shuffling seed.")] = 0,
+    folds: Annotated[int | None, typer.Option(help="k-fold: hold out test, add a 'fold' column 0..k-1 to the rest.")] = None,
+    official: Annotated[bool, typer.Option(help="Keep official splits (PCam, CXR14 lists) when present.")] = True,
+) -> None:
+    """Stratified group split (by patient when the format knows it) written as split.csv."""
+    from medattn.data.formats import scan
+    from medattn.data.splits import make_split, split_summary, write_split_csv
+
+    table = scan(data, fmt)
+    s = make_split(table, ratios=_ratios(ratios), seed=seed, folds=folds, respect_official=official)
+    write_split_csv(s, out)
+    _table(f"split of {data} ({table.attrs.get('format')})", split_summary(s))
+    typer.echo(f"wrote {out} ({len(s)} items)")
+
+
+def audit(
+    data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest).")],
+    split_csv: Annotated[Path | None, typer.Option("--split", help="split.csv to audit (default: the official split, if any).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="Data format (default: detect).")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write audit.json.")] = Path("audit.json"),
+    strict: Annotated[bool, typer.Option(help="Exit with code 1 on any leakage (patients or images shared across splits).")] = False,
+    workers: Annotated[int, typer.Option(help="Reader threads.")] = 2,
+) -> None:
+    """Leakage and quality audit: patients in several splits, exact and near-duplicate images
+    across splits (perceptual hash, robust to JPEG re-encoding and resizing), duplicates within a
+    split, class balance, unreadable/truncated/zero-byte files. Writes audit.json."""
+    import pandas as pd
+
+    from medattn.data.audit import audit as run_audit
+    from medattn.data.formats import scan
+    from medattn.data.splits import read_split_csv
+    from medattn.io import atomic_write_json
+
+    if split_csv is not None:
+        table = read_split_csv(split_csv)
+    else:
+        table = scan(data, fmt)
+    rep = run_audit(data, table, workers=workers)
+    atomic_write_json(out, rep)
+    rows = {s: {"items": v["items"], "groups": v["groups"],
+                **{f"label={k}": n for k, n in list(v["classes"].items())[:8]}} for s, v in rep["splits"].items()}
+    _table(f"audit of {data}", pd.DataFrame.from_dict(rows, orient="index").fillna(0).rename_axis("split"))
+    lines = [f"group '{o['group']}' in {', '.join(o['splits'])} ({o['items']} items)" for o in rep["group_overlap"]]
+    lines += [f"identical: {' = '.join(f'{f} [{s}]' for f, s in zip(e['files'], e['splits'], strict=True))}"
+              for e in rep["exact_duplicates"] if e["cross_split"]]
+    lines += [f"near-identical: {e['file_a']} [{e['split_a']}] ~ {e['file_b']} [{e['split_b']}] "
+              f"(hamming {e['hamming']}, r={e['correlation']:.3f})" for e in rep["near_duplicates"] if e["cross_split"]]
+    for line in lines[:_MAX_LINES]:
+        typer.echo(f"LEAK {line}")
+    if len(lines) > _MAX_LINES:
+        typer.echo(f"... {len(lines) - _MAX_LINES} more in {out}")
+    for b in rep["bad_files"][:_MAX_LINES]:
+        typer.echo(f"BAD {b['file']}: {b['problem']}")
+    lk = rep["leakage"]
+    typer.echo(f"leakage: {lk['group_overlap']} shared groups, {lk['exact_cross_split']} identical and "
+               f"{lk['near_cross_split']} near-identical images across splits; {rep['within_split_duplicates']} "
+               f"duplicates within splits; {len(rep['bad_files'])} bad files; "
+               f"{len(rep['similar_across_splits'])} similar (not leakage). Wrote {out}")
+    if not rep["has_splits"]:
+        typer.echo("note: no split given or found; only duplicates and bad files were checked (use --split)")
+    typer.echo("PASSED" if rep["passed"] else "LEAKAGE FOUND")
+    if strict and not rep["passed"]:
+        raise SystemExit(1)
+
+
+def scan_cmd(
+    data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest).")],
+    fmt: Annotated[str | None, typer.Option("--format", help="Data format (default: detect).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the item table as CSV.")] = None,
+) -> None:
+    """Detect the format, list the items and print counts per class and split."""
+    from medattn.data.formats import scan
+    from medattn.io import atomic_write_text
+
+    t = scan(data, fmt)
+    extra = {k: v for k, v in t.attrs.items() if k in ("ignored", "absent", "unlisted", "unmatched_images",
+                                                          "unmatched_masks", "unmatched_xml")}
+    typer.echo(f"format: {t.attrs.get('format')}; {len(t)} items; {t['group'].nunique()} groups; {extra}")
+    if t.attrs.get("classes"):
+        typer.echo(f"classes (in order): {', '.join(map(str, t.attrs['classes']))}")
+    if out is not None:
+        atomic_write_text(out, t.to_csv(index=False))
+        typer.echo(f"wrote {out}")
+
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.command("split")(split)
+    app.command("audit")(audit)
+    app.command("scan")(scan_cmd)
