@@ -1,11 +1,85 @@
-"""CLI verbs of the engine area (registered on the main Typer app)."""
+"""CLI verbs of the engine area: ``train``, ``search``, ``evaluate``, ``recipes``."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 __all__ = ["register"]
 
+_SET_HELP = "Override a recipe field, e.g. --set optimizer.lr=1e-3 (repeatable)."
+
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+
+    @app.command()
+    def train(
+        recipe: Annotated[str, typer.Argument(help="Recipe name (see `medattn recipes`) or YAML path.")] = "",
+        data: Annotated[Path | None, typer.Option(help="Data folder (or CSV manifest); default: the recipe's data.root.")] = None,
+        out: Annotated[Path | None, typer.Option(help="Run directory, e.g. runs/NAME.")] = None,
+        smoke: Annotated[bool, typer.Option(help="Shrink the recipe to seconds; synthetic data when --data is omitted.")] = False,
+        set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+        resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this directory.")] = None,
+    ) -> None:
+        """Train a recipe into a run directory (metrics with CIs, bundle, report.html)."""
+        from medattn.engine.runner import is_rank_zero, train_run
+        from medattn.errors import ConfigError
+
+        if resume is None and not recipe:
+            raise ConfigError("give a RECIPE (name or YAML path), or --resume RUN")
+        if resume is None and out is None:
+            out = Path("runs") / Path(recipe).stem
+        summary = train_run(recipe, out=resume or out, data=data, smoke=smoke, overrides=set_,
+                            resume=resume is not None)
+        if is_rank_zero() and "metrics" in summary:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in list(summary["metrics"].items())[:6] if v == v)
+            typer.echo(f"run {summary['run']}: test {shown} ({summary.get('seconds')} s)")
+
+    @app.command()
+    def search(
+        recipe: Annotated[str, typer.Argument(help="Recipe name or YAML path (its search: section is the space).")],
+        trials: Annotated[int, typer.Option(help="Number of Optuna trials.")] = 10,
+        data: Annotated[Path | None, typer.Option(help="Data folder; default: the recipe's data.root.")] = None,
+        out: Annotated[Path | None, typer.Option(help="Search directory (trials.csv, best_recipe.yaml).")] = None,
+        smoke: Annotated[bool, typer.Option(help="Tiny trials on synthetic data.")] = False,
+        set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+        timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    ) -> None:
+        """Hyperparameter search with Optuna; the objective is a validation metric, never test."""
+        from medattn.engine.search import run_search
+        from medattn.errors import ConfigError
+
+        if trials < 1:
+            raise ConfigError(f"--trials must be >= 1, got {trials}")
+        res = run_search(recipe, trials=trials, out=out or Path("runs") / f"search-{Path(recipe).stem}",
+                         data=data, smoke=smoke, overrides=set_, timeout=timeout)
+        typer.echo(f"best {res['metric']} {res['best_value']:.4f} with {res['best_params']}; "
+                   f"best recipe: {res['best_recipe']}")
+
+    @app.command()
+    def evaluate(
+        run: Annotated[Path, typer.Argument(help="Run directory or bundle folder/zip.")],
+        data: Annotated[Path | None, typer.Option(help="Data folder; default: the data the run trained on.")] = None,
+        split: Annotated[str, typer.Option(help="Split to score: test, valid or train.")] = "test",
+        out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/eval_<split>).")] = None,
+    ) -> None:
+        """Score a run or bundle on a split (thresholds from validation), write metrics.json with CIs."""
+        from medattn.engine.evaluate_cli import evaluate_path
+
+        res = evaluate_path(run, data=data, split=split, out=out)
+        shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(res["metrics"].items())[:6])
+        typer.echo(f"{split}: {shown} → {res['out']}")
+
+    @app.command()
+    def recipes() -> None:
+        """List the shipped recipes."""
+        import yaml
+
+        from medattn.engine.config import RECIPE_DIR
+
+        for p in sorted(RECIPE_DIR.glob("*.yaml")):
+            doc = yaml.safe_load(p.read_text()) or {}
+            typer.echo(f"{p.stem:28s} {doc.get('description', '')}")

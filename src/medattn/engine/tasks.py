@@ -1,4 +1,9 @@
-"""Lightning modules: the training step lives here, the model in :mod:`medattn.models`."""
+"""Lightning modules: the training step lives here, the model in :mod:`medattn.models`.
+
+:class:`ClassificationTask` covers binary (one logit), multiclass (softmax) and multilabel
+(one sigmoid per label) problems; segmentation and AG-CNN live in :mod:`medattn.engine.seg_task`
+and :mod:`medattn.engine.agcnn_task` and share :class:`BaseTask`.
+"""
 
 from __future__ import annotations
 
@@ -7,84 +12,171 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics.functional.classification import binary_auroc
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    multiclass_accuracy,
+    multiclass_auroc,
+    multiclass_f1_score,
+)
 
-__all__ = ["ClassificationTask", "build_optimizer"]
+from medattn.engine.optim import build_optimizer, build_scheduler
 
-
-def build_optimizer(params: Any, name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
-                    momentum: float = 0.9) -> torch.optim.Optimizer:
-    """Adam, AdamW, NAdam or SGD by name."""
-    name = name.lower()
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "nadam":
-        return torch.optim.NAdam(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
-    raise ValueError(f"unknown optimizer '{name}'; use adam, adamw, nadam or sgd")
+__all__ = ["BaseTask", "ClassificationTask", "build_optimizer", "multilabel_mean_auroc"]
 
 
-class ClassificationTask(L.LightningModule):
-    """Binary (one logit) classification with validation AUROC.
+class BaseTask(L.LightningModule):
+    """Optimiser/scheduler plumbing shared by every task.
 
     Args:
-        model: any registry classifier returning ``B×1`` logits.
-        optimizer: optimiser name; ``lr``, ``weight_decay`` its settings.
-        pos_weight: optional positive-class weight for the BCE loss.
+        model: the network (its weights are saved under the ``model.`` prefix).
+        optimizer: ``adam``, ``adamw``, ``nadam`` or ``sgd``; ``lr``, ``weight_decay``, ``momentum``.
+        scheduler: ``none``, ``plateau``, ``step``, ``cosine`` or ``onecycle``.
+        scheduler_kwargs: ``factor``, ``patience``, ``step_size``, ``min_lr``, ``warmup_fraction``.
+        monitor, mode: validation metric watched by the plateau scheduler.
     """
 
-    def __init__(self, model: nn.Module, optimizer: str = "adam", lr: float = 1e-3,
-                 weight_decay: float = 0.0, pos_weight: float | None = None,
-                 scheduler: str | None = "plateau") -> None:
+    def __init__(self, model: nn.Module, *, optimizer: str = "adam", lr: float = 1e-3,
+                 weight_decay: float = 0.0, momentum: float = 0.9, scheduler: str | None = "plateau",
+                 scheduler_kwargs: dict[str, Any] | None = None, monitor: str = "val_auroc",
+                 mode: str = "max") -> None:
         super().__init__()
         self.model = model
         self.optimizer_name = optimizer
         self.lr = lr
         self.weight_decay = weight_decay
-        self.scheduler_name = scheduler
-        pw = torch.tensor([pos_weight]) if pos_weight else None
-        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=pw)
-        self._val_probs: list[torch.Tensor] = []
-        self._val_labels: list[torch.Tensor] = []
+        self.momentum = momentum
+        self.scheduler_name = scheduler or "none"
+        self.scheduler_kwargs = dict(scheduler_kwargs or {"factor": 0.3, "patience": 2})
+        self.monitor = monitor
+        self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser updates (AG-CNN stages freeze some)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        opt = build_optimizer(self.trainable_parameters(), self.optimizer_name, self.lr, self.weight_decay,
+                              self.momentum)
+        total = None
+        if self.scheduler_name == "onecycle" and self._trainer is not None:
+            total = int(self.trainer.estimated_stepping_batches)
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else 1
+        sched = build_scheduler(opt, self.scheduler_name, monitor=self.monitor, mode=self.mode,
+                                max_epochs=max_epochs or 1, total_steps=total, **self.scheduler_kwargs)
+        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
+
+
+def multilabel_mean_auroc(prob: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+    """Mean AUROC over labels that have both classes in ``y`` (and the per-label values, NaN if not)."""
+    per: list[float] = []
+    for k in range(y.shape[1]):
+        yk = y[:, k].long()
+        ok = 0 < int(yk.sum()) < len(yk)
+        per.append(float(binary_auroc(prob[:, k], yk)) if ok else float("nan"))
+    vals = [v for v in per if v == v]
+    return torch.tensor(sum(vals) / len(vals) if vals else 0.5), per
+
+
+class ClassificationTask(BaseTask):
+    """Binary (one logit), multiclass or multilabel classification; logs ``val_auroc``.
+
+    Args:
+        model: a registry classifier returning ``B×1`` (binary) or ``B×K`` logits.
+        optimizer, lr, weight_decay, scheduler: see :class:`BaseTask`.
+        pos_weight: binary: weight of positives in the BCE loss.
+        kind: ``binary``, ``multiclass`` or ``multilabel``.
+        class_weights: multiclass: CE weights; multilabel: per-label BCE ``pos_weight``.
+        label_smoothing: CE label smoothing; for sigmoid outputs targets move towards 0.5.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: str = "adam", lr: float = 1e-3,
+                 weight_decay: float = 0.0, pos_weight: float | None = None,
+                 scheduler: str | None = "plateau", *, kind: str = "binary",
+                 class_weights: list[float] | None = None, label_smoothing: float = 0.0,
+                 **base_kw: Any) -> None:
+        super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+                         **base_kw)
+        if kind not in ("binary", "multiclass", "multilabel"):
+            raise ValueError(f"kind must be binary, multiclass or multilabel, got '{kind}'")
+        self.task_mode = kind
+        self.label_smoothing = float(label_smoothing)
+        if kind == "binary":
+            pw = torch.tensor([float(pos_weight)]) if pos_weight else None
+            self.loss_fn: nn.Module = nn.BCEWithLogitsLoss(pos_weight=pw)
+        elif kind == "multiclass":
+            w = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+            self.loss_fn = nn.CrossEntropyLoss(weight=w, label_smoothing=self.label_smoothing)
+        else:
+            pw = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+            self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=pw)
+        self._val_out: list[torch.Tensor] = []
+        self._val_y: list[torch.Tensor] = []
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Model logits, flattened to ``B`` for binary problems."""
+        out = self.model(x)
+        return out.reshape(-1) if self.task_mode == "binary" else out
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.task_mode == "multiclass":
+            return self.loss_fn(logits, y.long())
+        t = y.float()
+        if self.label_smoothing:
+            t = t * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return self.loss_fn(logits, t)
+
     def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, y = batch[0], batch[1].float()
-        logits = self.model(x).reshape(-1)
-        return self.loss_fn(logits, y), logits, y
+        x, y = batch[0], batch[1]
+        logits = self.logits(x)
+        return self._loss(logits, y), logits, y
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float(), 1) if self.task_mode == "multiclass" else torch.sigmoid(logits.float())
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, logits, y = self._step(batch)
-        acc = ((logits > 0).float() == y).float().mean()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
+        n = len(y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        if self.task_mode == "multiclass":
+            acc = (logits.argmax(1) == y.long()).float().mean()
+        else:
+            acc = ((logits > 0).float() == y.float()).float().mean()
+        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self._val_probs.append(torch.sigmoid(logits).detach().cpu())
-        self._val_labels.append(y.detach().cpu())
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self._val_out.append(self._probs(logits).detach())
+        self._val_y.append(y.detach())
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_probs:
+        if not self._val_out:
             return
-        p = torch.cat(self._val_probs)
-        y = torch.cat(self._val_labels).long()
-        self._val_probs.clear()
-        self._val_labels.clear()
-        auroc = binary_auroc(p, y) if 0 < int(y.sum()) < len(y) else torch.tensor(0.5)
-        self.log("val_auroc", auroc, prog_bar=True)
-        self.log("val_acc", ((p >= 0.5).long() == y).float().mean())
-
-    def configure_optimizers(self) -> Any:
-        opt = build_optimizer(self.parameters(), self.optimizer_name, self.lr, self.weight_decay)
-        if self.scheduler_name == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.3, patience=2)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_auroc"}}
-        return opt
+        p = torch.cat(self._val_out)
+        y = torch.cat(self._val_y)
+        self._val_out.clear()
+        self._val_y.clear()
+        if self.trainer.world_size > 1:  # every rank scores the whole validation set
+            p = self.all_gather(p).reshape(-1, *p.shape[1:])
+            y = self.all_gather(y).reshape(-1, *y.shape[1:])
+        p, y = p.cpu(), y.cpu()
+        if self.task_mode == "binary":
+            yl = y.long()
+            auroc = binary_auroc(p, yl) if 0 < int(yl.sum()) < len(yl) else torch.tensor(0.5)
+            self.log("val_auroc", auroc, prog_bar=True)
+            self.log("val_acc", ((p >= 0.5).long() == yl).float().mean())
+        elif self.task_mode == "multiclass":
+            k = p.shape[1]
+            yl = y.long()
+            self.log("val_auroc", multiclass_auroc(p, yl, num_classes=k, average="macro"), prog_bar=True)
+            self.log("val_acc", multiclass_accuracy(p, yl, num_classes=k, average="micro"))
+            self.log("val_bal_acc", multiclass_accuracy(p, yl, num_classes=k, average="macro"))
+            self.log("val_f1", multiclass_f1_score(p, yl, num_classes=k, average="macro"))
+        else:
+            mean, _ = multilabel_mean_auroc(p, y)
+            self.log("val_auroc", mean, prog_bar=True)
+            self.log("val_acc", ((p >= 0.5).float() == y.float()).float().mean())

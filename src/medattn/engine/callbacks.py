@@ -1,0 +1,124 @@
+"""Lightning plumbing of a run: atomic checkpoints, RNG state in checkpoints, sharding record,
+and the segmentation progress GIF."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from medattn.io import atomic_path, atomic_write_json, ensure_dir
+
+__all__ = ["AtomicCheckpointIO", "RNGStateCallback", "SeenItemsCallback", "SegProgressGIF"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename: a run killed
+    at any moment leaves either the previous checkpoint or the new one, never a torn file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+class RNGStateCallback(L.Callback):
+    """Store the torch/numpy/python RNG states in every checkpoint and restore them on resume,
+    so dropout and augmentation continue exactly as in an uninterrupted run."""
+
+    def state_dict(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        py = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": [str(np_state[0]), np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "python": [py[0], list(py[1]), py[2]],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        n = state_dict["numpy"]
+        np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+        p = state_dict["python"]
+        random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+class SeenItemsCallback(L.Callback):
+    """Write ``<dir>/rank<R>.json``: the dataset indices this rank trained on, per epoch."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.seen: dict[str, list[int]] = {}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dl = trainer.train_dataloader
+        sampler = getattr(dl, "sampler", None)
+        if sampler is None:
+            return
+        idx = [int(i) for i in iter(sampler)]
+        limit = trainer.num_training_batches
+        if isinstance(limit, int) and dl.batch_size:
+            idx = idx[: limit * dl.batch_size]
+        self.seen[str(trainer.current_epoch)] = idx
+        atomic_write_json(self.out_dir / f"rank{trainer.global_rank}.json",
+                          {"rank": trainer.global_rank, "world_size": trainer.world_size, "epochs": self.seen})
+
+
+class SegProgressGIF(L.Callback):
+    """Predict one fixed validation image after every ``every`` epochs; keep each frame as a PNG
+    (image | ground truth | prediction) and rebuild ``progress.gif`` from all frames."""
+
+    def __init__(self, image: torch.Tensor, mask: torch.Tensor, out_dir: str | Path,
+                 mean: tuple[float, ...], std: tuple[float, ...], every: int = 1) -> None:
+        self.image = image
+        self.mask = mask
+        self.out_dir = Path(out_dir)
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.every = max(1, every)
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.current_epoch % self.every:
+            return
+        from PIL import Image
+
+        from medattn.engine.seg_task import foreground_prob
+
+        was = pl_module.training
+        pl_module.eval()
+        logits = pl_module(self.image[None].to(pl_module.device))
+        pl_module.train(was)
+        prob = foreground_prob(logits)[0].float().cpu().numpy()
+        rgb = (self.image[:3] * self.std[: self.image.shape[0]] + self.mean[: self.image.shape[0]]).clamp(0, 1)
+        rgb = (rgb.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        if rgb.shape[2] == 1:
+            rgb = np.repeat(rgb, 3, 2)
+        gt = np.repeat(((self.mask.numpy() > 0) * 255).astype(np.uint8)[..., None], 3, 2)
+        pr = np.repeat((prob * 255).astype(np.uint8)[..., None], 3, 2)
+        frame = np.concatenate([rgb, gt, pr], axis=1)
+        frames_dir = ensure_dir(self.out_dir / "progress_frames")
+        with atomic_path(frames_dir / f"epoch_{trainer.current_epoch:04d}.png") as tmp:
+            Image.fromarray(frame).save(tmp, format="PNG")
+        self.write_gif()
+
+    def write_gif(self) -> Path | None:
+        """Assemble ``progress.gif`` from every saved frame (also the frames of before a resume)."""
+        from PIL import Image
+
+        files = sorted((self.out_dir / "progress_frames").glob("epoch_*.png"))
+        if not files:
+            return None
+        frames = [Image.open(f).convert("RGB") for f in files]
+        target = self.out_dir / "progress.gif"
+        with atomic_path(target) as tmp:
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=500, loop=0)
+        return target

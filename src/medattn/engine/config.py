@@ -1,0 +1,314 @@
+"""Recipe schema (pydantic v2): one YAML file describes a whole training run.
+
+Every section forbids unknown keys, so a typo is an error that names the field instead of a
+silently ignored setting. ``--set a.b=c`` overrides are applied to the raw mapping before
+validation, so they are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from medattn.errors import ConfigError
+
+__all__ = [
+    "Recipe", "DataConfig", "SplitConfig", "ModelConfig", "TaskConfig", "OptimizerConfig",
+    "SchedulerConfig", "LossConfig", "TrainerConfig", "EvaluationConfig", "SearchConfig",
+    "SearchParam", "load_recipe", "recipe_from_dict", "apply_overrides", "parse_overrides",
+    "recipe_to_yaml", "find_recipe", "RECIPE_DIR", "DATA_FORMATS", "TASK_TYPES",
+]
+
+RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes"
+DATA_FORMATS = ("pcam", "folders", "csv", "cxr14", "idc", "seg_pairs", "monuseg")
+TASK_TYPES = ("binary", "multiclass", "multilabel", "segmentation", "agcnn")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Strict):
+    """How items are split when the format has no official split (always by ``group``)."""
+
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    seed: int = 0
+    use_official: bool = True
+    """Use the format's own split files (PCam files, CXR14 ``test_list.txt``) when they exist."""
+
+
+class DataConfig(_Strict):
+    """Where the data is and how it is read and augmented."""
+
+    format: Literal["pcam", "folders", "csv", "cxr14", "idc", "seg_pairs", "monuseg"]
+    root: str | None = None
+    """Data folder; ``--data PATH`` overrides it. Required unless ``--smoke`` generates data."""
+    image_size: int = Field(96, ge=16, le=2048)
+    in_chans: int = Field(3, ge=1, le=4)
+    augment: Literal["histo", "cytology", "cxr", "none"] = "histo"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    class_names: list[str] | None = None
+    """Class names in output order; ``None`` takes them from the data (sorted folders, CSV columns)."""
+    num_workers: int = Field(0, ge=0, le=64)
+    split: SplitConfig = SplitConfig()
+    options: dict[str, Any] = {}
+    """Extra keyword arguments of the format's scanner (file names, column names, …)."""
+    max_items: int | None = Field(None, ge=1)
+    """Use at most this many items per split (quick experiments); ``None`` = all."""
+
+
+class ModelConfig(_Strict):
+    """A registry model (``medattn.models.create_model(name, num_classes=…, **args)``)."""
+
+    name: str
+    args: dict[str, Any] = {}
+    pretrained: str | None = None
+
+
+class TaskConfig(_Strict):
+    """What is learnt. ``agcnn`` trains the three AG-CNN stages."""
+
+    type: Literal["binary", "multiclass", "multilabel", "segmentation", "agcnn"]
+    stage: Literal["global", "local", "fusion", "all"] = "all"
+    """AG-CNN only: one stage, or all three in sequence (best validation weights kept per stage)."""
+    seg_target: Literal["binary", "three_class"] = "binary"
+    """Segmentation: foreground mask, or background/interior/boundary (3-class head)."""
+    gif_every: int = Field(1, ge=0)
+    """Segmentation: predict a fixed validation image every N epochs into ``progress.gif`` (0 = off)."""
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adam", "adamw", "nadam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+
+
+class SchedulerConfig(_Strict):
+    name: Literal["none", "plateau", "step", "cosine", "onecycle"] = "plateau"
+    factor: float = Field(0.3, gt=0.0, lt=1.0)
+    """plateau: LR multiplier; step: gamma."""
+    patience: int = Field(3, ge=0)
+    step_size: int = Field(10, ge=1)
+    min_lr: float = Field(0.0, ge=0.0)
+    warmup_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    """onecycle: fraction of steps spent warming up."""
+
+
+class LossConfig(_Strict):
+    class_weights: Literal["balanced"] | list[float] | None = None
+    """Multiclass/multilabel weights: ``balanced`` (inverse frequency on train) or a list."""
+    pos_weight: float | Literal["balanced"] | None = None
+    """Binary: weight of the positive class (``balanced`` = negatives/positives on train)."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    dice_weight: float = Field(1.0, ge=0.0)
+    """Segmentation: loss = CE/BCE + dice_weight × Dice loss."""
+
+
+class EarlyStoppingConfig(_Strict):
+    enabled: bool = True
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class TrainerConfig(_Strict):
+    """Passed to ``lightning.Trainer`` (devices, nodes and strategy go straight through)."""
+
+    max_epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    monitor: str | None = None
+    """Validation metric that picks the best checkpoint; default per task (``val_auroc``, ``val_dice``)."""
+    mode: Literal["max", "min"] = "max"
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    seed: int = 0
+    deterministic: bool = False
+    precision: Literal["32", "32-true", "16-mixed", "bf16-mixed", "auto"] = "auto"
+    """``auto`` = 16-mixed on CUDA, 32 on CPU (bf16 is slower on these CPUs)."""
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | str = 1
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    accumulate_grad_batches: int = Field(1, ge=1)
+    gradient_clip_val: float | None = None
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    progress: bool = True
+    record_seen: bool = False
+    """Write ``seen/rank<R>.json`` with the item indices each rank trained on (sharding check)."""
+
+
+class EvaluationConfig(_Strict):
+    n_boot: int = Field(1000, ge=0)
+    threshold: Literal["youden", "fixed"] = "youden"
+    """Binary/multilabel decision threshold: Youden's J on the validation split, or a fixed 0.5."""
+    ci_alpha: float = Field(0.05, gt=0.0, lt=0.5)
+
+
+class SearchParam(_Strict):
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+
+class SearchConfig(_Strict):
+    """Optuna search space (dotted recipe paths); the objective is the validation monitor only."""
+
+    max_epochs: int = Field(5, ge=1)
+    space: dict[str, SearchParam] = {}
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: bool = True
+
+
+class Recipe(_Strict):
+    """A complete, validated training recipe."""
+
+    name: str
+    description: str = ""
+    task: TaskConfig
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    loss: LossConfig = LossConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    search: SearchConfig = SearchConfig()
+    smoke: dict[str, Any] = {}
+    """Extra ``a.b: value`` overrides applied by ``--smoke`` on top of the generic shrinking."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ "):
+            raise ValueError("must be a non-empty name without slashes or spaces")
+        return v
+
+    def default_monitor(self) -> str:
+        """The validation metric that selects checkpoints."""
+        if self.trainer.monitor:
+            return self.trainer.monitor
+        return "val_dice" if self.task.type == "segmentation" else "val_auroc"
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or "'" in p))]
+    return ".".join(parts) or "<root>"
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    """Validate a mapping; the first problem becomes a one-line :class:`ConfigError`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _fmt_loc(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see recipes/README or docs)"
+        given = err.get("input")
+        shown = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
+        more = f"; {len(exc.errors()) - 1} more problem(s)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{source}: field '{field}': {msg}{shown}{more}") from None
+    check_model_matches_task(recipe, source)
+    return recipe
+
+
+def check_model_matches_task(recipe: Recipe, source: str = "recipe") -> None:
+    """Refuse e.g. a segmentation U-Net in a classification recipe."""
+    from medattn.errors import ModelError
+    from medattn.models import model_task
+
+    try:
+        kind = model_task(recipe.model.name)
+    except ModelError as exc:
+        raise ConfigError(f"{source}: field 'model.name': {exc}") from None
+    want = {"segmentation": "segmentation", "agcnn": "agcnn"}.get(recipe.task.type, "classification")
+    if kind != want:
+        raise ConfigError(
+            f"{source}: field 'model.name': '{recipe.model.name}' is a {kind} model but task.type is "
+            f"'{recipe.task.type}'; choose a {want} model"
+        )
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["optimizer.lr=1e-3", "trainer.devices=2"]`` → ``{dotted: value}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set '{item}': expected KEY=VALUE, e.g. optimizer.lr=1e-3")
+        try:
+            out[key] = yaml.safe_load(val) if val.strip() else None
+        except yaml.YAMLError:
+            out[key] = val
+        if isinstance(out[key], str) and _looks_float(out[key]):
+            out[key] = float(out[key])
+    return out
+
+
+def _looks_float(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a deep copy of ``raw`` with dotted keys set (missing sections are created)."""
+    out = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file path, or the name of a recipe shipped in ``recipes/``."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for cand in (RECIPE_DIR / f"{name_or_path}.yaml", RECIPE_DIR / str(name_or_path)):
+        if cand.is_file():
+            return cand
+    shipped = sorted(q.stem for q in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
+    raise ConfigError(f"recipe '{name_or_path}' not found; pass a YAML file or one of: {', '.join(shipped)}")
+
+
+def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe (a shipped name or a YAML path)."""
+    path = find_recipe(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"recipe '{path}'{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    raw = apply_overrides(raw or {}, overrides or {})
+    return recipe_from_dict(raw, source=f"recipe '{path.name}'")
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The resolved recipe as YAML (every default written out)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,192 @@
+"""Datasets and loaders from a recipe's ``data`` section.
+
+The format adapters of :mod:`medattn.data.formats` do the reading; this module picks the split
+(official when the format has one, otherwise by patient/group so no patient crosses splits),
+chooses the transforms, and builds DataLoaders whose shuffling depends only on (seed, epoch) so a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from medattn.engine.config import Recipe
+from medattn.errors import ConfigError, DataError
+
+__all__ = ["RunData", "build_data", "EpochShuffleSampler", "make_train_loader",
+           "make_eval_loader", "SegEvalTransform", "transforms_for"]
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class RunData:
+    """The three splits of a run plus what evaluation and bundles need."""
+
+    train: Dataset
+    valid: Dataset
+    test: Dataset
+    class_names: list[str]
+    table: Any
+    """``split.csv`` rows: file, split, group, label."""
+    fmt: str
+    root: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation drawn from ``seed + epoch``: identical after a resume (Lightning calls
+    ``set_epoch`` on samplers that have it)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def make_train_loader(ds: Dataset, batch_size: int, num_workers: int, seed: int, distributed: bool,
+                      drop_last: bool = False) -> DataLoader:
+    """Shuffling loader: seeded per-epoch sampler, or ``shuffle=True`` so Lightning swaps in a
+    ``DistributedSampler`` (also seeded per epoch) under DDP.
+
+    Worker seeds come from the global torch RNG, which checkpoints carry, so augmentation after a
+    resume continues exactly as without the interruption.
+    """
+    common = {"batch_size": batch_size, "num_workers": num_workers, "persistent_workers": num_workers > 0,
+              "drop_last": drop_last}
+    if distributed:
+        return DataLoader(ds, shuffle=True, **common)
+    return DataLoader(ds, sampler=EpochShuffleSampler(len(ds), seed), **common)  # type: ignore[arg-type]
+
+
+def make_eval_loader(ds: Dataset, batch_size: int, num_workers: int) -> DataLoader:
+    """Sequential loader for validation/test."""
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)
+
+
+class SegEvalTransform:
+    """Evaluation transform of image/mask pairs: full image, zero-padded on the bottom/right to a
+    multiple of ``multiple`` (U-Nets need it), image normalised; padded mask pixels are ``-1``
+    (ignored by evaluation, background for the loss)."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], multiple: int = 32,
+                 max_size: int | None = None) -> None:
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.multiple = multiple
+        self.max_size = max_size
+
+    def __call__(self, img: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.max_size is not None:  # centre crop very large images (smoke mode, quick runs)
+            h, w = img.shape[-2:]
+            t, left = max(0, (h - self.max_size) // 2), max(0, (w - self.max_size) // 2)
+            img = img[..., t:t + self.max_size, left:left + self.max_size]
+            mask = mask[..., t:t + self.max_size, left:left + self.max_size]
+        x = (img.float() / 255.0 - self.mean[: img.shape[0]]) / self.std[: img.shape[0]]
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph or pw:
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph))
+            mask = torch.nn.functional.pad(mask.long(), (0, pw, 0, ph), value=-1)
+        return x, mask.long()
+
+
+def transforms_for(recipe: Recipe, train: bool) -> Any:
+    """The train/eval transform of a recipe (paired image/mask for segmentation)."""
+    from torchvision.transforms import v2
+
+    from medattn.data.transforms import PairedTransform, RandomRot90, build_transforms
+
+    d = recipe.data
+    if recipe.task.type != "segmentation":
+        return build_transforms(d.augment, train=train, size=d.image_size, mean=d.mean, std=d.std)
+    if not train:
+        return SegEvalTransform(d.mean, d.std, max_size=d.options.get("eval_max_size"))
+    ops: list[Any] = [v2.RandomCrop(d.image_size, pad_if_needed=True)]
+    if d.augment != "none":
+        ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90(),
+                v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.03)]
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(d.mean), list(d.std))]
+    return PairedTransform(v2.Compose(ops))
+
+
+def _subset(df: Any, n: int | None, seed: int) -> Any:
+    if n is None:
+        return df
+    parts = [g.sample(min(n, len(g)), random_state=seed) if len(g) > n else g for _, g in df.groupby("split")]
+    import pandas as pd
+
+    out = pd.concat(parts).sort_index() if parts else df
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None = None) -> RunData:
+    """Scan ``root``, split it (or reuse ``split_table``, e.g. a run's ``split.csv``), open datasets.
+
+    Raises:
+        ConfigError: no data path; DataError: the adapters' own errors (missing files, …).
+    """
+    from medattn.data.formats.registry import open_dataset, scan
+
+    d = recipe.data
+    r = root if root is not None else d.root
+    if r is None:
+        raise ConfigError("field 'data.root': no data path; pass --data PATH (or --smoke for synthetic data)")
+    r = Path(r).expanduser()
+    if not r.exists():
+        raise DataError(f"field 'data.root': data path '{r}' does not exist; pass --data PATH")
+    fmt = d.format
+    scan_kw = {k: v for k, v in d.options.items() if k not in ("eval_max_size", "binary", "mode")}
+    if fmt in ("folders", "csv") and d.class_names:
+        scan_kw.setdefault("classes", d.class_names)
+    table = scan(r, fmt, **scan_kw)
+    if split_table is None:
+        from medattn.data.splits import make_split
+
+        sp = d.split
+        ratios = (1.0 - sp.val_fraction - sp.test_fraction, sp.val_fraction, sp.test_fraction)
+        if ratios[0] <= 0:
+            raise ConfigError("fields 'data.split.val_fraction' + 'data.split.test_fraction' must be < 1")
+        split_table = _subset(make_split(table, ratios=ratios, seed=sp.seed, respect_official=sp.use_official),
+                              d.max_items, sp.seed)
+    st = split_table
+    for s in SPLITS:
+        if not (st["split"] == s).any():
+            raise DataError(f"data under '{r}' has no '{s}' items after splitting; add data or change data.split")
+    names = list(d.class_names or table.attrs.get("classes") or [])
+    if fmt == "pcam" and not names:
+        names = ["normal", "tumour"]
+    if recipe.task.type == "segmentation":
+        names = names or (["background", "interior", "boundary"] if recipe.task.seg_target == "three_class"
+                          else ["background", "foreground"])
+    ds_kw: dict[str, Any] = {}
+    if fmt == "folders" and d.class_names:
+        ds_kw["classes"] = d.class_names
+    if fmt in ("seg_pairs", "monuseg") and "binary" in d.options:
+        ds_kw["binary"] = bool(d.options["binary"])
+    if fmt in ("cxr14", "folders", "csv") and "mode" in d.options:
+        ds_kw["mode"] = d.options["mode"]
+    out = {}
+    for s in SPLITS:
+        tf = transforms_for(recipe, train=s == "train")
+        out[s] = open_dataset(r, fmt, split=s, split_table=st, transform=tf, **ds_kw)
+    return RunData(out["train"], out["valid"], out["test"], names, st, fmt, r, extra=dict(table.attrs))
