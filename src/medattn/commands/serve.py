@@ -1,11 +1,72 @@
-"""CLI verbs of the serve area (registered on the main Typer app)."""
+"""CLI verbs of the serve area: ``medattn serve`` and ``medattn export``."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 __all__ = ["register"]
 
 
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder or .zip.")],
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default; 0.0.0.0 exposes it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key_env: Annotated[str | None, typer.Option(
+        "--api-key-env", help="Name of an environment variable holding the API key (X-API-Key header).")] = None,
+    ui: Annotated[bool, typer.Option(help="Mount the web dashboard at /.")] = True,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload per file, MB.")] = 16.0,
+    max_files: Annotated[int, typer.Option(help="Most files per /v1/predict request.")] = 16,
+    max_megapixels: Annotated[float, typer.Option(help="Largest image, megapixels (checked before decoding).")] = 50.0,
+    max_batch: Annotated[int, typer.Option(help="Largest micro-batch.")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for a micro-batch to fill, ms.")] = 5.0,
+    device: Annotated[str | None, typer.Option(help="torch device (default: cuda when present, else cpu).")] = None,
+) -> None:
+    """Serve BUNDLE: REST API under /v1, health at /healthz and /readyz, dashboard at /."""
+    from medattn.errors import ConfigError
+
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is unset or empty")
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be in 1..65535, got {port}")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import uvicorn
+
+    from medattn.serve.api import create_app
+    from medattn.serve.limits import Limits
+
+    limits = Limits(max_upload_bytes=int(max_upload_mb * (1 << 20)), max_files=max_files,
+                    max_pixels=int(max_megapixels * 1e6))
+    app = create_app(bundle, api_key=key, limits=limits, ui=ui, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                     device=device)
+    if host not in ("127.0.0.1", "localhost", "::1") and not key:
+        typer.echo(f"warning: serving on {host} without an API key; anyone who can reach it can use it", err=True)
+    typer.echo(f"serving {bundle} on http://{host}:{port} (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5)
+
+
+def export(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder or .zip.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="Output file (default: next to the bundle).")] = None,
+    atol: Annotated[float, typer.Option(help="Largest allowed |export − PyTorch| on random inputs.")] = 1e-4,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+) -> None:
+    """Export BUNDLE to ONNX (dynamic batch axis) or TorchScript and check parity with PyTorch."""
+    from medattn.export import export_bundle
+
+    res = export_bundle(bundle, format, out, atol=atol, opset=opset)
+    typer.echo(f"wrote {res['path']} ({res['format']}); parity with PyTorch: max abs diff "
+               f"{res['max_abs_diff']:.2e} on batches {res['batches']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.command("serve")(serve)
+    app.command("export")(export)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medattn.bundle import Predictor, main_output
+from medattn.bundle import Predictor
 from medattn.errors import ConfigError
 
 __all__ = ["Explainer", "to_png", "DISPLAY_MAX"]
@@ -58,6 +58,8 @@ class Explainer:
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
         self.model = copy.deepcopy(predictor.model).eval()
+        self._pred = Predictor(model=self.model, meta=predictor.meta, device=predictor.device,
+                               source=predictor.source, max_pixels=predictor.max_pixels)
         self._lock = threading.Lock()
         from medattn.attention import AttentionModule
 
@@ -79,16 +81,10 @@ class Explainer:
             out.append("agcnn")
         return out
 
-    def target_index(self, target: str | int | None) -> int | None:
-        """Class index of ``target`` (name or index); ``None``/``"top"`` means the top prediction."""
-        if target is None or (isinstance(target, str) and target.lower() in ("", "top")):
-            return None
-        from medattn.explain.targets import class_index
-
-        return class_index(target, self.predictor.class_names)
-
     def render(self, image: Any, method: str = "gradcam++", target: str | int | None = None) -> dict[str, Any]:
         """Explain one PIL image → ``{"method", "target", "overlay" (RGB uint8), "heatmap"}``.
+
+        CAMs and native attention come from :func:`medattn.explain.explain`.
 
         Raises:
             ConfigError: unknown method or target class.
@@ -96,58 +92,27 @@ class Explainer:
         key = str(method).lower()
         if key not in self.methods:
             raise ConfigError(f"method '{method}' is not available for this bundle; valid: {', '.join(self.methods)}")
-        x = self.predictor.preprocess([image])
         shown = _display(image)
         with self._lock, torch.inference_mode(False):
-            if key == "attention":
-                heat, name = self._attention(x), "attention"
-            elif key == "segmentation":
-                return self._segmentation(x, shown)
-            elif key == "agcnn":
-                return self._agcnn(x, shown)
-            else:
-                heat, name = self._cam(x, key, self.target_index(target))
+            if key == "segmentation":
+                return self._segmentation(self._pred.preprocess([image]), shown)
+            if key == "agcnn":
+                return self._agcnn(self._pred.preprocess([image]), shown)
+            ex = self._explain(image, key, target)
         from medattn.explain.overlay import overlay
 
-        return {"method": key, "target": name, "overlay": overlay(shown, heat), "heatmap": heat}
+        return {"method": key, "target": ex.class_name, "probability": ex.probability,
+                "overlay": overlay(shown, ex.heatmap), "heatmap": ex.heatmap}
 
-    def _cam(self, x: torch.Tensor, method: str, idx: int | None) -> tuple[np.ndarray, str]:
-        from medattn.explain.cam import compute_cams
-        from medattn.explain.targets import BinaryLogitTarget, ClassTarget, SegmentationTarget
+    def _explain(self, image: Any, method: str, target: str | int | None) -> Any:
+        from medattn.explain import explain
 
-        names = self.predictor.class_names
-        with torch.no_grad():
-            logits = main_output(self.model(x))
-        if idx is None:
-            if self.predictor.task == "binary" and logits.shape[1] == 1:
-                idx = int(torch.sigmoid(logits[0, 0]).item() >= self.predictor.threshold)
-            elif logits.ndim == 4:
-                idx = 1 if logits.shape[1] == 1 else int(logits[0].mean((1, 2))[1:].argmax()) + 1
-            else:
-                idx = int(logits[0].argmax())
-        if logits.ndim == 4:
-            tg: object = SegmentationTarget(min(idx, logits.shape[1] - 1))
-        elif logits.shape[1] == 1:
-            tg = BinaryLogitTarget(positive=idx == 1)
-        else:
-            tg = ClassTarget(idx)
-        maps = compute_cams(_Logits(self.model), x, targets=[tg], method=method)
-        return maps[0], names[idx] if idx < len(names) else str(idx)
-
-    def _attention(self, x: torch.Tensor) -> np.ndarray:
-        """Mean of the recorded spatial attention maps, each upsampled to the input size."""
-        from medattn.attention import recording
-
-        with recording(self.model) as mods, torch.no_grad():
-            self.model(x)
-            maps = [m.last_attention for _, m in mods
-                    if m.attention_kind == "spatial" and m.last_attention is not None and m.last_attention.ndim == 4]
-            if not maps:
-                raise ConfigError("this model recorded no spatial attention map")
-            up = [F.interpolate(m[:1].float().mean(1, keepdim=True), size=x.shape[-2:], mode="bilinear",
-                                align_corners=False)[0, 0] for m in maps]
-        heat = torch.stack(up).mean(0).numpy()
-        return heat
+        spec: str | int = "top" if target is None or str(target).lower() in ("", "top") else target
+        res = explain(self._pred, [image], method=method, target=spec, keep_images=False)
+        if not res:  # multilabel "top" with no finding above threshold: explain the likeliest one
+            p = np.asarray(self._pred.predict_tensor(self._pred.preprocess([image]))[0]).reshape(-1)
+            res = explain(self._pred, [image], method=method, target=int(np.argmax(p)), keep_images=False)
+        return max(res, key=lambda e: e.probability)
 
     def _segmentation(self, x: torch.Tensor, shown: np.ndarray) -> dict[str, Any]:
         with torch.no_grad():
@@ -163,34 +128,24 @@ class Explainer:
         return {"method": "segmentation", "target": "mask", "overlay": out, "mask": lab}
 
     def _agcnn(self, x: torch.Tensor, shown: np.ndarray) -> dict[str, Any]:
+        fwd = getattr(self.model, "forward_all", None)
+        if fwd is None:
+            raise ConfigError("this model has no AG-CNN branches to show")
         with torch.no_grad():
-            out = self.model(x)
-        boxes = out.get("boxes") if isinstance(out, dict) else None
-        if boxes is None:
-            raise ConfigError("this AG-CNN model does not report its crop box")
-        x1, y1, x2, y2 = (float(v) for v in torch.as_tensor(boxes)[0][-4:].tolist())
+            out = fwd(x.to(self.predictor.device))
+        x1, y1, x2, y2 = (float(v) for v in out.boxes[0].tolist())
         h, w = x.shape[-2:]
         sy, sx = shown.shape[0] / h, shown.shape[1] / w
-        bx = [round(x1 * sx), round(y1 * sy), max(round(x2 * sx), round(x1 * sx) + 1), max(round(y2 * sy), round(y1 * sy) + 1)]
+        W, H = shown.shape[1], shown.shape[0]
+        bx0, by0 = min(max(int(x1 * sx), 0), W - 1), min(max(int(y1 * sy), 0), H - 1)
+        bx1, by1 = min(max(int(round(x2 * sx)), bx0 + 1), W), min(max(int(round(y2 * sy)), by0 + 1), H)
         img = shown.copy()
-        img[bx[1]:bx[3], [min(bx[0], img.shape[1] - 1), min(bx[2] - 1, img.shape[1] - 1)]] = (0, 255, 0)
-        img[[min(bx[1], img.shape[0] - 1), min(bx[3] - 1, img.shape[0] - 1)], bx[0]:bx[2]] = (0, 255, 0)
-        crop = shown[bx[1]:bx[3], bx[0]:bx[2]]
-        branches = {k: torch.sigmoid(main_output(v)).reshape(-1).tolist() for k, v in out.items()
-                    if k in ("global", "local", "fusion") and isinstance(v, torch.Tensor)}
+        img[by0:by1, [bx0, bx1 - 1]] = (0, 255, 0)
+        img[[by0, by1 - 1], bx0:bx1] = (0, 255, 0)
+        crop = np.ascontiguousarray(shown[by0:by1, bx0:bx1])
+        names = self.predictor.class_names
+        branches = {k: dict(zip(names, torch.sigmoid(v[0].float()).tolist(), strict=False))
+                    for k, v in (("global", out.global_logits), ("local", out.local_logits),
+                                 ("fusion", out.fusion_logits))}
         return {"method": "agcnn", "target": "crop", "overlay": img, "crop": crop,
                 "box": [x1, y1, x2, y2], "branches": branches}
-
-
-class _Logits(torch.nn.Module):
-    """Wrap a model whose forward returns a dict/tuple so CAM targets see its logits."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = model
-        for attr in ("cam_target_layer",):
-            if hasattr(model, attr):
-                setattr(self, attr, f"inner.{getattr(model, attr)}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return main_output(self.inner(x))
