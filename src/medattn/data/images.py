@@ -33,6 +33,7 @@ __all__ = [
     "read_mask",
     "to_uint8",
     "check_image",
+    "write_image",
     "BadFilePolicy",
 ]
 
@@ -201,6 +202,33 @@ def check_image(path: str | Path) -> dict[str, object]:
     if mode not in ("RGB", "L", "tiff:uint8"):
         out["problem"] = "wrong-mode"
     return out
+
+
+def write_image(path: str | Path, arr: np.ndarray, quality: int = 90) -> Path:
+    """Write an image atomically; the format follows the suffix (PNG keeps ``uint16`` masks).
+
+    Args:
+        path: target file (``.png``, ``.jpg``, ``.bmp``, ``.tif``).
+        arr: ``H×W`` (``uint8``/``uint16``) or ``H×W×3`` ``uint8``.
+        quality: JPEG quality.
+    """
+    from PIL import Image
+
+    from medattn.io import atomic_path
+
+    p = Path(path)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
+        p.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"cannot write image '{p}': unknown suffix; use .png, .jpg, .bmp or .tif")
+    a = np.ascontiguousarray(arr)
+    if a.dtype == np.uint16 and a.ndim == 2:
+        im = Image.fromarray(a.astype("<u2"), mode="I;16") if a.dtype.byteorder == ">" else Image.fromarray(a)
+    else:
+        im = Image.fromarray(a)
+    with atomic_path(p) as tmp:
+        im.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return p
 
 
 @dataclass
