@@ -43,7 +43,7 @@ def test_compare_tables(tmp_path) -> None:
     _write(tmp_path / "a" / "test_predictions.csv", files, groups, y, pa)
     order = rng.permutation(n)  # B lists the same items in another order
     _write(tmp_path / "b.csv", [files[i] for i in order], [groups[i] for i in order], y[order], pb[order])
-    res = compare_prediction_tables(tmp_path / "a", tmp_path / "b.csv", n_boot=200)
+    res = compare_prediction_tables(tmp_path / "a", tmp_path / "b.csv", n_boot=100)
     assert res["resampled"] == "groups" and res["n_groups"] == 30
     auc = res["metrics"]["auroc"]
     assert auc["diff"] > 0 and auc["ci_low"] > 0 and auc["p_value"] < 0.05

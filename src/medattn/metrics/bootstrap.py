@@ -25,11 +25,14 @@ def group_resample_indices(
     order = np.argsort(inv, kind="stable")
     counts = np.bincount(inv, minlength=len(uniq))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    members = [order[s : s + c] for s, c in zip(starts, counts, strict=True)]
     out = []
     for _ in range(n_boot):
         pick = rng.integers(0, len(uniq), len(uniq))
-        out.append(np.concatenate([members[k] for k in pick]))
+        # the members of every drawn group, concatenated without a Python loop over groups
+        lengths = counts[pick]
+        first = np.cumsum(lengths) - lengths
+        pos = np.arange(lengths.sum()) - np.repeat(first - starts[pick], lengths)
+        out.append(order[pos])
     return out
 
 
