@@ -2,10 +2,90 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-__all__ = ["register"]
+__all__ = ["register", "expand_images"]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given, folders expanded to their image files (sorted, non-recursive)."""
+    from medattn.errors import DataError
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+            if not found:
+                raise DataError(f"folder '{p}' holds no image files ({', '.join(IMAGE_EXTS)})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DataError(f"image '{p}' not found; pass image files or folders of images")
+    return out
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+
+    @app.command("explain")
+    def explain_cmd(
+        bundle: Annotated[Path, typer.Argument(help="Model bundle folder or .zip.")],
+        images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+        method: Annotated[str, typer.Option(
+            help="gradcam, gradcam++, xgradcam, eigencam, scorecam, layercam, or attention "
+                 "(the model's own spatial attention).")] = "gradcam",
+        target: Annotated[str, typer.Option(
+            help="top (predicted label/s), all (one map per class or finding), or a class name/index.")] = "top",
+        layer: Annotated[str | None, typer.Option(
+            help="Target layer (module name); default: the last feature map after the last attention block.")] = None,
+        out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/explain"),
+        masks: Annotated[Path | None, typer.Option(
+            help="Folder of ground-truth masks named after the images (<stem>.png, <stem>_mask.png).")] = None,
+        boxes: Annotated[Path | None, typer.Option(
+            help="Boxes CSV in the ChestX-ray14 BBox_List_2017.csv layout (matched by file name and finding).")] = None,
+        box_space: Annotated[int, typer.Option(
+            help="Pixel size of the square space the boxes are given in (ChestX-ray14: 1024; 0 = the image's own).")
+        ] = 1024,
+        batch_size: Annotated[int, typer.Option(help="Images per CAM pass.")] = 16,
+        colorbar: Annotated[bool, typer.Option(help="Draw input + overlay + colour bar (else a plain overlay).")] = True,
+    ) -> None:
+        """Explain images with a bundle: overlay PNGs named <image>__<target>__<method>.png, per-class
+        galleries, scores.csv (pointing game and energy in mask/boxes when given), summary.json and
+        explain_report.html."""
+        from rich.console import Console
+
+        from medattn.errors import ConfigError
+        from medattn.explain.explain import explain
+        from medattn.explain.faithfulness import read_bbox_csv
+        from medattn.explain.writer import write_explanations
+
+        if masks is not None and boxes is not None:
+            raise ConfigError("pass either --masks or --boxes, not both")
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+        files = expand_images(images)
+        box_rows = read_bbox_csv(boxes) if boxes is not None else None
+        res = explain(str(bundle), [str(f) for f in files], method=method, target=target, layer=layer,
+                      batch_size=batch_size)
+        summary = write_explanations(
+            res, out, masks_dir=masks, boxes=box_rows,
+            box_space=(box_space, box_space) if box_space > 0 else None,
+            file_names={f.stem: f.name for f in files}, colorbar=colorbar,
+        )
+        con = Console()
+        con.print(f"{summary['maps']} map(s) of {summary['images']} image(s), {summary['method']} at "
+                  f"layer {summary['layer']} → {out}")
+        ms = summary.get("mean_scores") or {}
+        if summary.get("scored_maps"):
+            con.print(
+                f"against ground truth ({summary['scored_maps']} maps): pointing game "
+                f"{ms['pointing_game']:.3f} (random {ms['random_pointing_game']:.3f}, centre "
+                f"{ms['centre_pointing_game']:.3f}); energy in mask {ms['energy_in_mask']:.3f} "
+                f"(random {ms['random_energy_in_mask']:.3f}, centre {ms['centre_energy_in_mask']:.3f})"
+            )

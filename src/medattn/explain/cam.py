@@ -29,7 +29,7 @@ from torch import nn
 
 from medattn.errors import ConfigError, ModelError
 from medattn.explain.layers import find_target_layer, get_layer
-from medattn.explain.targets import BinaryLogitTarget, ClassTarget, SegmentationTarget
+from medattn.explain.targets import BinaryLogitTarget, ClassTarget, SegmentationTarget, logits_of
 
 __all__ = [
     "CAM_METHODS",
@@ -40,6 +40,7 @@ __all__ = [
     "check_method",
     "compute_cams",
     "default_targets",
+    "LogitsOnly",
 ]
 
 CAM_METHODS = {
@@ -59,6 +60,17 @@ def check_method(method: str) -> str:
     if key not in CAM_METHODS:
         raise ConfigError(f"unknown CAM method '{method}'; valid: {', '.join(CAM_METHODS)}")
     return key
+
+
+class LogitsOnly(nn.Module):
+    """Wrap a model whose forward returns a dict or tuple so it returns its main logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(x))
 
 
 def _reroot(_mod: nn.Module, _inp: object, out: object) -> object:
@@ -106,7 +118,7 @@ def cam_context(
     handle = None if key in _GRADIENT_FREE else target.register_forward_hook(_reroot)
     cam = None
     try:
-        cam = CAM_METHODS[key](model=model, target_layers=[target])
+        cam = CAM_METHODS[key](model=LogitsOnly(model), target_layers=[target])
         if key == "scorecam":
             cam.batch_size = int(scorecam_batch)
             _silence_scorecam()
@@ -126,7 +138,7 @@ def default_targets(model: nn.Module, x: torch.Tensor) -> list[object]:
     """Top-prediction targets: positive logit of a single-output classifier, the arg-max class
     of a multi-output one, the predicted foreground of a segmentation model."""
     with torch.no_grad():
-        logits = model(x)
+        logits = logits_of(model(x))
     if logits.ndim == 4:
         from medattn.explain.targets import resolve_targets
 

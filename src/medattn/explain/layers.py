@@ -54,6 +54,10 @@ def find_target_layer(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 96
     try:
         p = next(model.parameters())
         final = model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
+    except RuntimeError as exc:
+        raise ModelError(
+            f"{type(model).__name__} cannot take input of shape {tuple(input_shape)}: {str(exc)[:200]}"
+        ) from None
     finally:
         for h in hooks:
             h.remove()

@@ -28,9 +28,24 @@ __all__ = [
     "TASKS",
     "resolve_targets",
     "class_index",
+    "logits_of",
 ]
 
 TASKS = ("binary", "multiclass", "multilabel", "segmentation")
+
+
+def logits_of(out: object) -> torch.Tensor:
+    """The main logits of a model output: a tensor, or the ``fusion``/``logits``/``out``/``semantic``
+    entry of a dict (AG-CNN, multi-head U-Net), or the first element of a tuple."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        for key in ("fusion", "logits", "out", "semantic", "global"):
+            if isinstance(out.get(key), torch.Tensor):
+                return out[key]
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise ConfigError(f"cannot find the logits in a model output of type {type(out).__name__}")
 
 
 class BinaryLogitTarget:
