@@ -60,7 +60,7 @@ def demo(
 
 @app.command()
 def synth(
-    kind: Annotated[str, typer.Argument(help="pcam")],
+    kind: Annotated[str, typer.Argument(help="pcam, nuclei, folders, cxr14 or graded")],
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     n: Annotated[int, typer.Option(help="Number of items (training split for pcam).")] = 512,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -76,7 +76,9 @@ def synth(
         root = write_pcam(out, {"train": n, "valid": max(1, n // 4), "test": max(1, n // 4)}, seed=seed, difficulty=d)
         typer.echo(f"wrote SynthPCam to {root}")
         return
-    raise MedattnError(f"unknown synthetic kind '{kind}'; valid kinds: pcam")
+    from medattn.data.synthetic import write_synthetic  # nuclei, folders, cxr14, graded
+
+    typer.echo(f"wrote synthetic {kind} to {write_synthetic(kind, out, n=n, seed=seed)}")
 
 
 # Each area adds its verbs from medattn/commands/<area>.py (imported lazily inside the verbs).

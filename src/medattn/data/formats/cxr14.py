@@ -1,7 +1,8 @@
 """NIH ChestX-ray14: ``Data_Entry_2017*.csv`` (plain or .gz) + an image folder.
 
 The 14 findings become a multi-hot vector in :data:`FINDINGS` order ("No Finding" = all zeros).
-Images are found anywhere under the root by file name; rows of the CSV whose image is absent
+Images are found anywhere under the root by file name (folders whose name contains "mask"
+are skipped: they hold lesion masks, not X-rays); rows of the CSV whose image is absent
 are counted in ``table.attrs["absent"]``, not fatal. When ``train_val_list.txt`` /
 ``test_list.txt`` exist, their split is used (``train`` / ``test``); otherwise ``split`` is
 empty and :mod:`medattn.data.splits` splits by patient.
@@ -76,7 +77,8 @@ def scan_cxr14(root: str | Path, csv: str | Path | None = None) -> Any:
         raise DataError(f"cannot read '{entry}' as CSV ({exc}); check the file") from None
     require_columns(meta, ["Image Index", "Finding Labels", "Patient ID"], f"'{entry}'")
     meta = meta.drop_duplicates("Image Index").set_index("Image Index")
-    files = [p for p in sorted(r.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS and not is_junk(p)]
+    files = [p for p in sorted(r.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS and not is_junk(p)
+             and not any("mask" in part.lower() for part in p.relative_to(r).parts[:-1])]
     official = _official_lists(r)
     rows, unlisted, seen = [], 0, set()
     for p in files:
