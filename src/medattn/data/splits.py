@@ -50,18 +50,25 @@ def _strata(table: Any) -> np.ndarray:
     return np.zeros(len(table), dtype=str)
 
 
-def _group_folds(idx: np.ndarray, strata: np.ndarray, groups: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Fold id (0..n-1) of each row of ``idx``; whole groups per fold, strata balanced."""
-    from sklearn.model_selection import StratifiedGroupKFold
+def _group_folds(idx: np.ndarray, strata: np.ndarray, groups: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """Fold id of each row of ``idx`` (whole groups per fold, strata balanced) and the number of
+    folds actually used (at most the size of the largest stratum)."""
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     fold = np.zeros(len(idx), np.int64)
     y = strata[idx]
+    n = int(min(n, np.unique(y, return_counts=True)[1].max()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has only k members" is expected
-        cv = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
-        for k, (_, te) in enumerate(cv.split(np.zeros(len(idx)), y, groups[idx])):
+        if n >= 2:
+            cv = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+            parts = cv.split(np.zeros(len(idx)), y, groups[idx])
+        else:  # every stratum is a single row: plain shuffled group folds
+            n = int(min(len(np.unique(groups[idx])), 20))
+            parts = GroupKFold(n_splits=n, shuffle=True, random_state=seed).split(np.zeros(len(idx)), y, groups[idx])
+        for k, (_, te) in enumerate(parts):
             fold[te] = k
-    return fold
+    return fold, n
 
 
 def _carve(idx: np.ndarray, strata: np.ndarray, groups: np.ndarray, fractions: Sequence[float],
@@ -71,8 +78,7 @@ def _carve(idx: np.ndarray, strata: np.ndarray, groups: np.ndarray, fractions: S
     if n_groups < len(names):
         raise DataError(f"only {n_groups} group(s) to split into {list(names)}; need at least one group per split "
                         "(is the group column right?)")
-    n = int(min(resolution, n_groups))
-    fold = _group_folds(idx, strata, groups, n, seed)
+    fold, n = _group_folds(idx, strata, groups, int(min(resolution, n_groups)), seed)
     want = np.asarray(fractions, float) / float(sum(fractions)) * n
     counts = np.maximum(np.floor(want).astype(int), [1 if f > 0 else 0 for f in fractions])
     while counts.sum() < n:  # hand out the remaining folds by largest shortfall
@@ -154,7 +160,10 @@ def make_split(
     if folds is not None:
         tr = np.flatnonzero(out["split"].to_numpy() == "train")
         fold = np.full(len(out), -1, np.int64)
-        fold[tr] = _group_folds(tr, strata, groups, min(folds, len(np.unique(groups[tr]))), seed + 1)
+        fold[tr], used = _group_folds(tr, strata, groups, min(folds, len(np.unique(groups[tr]))), seed + 1)
+        if used < folds:
+            raise DataError(f"cannot make {folds} folds: the training part has too few groups or items per class "
+                            f"(at most {used}); use fewer folds")
         out["fold"] = fold
     out.attrs = {"format": table.attrs.get("format"), "classes": table.attrs.get("classes"), "seed": seed,
                  "ratios": r, "folds": folds}
