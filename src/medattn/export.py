@@ -118,7 +118,15 @@ def export_torchscript(pred: Predictor, out: str | Path, *, atol: float = 1e-4, 
             ts = torch.jit.trace(net, xs[0], check_trace=False)
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"TorchScript trace of {type(pred.model).__name__} failed: {str(exc)[:300]}") from None
-    diff = check_parity(lambda x: ts(x).detach().numpy(), net, xs, atol)
+    def run(x: torch.Tensor) -> np.ndarray:
+        try:
+            with torch.no_grad():
+                return ts(x).detach().numpy()
+        except Exception as exc:  # noqa: BLE001 - the trace froze a batch-dependent shape
+            raise ModelError(f"traced {type(pred.model).__name__} fails on batch {len(x)} (data-dependent "
+                             f"control flow cannot be traced): {str(exc).strip().splitlines()[-1][:200]}") from None
+
+    diff = check_parity(run, net, xs, atol)
     target = Path(out)
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
