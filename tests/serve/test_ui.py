@@ -1,0 +1,94 @@
+"""The web dashboard in a real headless Chromium: upload an image, see the prediction and an overlay."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("gradio")
+    import uvicorn
+
+    from medattn.bundle import save_bundle
+    from medattn.models import create_model
+    from medattn.serve.api import create_app
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    torch.manual_seed(0)
+    meta = {"task": "binary", "class_names": ["normal", "tumour"], "input_size": 48, "in_chans": 3,
+            "mean": [0.5] * 3, "std": [0.25] * 3}
+    bundle = save_bundle(create_model("patch_cnn_attention", width=0.25), meta, tmp_path_factory.mktemp("ui") / "b")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(bundle), host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    for _ in range(300):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    th.join(10)
+
+
+def test_dashboard_page_is_served(server: str) -> None:
+    import httpx
+
+    r = httpx.get(server + "/", timeout=30)
+    assert r.status_code == 200 and "gradio" in r.text.lower()
+    assert httpx.get(server + "/healthz", timeout=10).json() == {"status": "ok"}
+
+
+@pytest.mark.browser
+def test_upload_shows_prediction_and_overlay(server: str, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("headless Chromium is not installed (/usr/bin/chromium); apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    img = tmp_path / "patch.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(img)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(server + "/")
+            page.locator("#input-image input[type=file]").set_input_files(str(img))
+            page.locator("#input-image img").first.wait_for()
+            page.locator("#analyse").click()
+            page.get_by_text("Prediction:").wait_for()
+            headline = page.locator("#headline").inner_text()
+            assert "confidence" in headline and ("normal" in headline or "tumour" in headline)
+            overlay = page.locator("#overlay-cam img").first
+            overlay.wait_for()
+            assert overlay.evaluate("e => e.naturalWidth") >= 224
+            page.locator("#overlay-attention img").first.wait_for()
+            link = page.locator("#download-json a").first
+            link.wait_for()
+            with page.expect_download() as dl:
+                link.click()
+            doc = json.loads(Path(dl.value.path()).read_text())
+            assert doc["label"] in ("normal", "tumour") and set(doc["probabilities"]) == {"normal", "tumour"}
+        finally:
+            browser.close()
