@@ -7,23 +7,41 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from medattn.attention import cbam, channel, spatial  # noqa: F401  (register)
+from medattn.attention import (  # noqa: F401  (register)
+    cbam,
+    channel,
+    gate,
+    gct,
+    self_attention,
+    spatial,
+    srm,
+)
 from medattn.attention.base import AttentionModule
 from medattn.attention.cbam import CBAM
-from medattn.attention.channel import ChannelAttention
+from medattn.attention.channel import ChannelAttention, EfficientChannelAttention, SqueezeExcitation
+from medattn.attention.gate import AttentionGate
+from medattn.attention.gct import GCT
 from medattn.attention.registry import (
     create_attention,
     get_attention_class,
     list_attention,
     register_attention,
 )
+from medattn.attention.self_attention import SelfAttention2d
 from medattn.attention.spatial import SpatialAttention
+from medattn.attention.srm import SRM
 
 __all__ = [
+    "AttentionGate",
     "AttentionModule",
     "CBAM",
     "ChannelAttention",
+    "EfficientChannelAttention",
+    "GCT",
+    "SRM",
+    "SelfAttention2d",
     "SpatialAttention",
+    "SqueezeExcitation",
     "create_attention",
     "get_attention_class",
     "list_attention",

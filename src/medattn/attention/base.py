@@ -19,6 +19,7 @@ class AttentionModule(nn.Module):
 
     record_attention: bool = False
     attention_kind: str = "channel"  # "channel" or "spatial"
+    num_inputs: int = 1  # 2 for gates that take (x, g)
 
     def __init__(self) -> None:
         super().__init__()
