@@ -14,6 +14,8 @@ from torchmetrics.functional.classification import (
     binary_confusion_matrix,
 )
 
+from medattn.errors import DataError
+
 __all__ = ["binary_metrics", "binary_confusion", "BINARY_METRICS"]
 
 BINARY_METRICS = (
@@ -49,7 +51,8 @@ def binary_metrics(
     y = np.asarray(y_true).astype(np.int64).reshape(-1)
     p = np.asarray(prob, dtype=np.float64).reshape(-1)
     if y.shape != p.shape:
-        raise ValueError(f"labels ({y.shape}) and probabilities ({p.shape}) differ in length")
+        raise DataError(f"labels ({y.shape}) and probabilities ({p.shape}) differ in length; "
+                        "pass one probability per item")
     (tn, fp), (fn, tp) = binary_confusion(y, p, threshold).tolist()
     recall = _safe_div(tp, tp + fn)
     spec = _safe_div(tn, tn + fp)

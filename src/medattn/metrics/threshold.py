@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_curve
 
-__all__ = ["choose_threshold"]
+from medattn.errors import ConfigError, DataError
+
+__all__ = ["choose_threshold", "choose_thresholds"]
 
 
 def choose_threshold(
@@ -32,5 +34,19 @@ def choose_threshold(
         ok = np.nonzero(1 - fpr >= (target if target is not None else 0.9))[0]
         k = int(ok[-1]) if len(ok) else 0
     else:
-        raise ValueError(f"unknown threshold method '{method}'; use youden, sensitivity or specificity")
+        raise ConfigError(f"unknown threshold method '{method}'; use youden, sensitivity or specificity")
     return float(thr[k])
+
+
+def choose_thresholds(
+    y_true: np.ndarray, prob: np.ndarray, method: str = "youden", target: float | None = None
+) -> list[float]:
+    """One threshold per column of multilabel *validation* predictions ``(N, L)``.
+
+    A finding whose validation labels hold a single class keeps 0.5.
+    """
+    y = np.asarray(y_true)
+    p = np.asarray(prob, dtype=np.float64)
+    if y.ndim != 2 or y.shape != p.shape:
+        raise DataError(f"multilabel labels {y.shape} and probabilities {p.shape} must be equal (N, L) arrays")
+    return [choose_threshold(y[:, k], p[:, k], method, target) for k in range(p.shape[1])]
