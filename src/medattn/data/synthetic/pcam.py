@@ -92,11 +92,13 @@ def _scatter_nuclei(
 
 
 def _tumour_region(rng: np.random.Generator, positive: bool, d: PCamDifficulty) -> np.ndarray:
-    for _ in range(20):
+    for _ in range(40):
         ry = rng.uniform(12, 24) * d.tumour_size
         rx = ry * rng.uniform(0.6, 1.4)
         if positive:
-            cy, cx = rng.uniform(36, 60, 2)
+            # anywhere, as long as the region reaches into the centre window (PCam's rule);
+            # the patch centre itself is often outside the tumour
+            cy, cx = rng.uniform(14, 82, 2)
         else:
             side = rng.integers(0, 4)
             far = rng.uniform(0, 12)
