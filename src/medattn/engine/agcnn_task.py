@@ -69,9 +69,11 @@ class AGCNNTask(BaseTask):
         pw = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=pw)
         self.branches = agcnn_branches(model)
-        for name, branch in self.branches.items():
-            for p in branch.parameters():
-                p.requires_grad_(name == stage)
+        if hasattr(model, "set_stage"):
+            model.set_stage(stage)  # type: ignore[operator]
+        else:
+            for name, branch in self.branches.items():
+                branch.requires_grad_(name == stage)
         self._val_p: list[torch.Tensor] = []
         self._val_y: list[torch.Tensor] = []
 

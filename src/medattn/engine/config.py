@@ -81,6 +81,9 @@ class TaskConfig(_Strict):
     """Segmentation: foreground mask, or background/interior/boundary (3-class head)."""
     gif_every: int = Field(1, ge=0)
     """Segmentation: predict a fixed validation image every N epochs into ``progress.gif`` (0 = off)."""
+    ordinal: bool = False
+    """Multiclass only: the classes are ordered grades; evaluation adds quadratic-weighted kappa,
+    linear kappa, grade MAE and within-one accuracy (:mod:`medattn.metrics.ordinal`)."""
 
 
 class OptimizerConfig(_Strict):

@@ -147,8 +147,13 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
             multiclass_metrics,
             multiclass_per_class,
         )
+        from medattn.metrics.ordinal import ordinal_metrics
 
-        res = bootstrap_ci(lambda i: multiclass_metrics(yt[i], pt[i]), len(yt), gset, ev.n_boot, ev.ci_alpha, seed)
+        def mc_fn(i: np.ndarray) -> dict[str, float]:  # ordered grades (task.ordinal) add kappa & co
+            row = multiclass_metrics(yt[i], pt[i])
+            return {**row, **ordinal_metrics(yt[i], pt[i], len(names))} if recipe.task.ordinal else row
+
+        res = bootstrap_ci(mc_fn, len(yt), gset, ev.n_boot, ev.ci_alpha, seed)
         pred = pt.argmax(1)
         thresholds = None
         _write_table(out / "per_class_metrics.csv", multiclass_per_class(yt, pt, names))

@@ -46,6 +46,8 @@ def build_model(recipe: Recipe, class_names: list[str]) -> nn.Module:
 
     args = dict(recipe.model.args)
     args.setdefault("num_classes", num_outputs(recipe, class_names))
+    if recipe.task.type == "segmentation" and recipe.task.seg_target == "three_class" and recipe.model.name == "unet":
+        args.setdefault("head", "3class")
     model = create_model(recipe.model.name, **args)
     if recipe.model.pretrained:
         load_pretrained(model, recipe.model.pretrained)

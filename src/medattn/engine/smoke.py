@@ -28,10 +28,10 @@ def smoke_overrides(raw: dict[str, Any]) -> dict[str, Any]:
     size = int(data.get("image_size", 96))
     task = (raw.get("task") or {}).get("type")
     out: dict[str, Any] = {
-        "trainer.max_epochs": 2, "trainer.batch_size": 8, "trainer.limit_train_batches": 3,
+        "trainer.max_epochs": 2, "trainer.batch_size": 8, "trainer.limit_train_batches": 2,
         "trainer.early_stopping.enabled": False, "trainer.progress": False,
         "trainer.precision": "32", "trainer.accelerator": "cpu",
-        "evaluation.n_boot": 20, "data.num_workers": 0, "data.max_items": 24,
+        "evaluation.n_boot": 20, "data.num_workers": 0, "data.max_items": 16,
         "data.image_size": min(size, 64 if task == "segmentation" else 48),
         "search.max_epochs": 1,
     }
