@@ -15,7 +15,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,38 +109,6 @@ def write_section(study: str, markdown: str, numbers: dict[str, Any]) -> Path:
     path = atomic_write_text(SECTIONS / f"{study}.md", markdown.rstrip() + "\n")
     print(markdown)
     return path
-
-
-def paired_group_bootstrap(
-    score_a: Callable[[np.ndarray], dict[str, float]], score_b: Callable[[np.ndarray], dict[str, float]],
-    n_items: int, groups: Sequence[object] | None, n_boot: int = 1000, seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Paired bootstrap of ``score_b - score_a`` on the same test items.
-
-    Both models are scored on the *same* resample of patients each time, so the interval is that
-    of the difference, not of two marginal uncertainties. ``score_x(idx)`` maps an index array
-    to ``{metric: value}`` (each model applies its own validation threshold). Returns per metric
-    ``a``, ``b``, ``value`` (b - a on all items), ``ci_low``/``ci_high`` (95% percentile) and
-    ``p_b_le_a`` (share of resamples where b is not better: a one-sided bootstrap p-value).
-    """
-    from medattn.metrics import group_resample_indices
-
-    every = np.arange(n_items)
-    point_a, point_b = score_a(every), score_b(every)
-    diffs: dict[str, list[float]] = {k: [] for k in point_a}
-    for idx in group_resample_indices(groups, n_items, n_boot, seed):
-        ma, mb = score_a(idx), score_b(idx)
-        for k in diffs:
-            diffs[k].append(mb[k] - ma[k])
-    out = {}
-    for k, vals in diffs.items():
-        arr = np.asarray(vals, float)
-        arr = arr[np.isfinite(arr)]
-        lo, hi = np.quantile(arr, [0.025, 0.975]) if len(arr) else (np.nan, np.nan)
-        out[k] = {"a": float(point_a[k]), "b": float(point_b[k]), "value": float(point_b[k] - point_a[k]),
-                  "ci_low": float(lo), "ci_high": float(hi),
-                  "p_b_le_a": float(np.mean(arr <= 0)) if len(arr) else float("nan"), "n_boot": int(len(arr))}
-    return out
 
 
 def dump_json(path: Path, obj: Any) -> None:

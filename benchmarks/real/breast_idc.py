@@ -35,7 +35,6 @@ from _common import (  # noqa: E402
     load_json,
     machine_note,
     md_table,
-    paired_group_bootstrap,
     require_data,
     setup_torch,
     write_section,
@@ -116,6 +115,7 @@ def run_one(root: Path, table: Any, split_df: Any, split: str, key: str, args: a
 
 def paired(split: str, a: str, b: str, n_boot: int, seed: int) -> dict[str, Any] | None:
     from medattn.metrics import binary_metrics
+    from medattn.metrics.compare import paired_bootstrap
 
     ra, rb = (RUNS / STUDY / split / k for k in (a, b))
     if not ((ra / "test_scores.npz").is_file() and (rb / "test_scores.npz").is_file()):
@@ -130,8 +130,8 @@ def paired(split: str, a: str, b: str, n_boot: int, seed: int) -> dict[str, Any]
     def score(p: np.ndarray, t: float):  # noqa: ANN202
         return lambda i: {k: v for k, v in binary_metrics(y[i], p[i], t).items() if k in keep}
 
-    return paired_group_bootstrap(score(sa["prob"], ta), score(sb["prob"], tb), len(y), sa["groups"],
-                                  n_boot=n_boot, seed=seed)
+    return paired_bootstrap(score(sa["prob"], ta), score(sb["prob"], tb), len(y), sa["groups"],
+                            n_boot=n_boot, seed=seed)
 
 
 def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wall: float) -> str:
@@ -165,10 +165,10 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
         crow = []
         for name, comp in comparisons.items():
             for k, v in comp.items():
-                crow.append([name, k, fmt(v["a"]), fmt(v["b"]), f"{v['value']:+.3f} [{v['ci_low']:+.3f}, "
-                             f"{v['ci_high']:+.3f}]", fmt(v["p_b_le_a"])])
-        lines += ["Paired comparison on the same held-out patients (patient bootstrap of the difference, "
-                  "b − a; p = share of resamples where b is not better):", "",
+                crow.append([name, k, fmt(v["value_a"]), fmt(v["value_b"]), f"{v['diff']:+.3f} [{v['ci_low']:+.3f}, "
+                             f"{v['ci_high']:+.3f}]", fmt(v["p_value"])])
+        lines += ["Paired comparison on the same held-out patients (`medattn.metrics.compare.paired_bootstrap`: "
+                  "both models scored on the same patient resamples; b − a with its 95% CI and two-sided p):", "",
                   md_table(["comparison (patient split)", "metric", "a", "b", "b − a [95% CI]", "p"], crow), ""]
     by = {(r["split"], r["model"]): r for r in results}
     infl = []
