@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from medattn.models import patch_cnn  # noqa: F401  (register)
-from medattn.models.registry import create_model, list_models, model_spec, model_task, register_model
+from medattn.models import (  # noqa: F401  (register)
+    agcnn,
+    densenet,
+    efficientnet,
+    patch_cnn,
+    resnet,
+    unet,
+)
+from medattn.models.registry import (
+    create_model,
+    list_models,
+    model_spec,
+    model_task,
+    register_model,
+)
 
 __all__ = ["create_model", "list_models", "model_spec", "model_task", "register_model"]

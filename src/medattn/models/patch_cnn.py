@@ -119,6 +119,6 @@ def _widths(width: float) -> tuple[int, ...]:
 
 def _maybe_load(model: nn.Module, pretrained: str | None) -> None:
     if pretrained:
-        from medattn.models.weights import load_pretrained
+        from medattn.models.weights import apply_pretrained
 
-        load_pretrained(model, pretrained)
+        apply_pretrained(model, pretrained)
