@@ -162,6 +162,10 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None, *,
     Raises:
         BundleError: missing, malformed or tampered bundle, or weights that do not fit.
     """
+    if Path(path).is_dir() and (Path(path) / "pipeline.json").is_file():  # a chained pair (segment → classify)
+        from medattn.pipelines.chained_bundle import load_chained_bundle
+
+        return load_chained_bundle(path, device=device, max_pixels=max_pixels)
     meta, weights = read_bundle_files(path)
     model = _build_model(meta, weights, str(path))
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,205 @@
+"""Segment-then-classify: run a U-Net bundle, emphasise its regions, classify with another bundle.
+
+>>> pipe = SegmentClassifyPipeline("runs/seg/bundle", "runs/grade/bundle", mode="dim")
+>>> res = pipe.run(["cell.png"])[0]
+>>> res.classification["label"], res.region_fraction, res.cam.shape
+
+Each image is resized once to the pipeline's working size (the larger of the two bundles' input
+sizes, twice that for ``crop`` so a cut-out keeps detail); the segmenter and the classifier then
+prepare it as their own bundles prescribe (see :class:`~medattn.pipelines.chain_model.ChainedModel`).
+The served chained bundle runs this same computation, so the figures of
+:func:`~medattn.pipelines.chain_eval.evaluate_chain` are those of the served pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medattn.bundle import Predictor, load_bundle
+from medattn.errors import BundleError
+from medattn.pipelines.chain_model import ChainedModel
+from medattn.pipelines.emphasis import check_mode
+
+__all__ = ["SegmentClassifyPipeline", "ChainResult", "working_size", "MAX_WORK_SIZE"]
+
+MAX_WORK_SIZE = 512
+
+
+def working_size(seg_meta: dict[str, Any], cls_meta: dict[str, Any], mode: str) -> int:
+    """Side of the square working image: max of both input sizes (×2 for ``crop``, ≤ 512)."""
+    def side(m: dict[str, Any]) -> int:
+        s = m["input_size"]
+        return int(s) if isinstance(s, (int, float)) else int(max(s))
+
+    base = max(side(seg_meta), side(cls_meta))
+    return int(min(MAX_WORK_SIZE, max(base, 2 * side(cls_meta) if mode == "crop" else base)))
+
+
+@dataclass
+class ChainResult:
+    """One image through the chain (arrays at the image's original resolution unless noted)."""
+
+    source: str
+    mask: np.ndarray
+    """Region mask (``uint8``, 1 = region) at the original resolution."""
+    region_fraction: float
+    box: tuple[int, int, int, int]
+    """``(x0, y0, x1, y1)`` of the classified region at the original resolution (the whole image
+    unless ``crop``)."""
+    emphasised: np.ndarray
+    """The image the classifier saw (``uint8``, classifier input size)."""
+    classification: dict[str, Any]
+    alone: dict[str, Any] | None = None
+    """The classifier's result on the untouched image (``compare=True``)."""
+    cam: np.ndarray | None = None
+    """The classifier's CAM of the emphasised image mapped back onto the original (``[0, 1]``)."""
+    cam_class: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result without arrays (for ``results.json``)."""
+        out = {"source": self.source, "region_fraction": self.region_fraction, "box": list(self.box),
+               "classification": self.classification, "cam_class": self.cam_class}
+        if self.alone is not None:
+            out["classifier_alone"] = self.alone
+        return out
+
+
+def _predictor(p: Predictor | str | Path, want: str, role: str) -> Predictor:
+    pred = load_bundle(p) if isinstance(p, (str, Path)) else p
+    is_seg = pred.task == "segmentation"
+    if (want == "segmentation") != is_seg:
+        raise BundleError(f"--{role} '{getattr(pred, 'source', p)}' is a {pred.task} bundle; "
+                          f"pass a {'segmentation (U-Net)' if want == 'segmentation' else 'classification'} bundle")
+    return pred
+
+
+class SegmentClassifyPipeline:
+    """A segmenter bundle and a classifier bundle joined by an emphasis step.
+
+    Args:
+        segmenter: segmentation bundle (path or :class:`Predictor`).
+        classifier: binary / multiclass / multilabel bundle (path or :class:`Predictor`).
+        mode: ``mask`` (background → ``fill``), ``dim`` (background faded) or ``crop`` (box of the
+            largest region).
+        dim: ``dim`` mode: share of the background's contrast kept.
+        fill: background value in [0, 1] for ``mask``/``dim``.
+        margin: ``crop`` mode: fraction of the box added on every side.
+        device: torch device (default: the classifier's).
+    """
+
+    def __init__(self, segmenter: Predictor | str | Path, classifier: Predictor | str | Path, *,
+                 mode: str = "mask", dim: float = 0.3, fill: float = 0.0, margin: float = 0.05,
+                 device: str | torch.device | None = None) -> None:
+        check_mode(mode, dim, margin)
+        if not 0.0 <= fill <= 1.0:
+            from medattn.errors import ConfigError
+
+            raise ConfigError(f"--fill must lie in [0, 1], got {fill}")
+        self.segmenter = _predictor(segmenter, "segmentation", "segmenter")
+        self.classifier = _predictor(classifier, "classification", "classifier")
+        self.mode, self.dim, self.fill, self.margin = mode, dim, fill, margin
+        self.device = torch.device(device) if device else self.classifier.device
+        self.work_size = working_size(self.segmenter.meta, self.classifier.meta, mode)
+        self.model = ChainedModel(self.segmenter.model, self.classifier.model, self.segmenter.meta,
+                                  self.classifier.meta, mode=mode, dim=dim, fill=fill, margin=margin).to(self.device)
+        self.predictor = self._as_predictor()
+
+    def settings(self) -> dict[str, Any]:
+        """The emphasis settings (what ``pipeline.json`` records)."""
+        return {"mode": self.mode, "dim": self.dim, "fill": self.fill, "margin": self.margin,
+                "work_size": self.work_size}
+
+    def _as_predictor(self) -> Predictor:
+        """A :class:`Predictor` whose model is the whole chain (inputs in [0, 1] at the working size)."""
+        from medattn.pipelines.chained_bundle import ChainedPredictor, chained_meta
+
+        meta = chained_meta(self.segmenter.meta, self.classifier.meta, self.settings())
+        return ChainedPredictor(model=self.model, meta=meta, device=self.device,
+                                source=f"{self.segmenter.source} + {self.classifier.source}",
+                                max_pixels=self.classifier.max_pixels)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classifier.class_names
+
+    def preprocess(self, images: Sequence[Any]) -> torch.Tensor:
+        """Images (paths, PIL, arrays) → ``B×3×S×S`` floats in [0, 1] at the working size."""
+        return self.predictor.preprocess(images)
+
+    @torch.no_grad()
+    def probabilities(self, images: Sequence[Any], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """``(chained, classifier-alone)`` probabilities of the same images (rows in order)."""
+        chained, alone = [], []
+        for s in range(0, len(images), batch_size):
+            part = list(images[s : s + batch_size])
+            chained.append(self.predictor.predict_tensor(self.preprocess(part))[:, : self._n_out()])
+            alone.append(self.classifier.predict_tensor(self.classifier.preprocess(part)))
+        return np.concatenate(chained), np.concatenate(alone)
+
+    def _n_out(self) -> int:
+        return 1 if self.classifier.task == "binary" else len(self.class_names)
+
+    def run(self, images: Sequence[Any] | Any, *, cam: str | None = "gradcam++", compare: bool = True,
+            keep_images: bool = False) -> list[ChainResult]:
+        """Segment, emphasise, classify and explain each image.
+
+        Args:
+            images: paths, PIL images or arrays.
+            cam: CAM method for the classifier's map of the emphasised image (``None``: no map).
+            compare: also classify the untouched image with the classifier alone.
+            keep_images: keep the decoded originals in the results (for overlays).
+        """
+        from PIL import Image
+
+        from medattn.explain.explain import source_name
+
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        out = []
+        for i, item in enumerate(images):
+            pil = self.classifier.to_pil(item).convert("RGB")
+            x = self.preprocess([pil]).to(self.device)
+            with torch.no_grad():
+                res = self.model.forward_all(x)
+            probs = self.predictor.postprocess_logits(res.logits)[0]
+            w, h = pil.size
+            s = self.work_size
+            m = Image.fromarray(res.mask[0].cpu().numpy().astype(np.uint8)).resize((w, h), Image.NEAREST)
+            x0, y0, x1, y1 = res.boxes[0].tolist()
+            box = (round(x0 * w / s), round(y0 * h / s), max(round(x1 * w / s), 1), max(round(y1 * h / s), 1))
+            e = res.emphasised[0].detach().cpu().clamp(0, 1)
+            e_img = (e.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            e_img = e_img[..., 0] if e_img.shape[2] == 1 else e_img
+            r = ChainResult(source=source_name(item, i), mask=np.asarray(m), region_fraction=float(res.mask[0].float().mean()),
+                            box=box, emphasised=e_img, classification=self.classifier.format_probs(probs),
+                            image=np.asarray(pil) if keep_images else None)
+            if compare:
+                r.alone = self.classifier.predict([pil])[0]
+            if cam:
+                r.cam, r.cam_class = self._cam(e_img, cam, (h, w), box)
+            out.append(r)
+        return out
+
+    def _cam(self, e_img: np.ndarray, method: str, hw: tuple[int, int],
+             box: tuple[int, int, int, int]) -> tuple[np.ndarray, str]:
+        from medattn.explain import explain
+        from medattn.explain.overlay import resize_map
+
+        res = explain(self.classifier, [e_img], method=method, target="top", keep_images=False)
+        if not res:  # multilabel with nothing above threshold: explain the likeliest finding
+            p = np.asarray(self.classifier.predict_tensor(self.classifier.preprocess([e_img]))[0]).reshape(-1)
+            res = explain(self.classifier, [e_img], method=method, target=int(np.argmax(p)), keep_images=False)
+        ex = max(res, key=lambda r: r.probability)
+        if self.mode != "crop":
+            return resize_map(ex.heatmap, hw), ex.class_name
+        x0, y0, x1, y1 = box
+        full = np.zeros(hw, np.float32)
+        full[y0:y1, x0:x1] = resize_map(ex.heatmap, (max(y1 - y0, 1), max(x1 - x0, 1)))[: y1 - y0, : x1 - x0]
+        return full, ex.class_name
