@@ -32,7 +32,7 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 def attention_heatmap(features: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
     """``B×H×W`` heatmap in [0, 1]: max over channels of ``|features|``, resized, min-max normalised.
 
-    A constant map normalises to all zeros (so no pixel passes a threshold).
+    A constant map (up to float rounding) normalises to all zeros, so no pixel passes a threshold.
     """
     heat = features.detach().abs().max(dim=1, keepdim=True)[0].float()
     if size is not None and tuple(heat.shape[-2:]) != tuple(size):
@@ -42,7 +42,8 @@ def attention_heatmap(features: torch.Tensor, size: tuple[int, int] | None = Non
     lo = flat.min(1)[0][:, None, None]
     hi = flat.max(1)[0][:, None, None]
     span = hi - lo
-    return torch.where(span > 0, (heat - lo) / span.clamp_min(1e-12), torch.zeros_like(heat))
+    flat_map = span <= 1e-5 * torch.maximum(hi.abs(), lo.abs()).clamp_min(1e-12)  # rounding noise only
+    return torch.where(flat_map, torch.zeros_like(heat), (heat - lo) / span.clamp_min(1e-12))
 
 
 def otsu_threshold(heat: torch.Tensor, bins: int = 256) -> torch.Tensor:
