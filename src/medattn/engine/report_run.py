@@ -67,5 +67,8 @@ def write_report(recipe: Recipe, run_dir: Path, summary: dict[str, Any], info: d
     figs += _img(run_dir / "progress.gif", "image/gif")
     if figs:
         rep.add("figures", "Figures", f'<div class="gallery">{figs}</div>')
+    from medattn.overview import overview_section  # dataset overview (counts, montage, statistics)
+
+    rep.add(*overview_section(run_dir))
     rep.add("recipe", "Recipe (resolved)", f"<pre>{html.escape(recipe_to_yaml(recipe))}</pre>")
     return rep.write(run_dir / "report.html")

@@ -108,7 +108,7 @@ class ChainedModel(nn.Module):
 
         return main_output(self.classifier((e - self.cls_mean) / self.cls_std))
 
-    def forward_all(self, x: torch.Tensor) -> ChainOutput:
+    def run_chain(self, x: torch.Tensor) -> ChainOutput:
         """The whole chain, keeping masks, boxes and the emphasised images."""
         seg_logits, mask = self.segment(x)
         e, boxes = self.emphasise(x, mask)

@@ -92,7 +92,7 @@ class ChainedPredictor(Predictor):
     @torch.no_grad()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
         """``B × (outputs + 5)``: probabilities, region fraction and region box (fractions)."""
-        res = self.model.forward_all(x.to(self.device))
+        res = self.model.run_chain(x.to(self.device))
         p = self.postprocess_logits(res.logits).reshape(len(x), -1)
         s = float(x.shape[-1])
         extra = torch.cat([res.mask.flatten(1).float().mean(1, keepdim=True).cpu(), res.boxes.float().cpu() / s], 1)

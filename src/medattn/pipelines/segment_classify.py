@@ -167,7 +167,7 @@ class SegmentClassifyPipeline:
             pil = self.classifier.to_pil(item).convert("RGB")
             x = self.preprocess([pil]).to(self.device)
             with torch.no_grad():
-                res = self.model.forward_all(x)
+                res = self.model.run_chain(x)
             probs = self.predictor.postprocess_logits(res.logits)[0]
             w, h = pil.size
             s = self.work_size
