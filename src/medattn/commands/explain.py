@@ -54,12 +54,15 @@ def register(app: typer.Typer) -> None:
         ] = 1024,
         batch_size: Annotated[int, typer.Option(help="Images per CAM pass.")] = 16,
         colorbar: Annotated[bool, typer.Option(help="Draw input + overlay + colour bar (else a plain overlay).")] = True,
+        agcnn: Annotated[bool, typer.Option(
+            help="For an AG-CNN bundle, also write <image>__agcnn_view.png (heatmap, mask, crop, branches).")] = True,
     ) -> None:
         """Explain images with a bundle: overlay PNGs named <image>__<target>__<method>.png, per-class
         galleries, scores.csv (pointing game and energy in mask/boxes when given), summary.json and
         explain_report.html."""
         from rich.console import Console
 
+        from medattn.bundle import load_bundle
         from medattn.errors import ConfigError
         from medattn.explain.explain import explain
         from medattn.explain.faithfulness import read_bbox_csv
@@ -71,13 +74,19 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
         files = expand_images(images)
         box_rows = read_bbox_csv(boxes) if boxes is not None else None
-        res = explain(str(bundle), [str(f) for f in files], method=method, target=target, layer=layer,
+        pred = load_bundle(bundle)
+        res = explain(pred, [str(f) for f in files], method=method, target=target, layer=layer,
                       batch_size=batch_size)
         summary = write_explanations(
             res, out, masks_dir=masks, boxes=box_rows,
             box_space=(box_space, box_space) if box_space > 0 else None,
             file_names={f.stem: f.name for f in files}, colorbar=colorbar,
         )
+        if agcnn and hasattr(pred.model, "forward_all"):
+            from medattn.explain.explain import source_name
+            from medattn.explain.writer import write_agcnn_views
+
+            write_agcnn_views(pred, [str(f) for f in files], [source_name(str(f), i) for i, f in enumerate(files)], out)
         con = Console()
         con.print(f"{summary['maps']} map(s) of {summary['images']} image(s), {summary['method']} at "
                   f"layer {summary['layer']} → {out}")

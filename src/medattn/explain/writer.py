@@ -31,7 +31,7 @@ from medattn.explain.faithfulness import (
 from medattn.explain.overlay import gallery, overlay, overlay_figure
 from medattn.io import atomic_write_bytes, atomic_write_json, atomic_write_text, ensure_dir
 
-__all__ = ["write_explanations", "find_mask", "MASK_SUFFIXES"]
+__all__ = ["write_explanations", "write_agcnn_views", "find_mask", "MASK_SUFFIXES"]
 
 MASK_SUFFIXES = ("", "_mask", "_masks", "-mask", "_seg", "_label", "_labels", "_gt")
 GALLERY_MAX = 48
@@ -216,3 +216,27 @@ def _report(root: Path, df: Any, summary: dict[str, Any], classes: list[str]) ->
             gal += f"<h3>{cls}</h3>" + img_tag(p, f"gallery {cls}", 900)
     rep.add("galleries", "Per-class galleries", gal)
     rep.write(root / "explain_report.html")
+
+
+def write_agcnn_views(predictor: Any, items: Sequence[Any], sources: Sequence[str], out: str | Path,
+                      batch_size: int = 8) -> list[Path]:
+    """Write ``<source>__agcnn_view.png`` (image + box, heatmap, mask, crop, branch probabilities)
+    for each input of an AG-CNN bundle; returns the written paths."""
+    from medattn.explain.agcnn_view import agcnn_figure, agcnn_view
+
+    root = ensure_dir(out)
+    mean, std = predictor.meta["mean"], predictor.meta["std"]
+    paths: list[Path] = []
+    for s in range(0, len(items), batch_size):
+        x = predictor.preprocess(list(items[s : s + batch_size]))
+        views = agcnn_view(predictor.model, x, mean=mean, std=std)
+        m = np.asarray(mean, np.float32)[:, None, None]
+        sd = np.asarray(std, np.float32)[:, None, None]
+        for k, v in enumerate(views):
+            disp = np.clip(x[k].numpy() * sd + m, 0, 1).transpose(1, 2, 0)
+            disp = disp[..., 0] if disp.shape[-1] == 1 else disp
+            name = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in sources[s + k])
+            p = root / f"{name}__agcnn_view.png"
+            atomic_write_bytes(p, agcnn_figure(v, disp, predictor.class_names))
+            paths.append(p)
+    return paths
