@@ -47,6 +47,15 @@ def check_single_input_attention(attention: Any, where: str) -> None:
         )
 
 
+def _add_residual(out: torch.Tensor, identity: torch.Tensor, attn: nn.Module) -> torch.Tensor:
+    # in place only without attention (as torchvision); otherwise a hook on ``attn`` (e.g. a CAM
+    # target) keeps the attention output it saw instead of seeing it overwritten
+    if isinstance(attn, nn.Identity):
+        out += identity
+        return out
+    return out + identity
+
+
 class AttentionBasicBlock(BasicBlock):
     """torchvision ``BasicBlock`` whose residual branch passes through ``self.attn``."""
 
@@ -58,7 +67,7 @@ class AttentionBasicBlock(BasicBlock):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.attn(self.bn2(self.conv2(out)))
-        return self.relu(out + identity)
+        return self.relu(_add_residual(out, identity, self.attn))
 
 
 class AttentionBottleneck(Bottleneck):
@@ -73,7 +82,7 @@ class AttentionBottleneck(Bottleneck):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.attn(self.bn3(self.conv3(out)))
-        return self.relu(out + identity)
+        return self.relu(_add_residual(out, identity, self.attn))
 
 
 class AttentionResNet(ResNet):
