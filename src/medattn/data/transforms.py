@@ -13,7 +13,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["RandomRot90", "build_transforms", "IMAGENET_MEAN", "IMAGENET_STD", "PairedTransform"]
+__all__ = [
+    "RandomRot90", "HEDJitter", "CytologyEnhance", "ToChannels", "build_transforms",
+    "IMAGENET_MEAN", "IMAGENET_STD", "PairedTransform",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,6 +35,106 @@ class RandomRot90(v2.Transform):
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
+# Stain vectors of haematoxylin, eosin and DAB in optical-density space (Ruifrok & Johnston 2001),
+# rows normalised; the matrix maps HED concentrations to RGB optical density.
+_HED_TO_OD = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+_HED_TO_OD = _HED_TO_OD / _HED_TO_OD.norm(dim=1, keepdim=True)
+_OD_TO_HED = torch.linalg.inv(_HED_TO_OD)
+
+
+class HEDJitter(v2.Transform):
+    """Stain augmentation: scale and shift each H, E, D concentration of a float RGB image.
+
+    The image (values in [0, 1], C×H×W) is converted to optical density, unmixed into stain
+    concentrations, perturbed by ``c·(1+α) + β`` with ``α ~ U(−sigma, sigma)`` and
+    ``β ~ U(−bias, bias)`` per stain, and mixed back. Masks and non-RGB inputs pass unchanged.
+
+    Args:
+        sigma: range of the multiplicative perturbation.
+        bias: range of the additive perturbation (optical-density units).
+    """
+
+    def __init__(self, sigma: float = 0.05, bias: float = 0.02) -> None:
+        super().__init__()
+        self.sigma = sigma
+        self.bias = bias
+
+    def make_params(self, flat_inputs: list) -> dict:  # noqa: D102
+        return {"alpha": 1 + (torch.rand(3) * 2 - 1) * self.sigma, "beta": (torch.rand(3) * 2 - 1) * self.bias}
+
+    def transform(self, inpt: torch.Tensor, params: dict) -> torch.Tensor:  # noqa: D102
+        if isinstance(inpt, tv_tensors.Mask) or inpt.ndim < 3 or inpt.shape[-3] != 3 or not inpt.is_floating_point():
+            return inpt
+        od = -torch.log(inpt.clamp(1e-4, 1.0)).movedim(-3, -1)
+        hed = od @ _OD_TO_HED.to(od)
+        hed = hed * params["alpha"].to(od) + params["beta"].to(od)
+        out = torch.exp(-(hed @ _HED_TO_OD.to(od))).clamp(0, 1).movedim(-1, -3)
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
+class CytologyEnhance(v2.Transform):
+    """Deterministic cytology preprocessing on ``uint8`` images: non-local-means denoising and
+    CLAHE (contrast-limited adaptive histogram equalisation), both from scikit-image, as in the
+    cervical-cell pipelines. Masks pass unchanged.
+    """
+
+    def __init__(self, denoise: bool = True, clahe: bool = True, clip_limit: float = 0.01) -> None:
+        super().__init__()
+        self.denoise = denoise
+        self.clahe = clahe
+        self.clip_limit = clip_limit
+
+    def transform(self, inpt: torch.Tensor, params: dict) -> torch.Tensor:  # noqa: D102
+        if isinstance(inpt, tv_tensors.Mask) or inpt.dtype != torch.uint8 or inpt.ndim != 3:
+            return inpt
+        import numpy as np
+        from skimage import exposure, restoration
+
+        img = inpt.permute(1, 2, 0).numpy().astype(np.float64) / 255.0
+        multi = img.shape[2] > 1
+        if self.denoise:
+            sig = float(np.mean(restoration.estimate_sigma(img, channel_axis=-1 if multi else None)))
+            img = restoration.denoise_nl_means(img, h=0.8 * sig, sigma=sig, fast_mode=True, patch_size=5,
+                                               patch_distance=6, channel_axis=-1 if multi else None)
+            if not multi:
+                img = img[..., None]
+        if self.clahe:
+            img = exposure.equalize_adapthist(np.clip(img, 0, 1), clip_limit=self.clip_limit)
+            if img.ndim == 2:
+                img = img[..., None]
+        out = torch.from_numpy((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).permute(2, 0, 1)
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
+class ToChannels(v2.Transform):
+    """Make an image have ``channels`` channels explicitly: RGB→gray by luminance, gray→RGB by
+    repetition, RGBA→RGB by dropping alpha. Masks pass unchanged."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.channels = channels
+
+    def transform(self, inpt: torch.Tensor, params: dict) -> torch.Tensor:  # noqa: D102
+        if isinstance(inpt, tv_tensors.Mask) or inpt.ndim < 3:
+            return inpt
+        c = inpt.shape[-3]
+        out = inpt
+        if c == 4:
+            out = out[..., :3, :, :]
+            c = 3
+        if c == 3 and self.channels == 1:
+            from torchvision.transforms.v2 import functional as TF
+
+            out = TF.rgb_to_grayscale(out.as_subclass(torch.Tensor), num_output_channels=1)
+        elif c == 1 and self.channels == 3:
+            out = out.expand(*out.shape[:-3], 3, *out.shape[-2:]).clone()
+        if out is inpt:
+            return inpt
+        return tv_tensors.wrap(out.as_subclass(torch.Tensor), like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
 def build_transforms(
     preset: str = "histo",
     *,
@@ -39,17 +142,35 @@ def build_transforms(
     size: int | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    channels: int | None = None,
+    stain_jitter: bool = False,
+    denoise: bool = False,
+    clahe: bool = False,
 ) -> v2.Compose:
     """Preset pipeline.
 
     Args:
-        preset: ``histo`` (flips, 90° rotations, light colour jitter), ``cytology``, ``cxr`` or
+        preset: ``histo`` (flips, 90° rotations, light colour jitter, optional HED stain
+            jitter), ``cytology`` (flips, rotations, light jitter; optional NLM denoising and
+            CLAHE applied in training *and* evaluation), ``cxr`` (small affine, contrast) or
             ``none`` (resize + normalise only).
         train: include random augmentation.
         size: square output size (``None`` keeps the input size).
-        mean, std: normalisation, stored with a bundle so inference matches training.
+        mean, std: normalisation, stored with a bundle so inference matches training; their
+            length must match the output channels.
+        channels: force 1 (grayscale) or 3 (RGB) output channels; ``None`` keeps the input's.
+        stain_jitter: histo only: add :class:`HEDJitter` in training.
+        denoise, clahe: cytology only: :class:`CytologyEnhance` steps.
     """
+    if preset not in ("histo", "cytology", "cxr", "none"):
+        raise ValueError(f"unknown transform preset '{preset}'; use histo, cytology, cxr or none")
+    if channels is not None and len(mean) != channels:
+        raise ValueError(f"mean has {len(mean)} values but channels={channels}; give one per channel")
     ops: list[v2.Transform] = []
+    if channels is not None:
+        ops.append(ToChannels(channels))
+    if preset == "cytology" and (denoise or clahe):
+        ops.append(CytologyEnhance(denoise=denoise, clahe=clahe))
     if size is not None:
         ops.append(v2.Resize((size, size), antialias=True))
     if train and preset == "histo":
@@ -65,7 +186,10 @@ def build_transforms(
     elif train and preset == "cxr":
         ops += [v2.RandomAffine(degrees=5, translate=(0.03, 0.03), scale=(0.95, 1.05)),
                 v2.ColorJitter(brightness=0.1, contrast=0.1)]
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
+    ops.append(v2.ToDtype(torch.float32, scale=True))
+    if train and preset == "histo" and stain_jitter:
+        ops.append(HEDJitter())
+    ops.append(v2.Normalize(mean=list(mean), std=list(std)))
     return v2.Compose(ops)
 
 
