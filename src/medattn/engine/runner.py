@@ -192,5 +192,11 @@ def _history_plots(recipe: Recipe, run_dir: Path, info: dict[str, Any]) -> None:
     rows: list[dict[str, Any]] = []
     for stage, s in info["stages"].items():
         rows += [{**r, "stage": stage} for r in s.get("history", [])]
+    if len(info["stages"]) > 1 and rows:  # AG-CNN: one combined table next to the per-stage ones
+        keys: list[str] = ["stage"]
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+        lines = [",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in rows]
+        atomic_write_text(run_dir / "training_history.csv", "\n".join(lines) + "\n")
     if rows:
         save_history_png(rows, run_dir / "training_history.png", recipe.default_monitor(), recipe.name)
