@@ -119,3 +119,41 @@ def dump_json(path: Path, obj: Any) -> None:
 
 def load_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def engine_recipe(base: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """A validated engine recipe (shipped ``base`` with dotted ``changes`` replaced) as a plain dict.
+
+    Stored in a bundle's ``recipe`` field so ``medattn evaluate BUNDLE --data PATH`` can rebuild
+    the data pipeline (format, image size, classes) without the run directory.
+    """
+    import yaml
+
+    from medattn.engine.config import find_recipe, recipe_from_dict
+
+    raw = yaml.safe_load(find_recipe(base).read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = value
+    raw.pop("search", None)
+    raw.pop("smoke", None)
+    return recipe_from_dict(raw, source=f"recipe '{base}' + bench changes").model_dump(mode="json")
+
+
+def attach_recipe(bundle: Path, recipe: dict[str, Any]) -> bool:
+    """Re-save ``bundle`` with ``recipe`` (the old custom dict moves to ``bench``); False if already there."""
+    from medattn.bundle import load_bundle, save_bundle
+
+    pred = load_bundle(bundle, device="cpu")
+    meta = dict(pred.meta)
+    if isinstance(meta.get("recipe"), dict) and "task" in meta["recipe"]:
+        return False
+    drop = {"format", "medattn_version", "architecture", "weights_file", "weights_sha256"}
+    new = {k: v for k, v in meta.items() if k not in drop}
+    new["bench"] = meta.get("recipe")
+    new["recipe"] = recipe
+    save_bundle(pred.model, new, bundle)
+    return True

@@ -28,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     RUNS,
     Clock,
+    attach_recipe,
     command_line,
     dump_json,
+    engine_recipe,
     fmt,
     fmt_ci,
     load_json,
@@ -111,6 +113,18 @@ def run_one(root: Path, table: Any, split_df: Any, split: str, key: str, args: a
     print(f"[{split}/{key}] bal acc {fmt_ci(res['metrics']['balanced_accuracy'])} "
           f"AUROC {fmt_ci(res['metrics']['auroc'])} ({result['total_minutes']:.1f} min)", flush=True)
     return result
+
+
+def idc_recipe(key: str, args: Any) -> dict[str, Any]:
+    """The engine recipe equivalent of one run (stored in its bundle for ``medattn evaluate``)."""
+    spec = MODELS[key]
+    return engine_recipe("idc-efficientnetv2s", {
+        "name": f"bench-idc-{key}", "data.image_size": spec["size"], "data.num_workers": 0,
+        "model.name": spec["name"], "model.args": spec["kwargs"], "optimizer": {"name": "adam", "lr": args.lr},
+        "trainer.max_epochs": args.epochs, "trainer.batch_size": args.batch_size,
+        "trainer.early_stopping": {"patience": args.patience}, "scheduler": {"name": "plateau", "factor": 0.3,
+                                                                          "patience": 2},
+    })
 
 
 def paired(split: str, a: str, b: str, n_boot: int, seed: int) -> dict[str, Any] | None:
@@ -229,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
             run_one(root, table, splits[split], split, key, args)
     results = [load_json(p) for s in SPLITS for k in MODELS
                if (p := RUNS / STUDY / s / k / "result.json").is_file()]
+    for r in results:
+        b = RUNS / STUDY / r["split"] / r["model"] / "bundle"
+        if b.is_dir() and attach_recipe(b, idc_recipe(r["model"], argparse.Namespace(**r["config"]))):
+            print(f"attached the engine recipe to {b}")
     comparisons = {}
     for b in ("patch_cnn_attention", "cbam_resnet18"):
         comp = paired("patient", "patch_cnn_baseline", b, args.n_boot, args.seed)

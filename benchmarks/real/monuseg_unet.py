@@ -32,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     RUNS,
     Clock,
+    attach_recipe,
     command_line,
     dump_json,
+    engine_recipe,
     fmt,
     fmt_ci,
     load_json,
@@ -295,6 +297,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run_variant(root, data, v, args, split_hash)
     results = [load_json(p) for v in VARIANTS if (p := RUNS / STUDY / v / "result.json").is_file()]
+    for r in results:
+        c = r["config"]
+        rec = engine_recipe("oral-unet-none", {
+            "name": f"bench-monuseg-unet-{r['variant']}", "data.image_size": c["crop"], "data.num_workers": 0,
+            "model.args": {"skip_attention": r["variant"], "depth": 4, "width": c["width"], "head": "3class"},
+            "optimizer": {"name": "adam", "lr": c["lr"], "weight_decay": 1e-5}, "trainer.max_epochs": c["epochs"],
+            "trainer.batch_size": c["batch_size"]})
+        if attach_recipe(RUNS / STUDY / r["variant"] / "bundle", rec):
+            print(f"attached the engine recipe to the {r['variant']} bundle")
     if results:
         write_section(STUDY, build_section(results, data["test_names"]),
                       {"results": results, "elapsed_this_invocation_minutes": clock.minutes()})
