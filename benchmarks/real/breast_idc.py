@@ -169,7 +169,12 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
         "resampling test *patients* (1,000 resamples). Inputs: the 50 px patches (37 smaller edge patches "
         "resized to 50×50, the same resize the bundle applies); patch CNNs at width 0.5 (channels 32-64-64-128), "
         "CBAM-ResNet-18 at 64 px; augmentation: "
-        "flips, 90° rotations, light colour jitter. Adam 1e-3, plateau LR, early stop on validation AUROC.",
+        "flips, 90° rotations, light colour jitter. Adam 1e-3, plateau LR, early stop on validation AUROC. "
+        "Budget per run: " + "; ".join(sorted({
+            f"{r['config']['epochs']} epochs × "
+            + (f"{r['config']['max_steps']} batches" if r["config"].get("max_steps") else "all batches")
+            + f" of {r['config']['batch_size']}" for r in results})) + " (4,300 training patches per split), "
+        "validation AUROC checked after every epoch; the best epoch is kept.",
         "",
         md_table(["model", "split", "test patients / patches", "balanced acc [95% CI]", "F1 [95% CI]",
                   "AUROC [95% CI]", "threshold", "epochs", "minutes"], rows),
