@@ -173,7 +173,7 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
         "Budget per run: " + "; ".join(sorted({
             f"{r['config']['epochs']} epochs × "
             + (f"{r['config']['max_steps']} batches" if r["config"].get("max_steps") else "all batches")
-            + f" of {r['config']['batch_size']}" for r in results})) + " (4,300 training patches per split), "
+            + f" of {r['config']['batch_size']}" for r in results})) + " (about 4,300 training patches per split), "
         "validation AUROC checked after every epoch; the best epoch is kept.",
         "",
         md_table(["model", "split", "test patients / patches", "balanced acc [95% CI]", "F1 [95% CI]",
