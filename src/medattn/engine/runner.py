@@ -67,20 +67,22 @@ def _data_root(recipe: Recipe, data: str | Path | None, run_dir: Path, smoke: bo
 
 
 def _maybe_audit(data: Any, run_dir: Path) -> None:
-    try:
-        from medattn.data import audit as audit_mod
-    except ImportError:
-        return
-    fn = getattr(audit_mod, "audit_split", None) or getattr(audit_mod, "audit", None)
-    if fn is None:
-        return
-    try:
-        result = fn(data.root, data.table, fmt=data.fmt)
-    except TypeError:
-        return
-    if hasattr(result, "to_dict"):
-        result = result.to_dict()
+    """Run the leakage audit on the run's split table and record it as ``audit.json``.
+
+    A failed audit (patients or copies of images in more than one split) is recorded and
+    reported as a warning; ``medattn audit --strict`` is the gate that refuses such data.
+    """
+    from medattn.data.audit import audit
+
+    result = audit(data.root, data.table)
     atomic_write_json(run_dir / "audit.json", result)
+    if not result.get("passed", True):
+        import warnings
+
+        warnings.warn(
+            f"data audit found leakage across splits ({result.get('leakage')}); see {run_dir / 'audit.json'}",
+            stacklevel=2,
+        )
 
 
 def run_stages(recipe: Recipe) -> list[str | None]:
