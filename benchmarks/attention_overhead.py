@@ -1,7 +1,10 @@
 """Train-step overhead of medattn's attention models, against plain backbones and timm.
 
-Three groups, each timed in one process with the models interleaved round-robin (so machine
-load hits every model alike) and the median step kept:
+Three groups:
+
+Every comparison is a pair A/B timed in alternation (AB, BA, ...) in one process; the median
+of the per-round ratios is kept. (A round-robin over all twelve ResNet-50s showed strong
+position effects, e.g. GCT "faster" than the plain backbone, so pairs it is.)
 
 1. ResNet-50 train step (SGD, cross-entropy): torchvision and medattn plain backbones, medattn
    with SE / ECA / CBAM (block and stage placement) / GCT / SRM, and timm's ``resnet50`` with
@@ -50,19 +53,36 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[
     return step
 
 
-def interleaved(steps: dict[str, Callable[[], object]], reps: int, warmup: int) -> dict[str, float]:
-    """Median seconds per call of each closure, calls interleaved round-robin."""
-    times: dict[str, list[float]] = {k: [] for k in steps}
+def paired(a: Callable[[], object], b: Callable[[], object], reps: int, warmup: int) -> tuple[float, float, float]:
+    """Median seconds of ``a`` and ``b`` and the median of per-round ratios ``a/b``.
+
+    Each round times both, alternating the order (AB, BA, ...), so drifts in machine load and
+    allocator state hit both sides alike.
+    """
+    ta: list[float] = []
+    tb: list[float] = []
     for r in range(warmup + reps):
-        for name, fn in steps.items():
+        for fn, acc in ((a, ta), (b, tb)) if r % 2 == 0 else ((b, tb), (a, ta)):
             t = time.perf_counter()
             fn()
             if r >= warmup:
-                times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+                acc.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb), statistics.median(x / y for x, y in zip(ta, tb, strict=True))
 
 
-def resnet_group(size: int, batch: int, reps: int, warmup: int) -> dict[str, float]:
+Row = tuple[str, str, float, float, float]  # (a, b, time a, time b, ratio a/b)
+
+
+def run_pairs(steps: dict[str, Callable[[], object]], pairs: list[tuple[str, str]], reps: int, warmup: int) -> list[Row]:
+    rows: list[Row] = []
+    for a, b in pairs:
+        t_a, t_b, ratio = paired(steps[a], steps[b], reps, warmup)
+        print(f"  {a:24s} / {b:24s} {t_a * 1000:8.0f} / {t_b * 1000:8.0f} ms = {ratio:.3f}", flush=True)
+        rows.append((a, b, t_a, t_b, ratio))
+    return rows
+
+
+def resnet_group(size: int, batch: int, reps: int, warmup: int) -> list[Row]:
     import timm
     import torchvision
 
@@ -71,24 +91,28 @@ def resnet_group(size: int, batch: int, reps: int, warmup: int) -> dict[str, flo
     torch.manual_seed(0)
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 5, (batch,))
-    models: dict[str, nn.Module] = {
-        "torchvision resnet50": torchvision.models.resnet50(num_classes=5),
-        "medattn resnet50": create_model("resnet50", num_classes=5),
-        "medattn se": create_model("resnet50", num_classes=5, attention="se"),
-        "medattn eca": create_model("resnet50", num_classes=5, attention="eca"),
-        "medattn cbam (block)": create_model("cbam_resnet50", num_classes=5),
-        "medattn cbam (stage)": create_model("cbam_resnet50", num_classes=5, placement="stage"),
-        "medattn gct": create_model("resnet50", num_classes=5, attention="gct"),
-        "medattn srm": create_model("resnet50", num_classes=5, attention="srm"),
-        "timm resnet50": timm.create_model("resnet50", num_classes=5),
-        "timm se": timm.create_model("resnet50", num_classes=5, block_args={"attn_layer": "se"}),
-        "timm eca": timm.create_model("resnet50", num_classes=5, block_args={"attn_layer": "eca"}),
-        "timm cbam": timm.create_model("resnet50", num_classes=5, block_args={"attn_layer": "cbam"}),
+    models: dict[str, Callable[[], nn.Module]] = {
+        "torchvision resnet50": lambda: torchvision.models.resnet50(num_classes=5),
+        "medattn resnet50": lambda: create_model("resnet50", num_classes=5),
+        "medattn se": lambda: create_model("resnet50", num_classes=5, attention="se"),
+        "medattn eca": lambda: create_model("resnet50", num_classes=5, attention="eca"),
+        "medattn cbam (block)": lambda: create_model("cbam_resnet50", num_classes=5),
+        "medattn cbam (stage)": lambda: create_model("cbam_resnet50", num_classes=5, placement="stage"),
+        "medattn gct": lambda: create_model("resnet50", num_classes=5, attention="gct"),
+        "medattn srm": lambda: create_model("resnet50", num_classes=5, attention="srm"),
+        "timm resnet50": lambda: timm.create_model("resnet50", num_classes=5),
+        "timm se": lambda: timm.create_model("resnet50", num_classes=5, block_args={"attn_layer": "se"}),
+        "timm eca": lambda: timm.create_model("resnet50", num_classes=5, block_args={"attn_layer": "eca"}),
+        "timm cbam": lambda: timm.create_model("resnet50", num_classes=5, block_args={"attn_layer": "cbam"}),
     }
-    return interleaved({k: train_step(m, x, y) for k, m in models.items()}, reps, warmup)
+    steps = {k: train_step(build(), x, y) for k, build in models.items()}
+    pairs = [("medattn cbam (block)", "timm cbam"), ("medattn se", "timm se"), ("medattn eca", "timm eca"),
+             ("medattn resnet50", "timm resnet50"), ("medattn resnet50", "torchvision resnet50")]
+    pairs += [(k, "medattn resnet50") for k in models if k.startswith("medattn") and k != "medattn resnet50"]
+    return run_pairs(steps, pairs, reps, warmup)
 
 
-def unet_group(size: int, batch: int, reps: int, warmup: int) -> dict[str, float]:
+def unet_group(size: int, batch: int, reps: int, warmup: int) -> list[Row]:
     from medattn.models import create_model
 
     torch.manual_seed(0)
@@ -98,10 +122,10 @@ def unet_group(size: int, batch: int, reps: int, warmup: int) -> dict[str, float
         f"unet {a}": train_step(create_model("unet", skip_attention=a, depth=4, width=32), x, y)
         for a in ("none", "ag", "gct", "srm")
     }
-    return interleaved(steps, reps, warmup)
+    return run_pairs(steps, [(f"unet {a}", "unet none") for a in ("ag", "gct", "srm")], reps, warmup)
 
 
-def agcnn_group(size: int, batch: int, reps: int, warmup: int) -> dict[str, float]:
+def agcnn_group(size: int, batch: int, reps: int, warmup: int) -> list[Row]:
     from medattn.models import create_model
 
     torch.manual_seed(0)
@@ -116,58 +140,52 @@ def agcnn_group(size: int, batch: int, reps: int, warmup: int) -> dict[str, floa
         with torch.no_grad():
             model.global_branch(x)
 
-    return interleaved({"agcnn full": full, "agcnn global branch": global_only}, reps, warmup)
+    return run_pairs({"agcnn full": full, "agcnn global branch": global_only},
+                     [("agcnn full", "agcnn global branch")], reps, warmup)
 
 
-def _table(rows: list[tuple[str, float, str]]) -> str:
-    out = ["| model | step (ms) | ratio |", "|---|---:|---|"]
-    out += [f"| {name} | {sec * 1000:.0f} | {ratio} |" for name, sec, ratio in rows]
+def _table(rows: list[Row]) -> str:
+    out = ["| A | B | A (ms) | B (ms) | A / B |", "|---|---|---:|---:|---:|"]
+    out += [f"| {a} | {b} | {ta * 1000:.0f} | {tb * 1000:.0f} | {r:.2f} |" for a, b, ta, tb, r in rows]
     return "\n".join(out)
 
 
-def render(res: dict[str, float], args: argparse.Namespace, cmd: str, load: tuple[float, float]) -> str:
-    base = res["medattn resnet50"]
-    r_rows = []
-    for k, v in res.items():
-        if not (k.startswith("medattn") or k.startswith("timm") or k.startswith("torchvision")):
-            continue
-        parts = [f"{v / base:.2f}× medattn plain"]
-        mech = k.split(" ")[1]
-        if k.startswith("medattn") and f"timm {mech}" in res and mech != "resnet50":
-            parts.append(f"**{v / res[f'timm {mech}']:.2f}× timm {mech}**")
-        if k == "medattn resnet50":
-            parts.append(f"{v / res['torchvision resnet50']:.2f}× torchvision")
-        r_rows.append((k, v, ", ".join(parts)))
-    u0 = res["unet none"]
-    u_rows = [(k, v, f"{v / u0:.2f}× no attention") for k, v in res.items() if k.startswith("unet")]
-    ag = res["agcnn full"] / res["agcnn global branch"]
-    cbam = res["medattn cbam (block)"] / res["timm cbam"]
+def render(groups: dict[str, list[Row]], args: argparse.Namespace, cmd: str, load: tuple[float, float]) -> str:
+    cbam = groups["resnet50"][0][4]
+    ag = groups["agcnn"][0][4]
     return "\n".join([
         TITLE,
         "",
-        f"Train step (SGD + cross-entropy, forward + backward + update) timed in one process, the models "
-        f"interleaved round-robin, median of {args.reps} steps after {args.warmup} warm-up. "
-        f"ResNet-50: batch {args.batch}, {args.size}² input, 5 classes; timm models are "
-        f"`timm.create_model('resnet50', block_args=dict(attn_layer=...))` (timm {__import__('timm').__version__}). "
-        f"U-Net: depth 4, width 32, batch {args.unet_batch}, {args.unet_size}². AG-CNN: DenseNet-121 branches, "
-        f"batch {args.agcnn_batch}, {args.agcnn_size}² input and crop, inference. "
-        f"torch threads: {args.threads}; load average {load[0]:.1f} → {load[1]:.1f} "
-        "(2 cores shared with other jobs, so absolute times are noisy; the ratios are the result).",
+        "Each row times model A against model B in the same process, alternating the order every "
+        f"round (AB, BA, ...); the ratio is the median of {args.reps} per-round ratios after "
+        f"{args.warmup} warm-up round(s). Train step = SGD + cross-entropy, forward + backward + "
+        f"update. ResNet-50: batch {args.batch}, {args.size}² input, 5 classes; timm models are "
+        f"`timm.create_model('resnet50', block_args=dict(attn_layer=...))` (timm {_timm_version()}). "
+        f"U-Net: depth 4, width 32, batch {args.unet_batch}, {args.unet_size}². AG-CNN: DenseNet-121 "
+        f"branches, batch {args.agcnn_batch}, {args.agcnn_size}² input and crop, inference. torch "
+        f"threads: {args.threads}; load average {load[0]:.1f} → {load[1]:.1f} (2 cores shared with "
+        "other jobs: absolute times are noisy, the paired ratios are the result).",
         "",
-        _table(r_rows),
+        _table(groups["resnet50"]),
         "",
-        _table(u_rows),
+        _table(groups["unet"]),
         "",
-        f"AG-CNN full forward / global branch alone: **{ag:.2f}×** (goal ≤ 2.2×; "
-        f"{res['agcnn full'] * 1000:.0f} vs {res['agcnn global branch'] * 1000:.0f} ms).",
+        _table(groups["agcnn"]),
         "",
-        f"medattn CBAM-ResNet-50 / timm CBAM-ResNet-50: **{cbam:.2f}** (goal ≤ 1.05). medattn's channel "
-        "gate uses `adaptive_max_pool2d` and its spatial gate `max(dim)`, whose backward is cheaper on "
-        "CPU than timm's `amax`; timm's spatial gate also carries a BatchNorm.",
+        f"- medattn CBAM-ResNet-50 / timm CBAM-ResNet-50: **{cbam:.2f}** (goal ≤ 1.05). medattn's "
+        "channel gate pools with `adaptive_max_pool2d` and its spatial gate with `max(dim)`, whose "
+        "backward is cheaper on CPU than timm's `amax`.",
+        f"- AG-CNN full forward / global branch alone: **{ag:.2f}×** (goal ≤ 2.2×).",
         "",
         f"Command: `{cmd}`",
         "",
     ])
+
+
+def _timm_version() -> str:
+    import timm
+
+    return timm.__version__
 
 
 def update_doc(section: str) -> None:
@@ -199,18 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "src"))
     load0 = os.getloadavg()[0]
-    res: dict[str, float] = {}
+    groups: dict[str, list[Row]] = {}
     for group, fn, sz, bs in (("resnet50", resnet_group, args.size, args.batch),
                               ("unet", unet_group, args.unet_size, args.unet_batch),
                               ("agcnn", agcnn_group, args.agcnn_size, args.agcnn_batch)):
         t = time.time()
-        out = fn(sz, bs, args.reps, args.warmup)
+        print(f"{group}:", flush=True)
+        groups[group] = fn(sz, bs, args.reps, args.warmup)
         print(f"{group}: {time.time() - t:.0f} s", flush=True)
-        for k, v in out.items():
-            print(f"  {k:24s} {v * 1000:8.1f} ms", flush=True)
-        res.update(out)
     cmd = ".venv/bin/python benchmarks/attention_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    section = render(res, args, cmd.strip(), (load0, os.getloadavg()[0]))
+    section = render(groups, args, cmd.strip(), (load0, os.getloadavg()[0]))
     print(section)
     if not args.no_doc:
         update_doc(section)
