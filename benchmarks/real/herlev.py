@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f" (this table: {'; '.join(f'`{c}`' for c in cmds)})" if cmds else "") + ".",
         "Each model is trained by: " + "; ".join(f"`{c}`" for c in trains) + ".",
         "",
-        "Recipe `benchmarks/real/recipes/herlev-resnet18.yaml`: ResNet-18 from scratch (CBAM in every block "
+        "Recipe `benchmarks/real/recipes/herlev-resnet18.yaml` (128 px unless the train command overrides "
+        "`data.image_size`): ResNet-18 from scratch (CBAM in every block "
         "for the attention run), class-balanced cross-entropy, Adam 1e-3, plateau LR, early stop on validation "
         "macro AUROC; split 70/15/15 stratified by class, seed 0 (no patient ids: each cell is its own group). "
         + (f"{some['metrics']['accuracy'].get('n_boot', 1000)} item-bootstrap resamples for 95% CIs. " if some else "")
