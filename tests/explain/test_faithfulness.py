@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.conftest import shared_data
 from torch import nn
 
+from conftest import shared_data
 from medattn.errors import DataError
 from medattn.explain.faithfulness import (
     boxes_to_mask,
