@@ -127,7 +127,9 @@ def open_dataset(root: str | Path, fmt: str | None = None, *, split: str | None 
             prefix = pcam_h5.pcam_files(root, split)["x"].name + "#"
             idx = sorted(int(f.split("#")[1]) for f in files if f.startswith(prefix))
         return pcam_h5.PCamH5Dataset(root, split, transform, indices=idx, **kw)
-    table = select_split(scan(root, fmt), split_table, split)
+    # folders: label indices follow the explicit class order, else the dataset's labels would disagree
+    scan_kw = {"classes": kw["classes"]} if fmt == "folders" and kw.get("classes") else {}
+    table = select_split(scan(root, fmt, **scan_kw), split_table, split)
     common = {"transform": transform, "on_bad_file": on_bad_file}
     if fmt == "folders":
         return folders.FolderDataset(root, table, **common, **kw)
