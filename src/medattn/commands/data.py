@@ -1,4 +1,5 @@
-"""CLI verbs of the data area (registered on the main Typer app): ``split``, ``audit``, ``scan``."""
+"""CLI verbs of the data area (registered on the main Typer app): ``split``, ``audit``, ``scan``,
+``validate``."""
 
 from __future__ import annotations
 
@@ -127,8 +128,39 @@ def scan_cmd(
         typer.echo(f"wrote {out}")
 
 
+def validate(
+    data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest).")],
+    fmt: Annotated[str | None, typer.Option("--format", help="Data format (default: detect).")] = None,
+    split_csv: Annotated[Path | None, typer.Option("--split", help="Check only the files of this split.csv.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the list of bad files (file,reason CSV).")] = None,
+    workers: Annotated[int, typer.Option(help="Reader threads.")] = 2,
+) -> None:
+    """Decode every image (and mask) once and list the unusable ones: missing, zero-byte,
+    truncated or undecodable files. Exit code 1 when any is found."""
+    from medattn.data.formats import scan
+    from medattn.data.images import BadFilePolicy
+    from medattn.data.splits import read_split_csv
+    from medattn.data.validate import describe_problem, find_bad_files
+
+    table = read_split_csv(split_csv) if split_csv is not None else scan(data, fmt)
+    bad = find_bad_files(data, table, workers=workers)
+    for b in bad[:_MAX_LINES]:
+        typer.echo(f"BAD {b['path']}: {describe_problem(b['problem'])}")
+    if len(bad) > _MAX_LINES:
+        typer.echo(f"... {len(bad) - _MAX_LINES} more" + (f" in {out}" if out else " (use --out FILE)"))
+    if out is not None:
+        BadFilePolicy("skip", bad={b["path"]: describe_problem(b["problem"]) for b in bad}).write(out)
+    n_h5 = int(table["file"].astype(str).str.contains("#").sum())
+    note = f" ({n_h5} array items in HDF5 files not checked)" if n_h5 else ""
+    typer.echo(f"checked {len(table) - n_h5} items under {data}{note}: "
+               + (f"{len(bad)} bad file(s); train with --on-bad-file skip to leave them out" if bad else "all readable"))
+    if bad:
+        raise SystemExit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
     app.command("split")(split)
     app.command("audit")(audit)
     app.command("scan")(scan_cmd)
+    app.command("validate")(validate)

@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         smoke: Annotated[bool, typer.Option(help="Shrink the recipe to seconds; synthetic data when --data is omitted.")] = False,
         set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
         resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this directory.")] = None,
+        on_bad_file: Annotated[str | None, typer.Option(
+            "--on-bad-file", help="Unreadable/truncated/empty images: 'error' (stop, naming the file) or "
+            "'skip' (leave them out, listed in RUN/bad_files.txt). Default: the recipe's data.on_bad_file.")] = None,
     ) -> None:
         """Train a recipe into a run directory (metrics with CIs, bundle, report.html)."""
         from medattn.engine.runner import is_rank_zero, train_run
@@ -30,6 +33,13 @@ def register(app: typer.Typer) -> None:
 
         if resume is None and not recipe:
             raise ConfigError("give a RECIPE (name or YAML path), or --resume RUN")
+        if on_bad_file is not None:
+            if on_bad_file not in ("error", "skip"):
+                raise ConfigError(f"--on-bad-file must be 'error' or 'skip', got '{on_bad_file}'")
+            if resume is not None:
+                raise ConfigError("--on-bad-file applies to new runs; a resumed run keeps the data.on_bad_file "
+                                  f"of {resume}/recipe.yaml")
+            set_ = [*(set_ or []), f"data.on_bad_file={on_bad_file}"]
         if resume is None and out is None:
             out = Path("runs") / Path(recipe).stem
         summary = train_run(recipe, out=resume or out, data=data, smoke=smoke, overrides=set_,

@@ -61,6 +61,13 @@ class DataConfig(_Strict):
     """Extra keyword arguments of the format's scanner (file names, column names, …)."""
     max_items: int | None = Field(None, ge=1)
     """Use at most this many items per split (quick experiments); ``None`` = all."""
+    on_bad_file: Literal["error", "skip"] = "error"
+    """Unreadable, truncated, zero-byte or missing images: ``error`` stops with a one-line message
+    naming the file; ``skip`` leaves them out (logged once each, listed in ``bad_files.txt``)."""
+    check_files: bool = True
+    """Decode every file of the split once before training (``medattn validate``), so a bad file is
+    found up front instead of halfway through an epoch. Turn off only for huge, trusted data: the
+    per-item ``on_bad_file`` policy still applies while reading."""
 
 
 class ModelConfig(_Strict):
@@ -151,6 +158,13 @@ class EvaluationConfig(_Strict):
     threshold: Literal["youden", "fixed"] = "youden"
     """Binary/multilabel decision threshold: Youden's J on the validation split, or a fixed 0.5."""
     ci_alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    calibration_bins: int = Field(10, ge=2, le=100)
+    """Equal-width bins of the reliability diagram and of the ECE in ``metrics.json``."""
+    temperature_scaling: bool = False
+    """Fit a temperature on the validation split and report the calibrated ECE next to the raw one
+    (decisions are unchanged: the scaling is monotone and thresholds stay the validation ones)."""
+    n_cams: int = Field(6, ge=0, le=64)
+    """Classification: Grad-CAM overlays of this many test images in ``cams/`` (0 = none)."""
 
 
 class SearchParam(_Strict):

@@ -20,7 +20,10 @@ from medattn.engine.config import Recipe
 from medattn.errors import ConfigError, DataError
 
 __all__ = ["RunData", "build_data", "EpochShuffleSampler", "make_train_loader",
-           "make_eval_loader", "SegEvalTransform", "transforms_for"]
+           "make_eval_loader", "SegEvalTransform", "transforms_for", "write_bad_files", "BAD_FILES_NAME"]
+
+BAD_FILES_NAME = "bad_files.txt"
+"""Run-directory file listing the files ``on_bad_file: skip`` left out (CSV: ``file,reason``)."""
 
 SPLITS = ("train", "valid", "test")
 
@@ -38,6 +41,27 @@ class RunData:
     fmt: str
     root: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    bad_policy: Any = None
+    """:class:`~medattn.data.images.BadFilePolicy` holding the files the up-front check left out."""
+
+    def bad_files(self) -> dict[str, str]:
+        """Files left out so far: the up-front check's, plus any the datasets skipped while
+        reading in this process (``file -> reason``)."""
+        out: dict[str, str] = dict(getattr(self.bad_policy, "bad", {}) or {})
+        for ds in (self.train, self.valid, self.test):
+            for f, why in (getattr(ds, "bad_files", None) or {}).items():
+                out.setdefault(f, why)
+        return out
+
+
+def write_bad_files(data: RunData, run_dir: str | Path) -> Path | None:
+    """Write ``bad_files.txt`` (``file,reason``) into ``run_dir`` when files were skipped."""
+    from medattn.data.images import BadFilePolicy
+
+    bad = data.bad_files()
+    if not bad:
+        return None
+    return BadFilePolicy("skip", bad=bad).write(Path(run_dir) / BAD_FILES_NAME)
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -169,6 +193,11 @@ def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None 
         split_table = _subset(make_split(table, ratios=ratios, seed=sp.seed, respect_official=sp.use_official),
                               d.max_items, sp.seed)
     st = split_table
+    policy = None
+    if d.check_files and fmt != "pcam":  # decode every file once: bad files surface before training
+        from medattn.data.validate import apply_bad_file_policy
+
+        st, policy = apply_bad_file_policy(r, st, d.on_bad_file, workers=max(2, d.num_workers))
     for s in SPLITS:
         if not (st["split"] == s).any():
             raise DataError(f"data under '{r}' has no '{s}' items after splitting; add data or change data.split")
@@ -188,5 +217,6 @@ def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None 
     out = {}
     for s in SPLITS:
         tf = transforms_for(recipe, train=s == "train")
-        out[s] = open_dataset(r, fmt, split=s, split_table=st, transform=tf, **ds_kw)
-    return RunData(out["train"], out["valid"], out["test"], names, st, fmt, r, extra=dict(table.attrs))
+        out[s] = open_dataset(r, fmt, split=s, split_table=st, transform=tf, on_bad_file=d.on_bad_file, **ds_kw)
+    return RunData(out["train"], out["valid"], out["test"], names, st, fmt, r, extra=dict(table.attrs),
+                   bad_policy=policy)

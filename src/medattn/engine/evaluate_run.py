@@ -1,7 +1,15 @@
 """Evaluate a trained model of any task on a run's test split (thresholds from validation).
 
-Writes ``metrics.json`` (each metric with a 95% bootstrap CI, patients resampled when known),
-``test_predictions.csv``, ``per_class_metrics.csv`` and the figures of the task.
+Writes into the run directory (DESIGN.md "Conventions"):
+
+- every task: ``metrics.json`` (each metric with a 95% bootstrap CI, patients resampled when
+  known), ``test_predictions.csv`` and ``bad_files.txt`` when ``on_bad_file: skip`` left files out;
+- classification: ``per_class_metrics.csv``, ``confusion_matrix.png``, ``roc_curve.png``,
+  ``pr_curve.png`` and ``calibration.png`` (reliability diagram; ECE in ``metrics.json``, and the
+  ECE after temperature scaling fitted on validation when ``evaluation.temperature_scaling``);
+- segmentation: ``segmentation_metrics.csv`` (per image) and ``overlays/`` (TP/FP/FN).
+
+The files are written by :mod:`medattn.report.eval_outputs`; this module only predicts and scores.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from medattn.engine.config import Recipe
 from medattn.io import atomic_write_json, atomic_write_text
 
-__all__ = ["evaluate_model", "predict_scores", "predict_masks"]
+__all__ = ["evaluate_model", "predict_scores", "predict_masks", "item_file_names"]
 
 
 @torch.no_grad()
@@ -34,12 +42,17 @@ def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 6
 
 
 @torch.no_grad()
-def predict_masks(model: nn.Module, ds: Dataset) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per image ``(ground truth, foreground probability, class map)`` with padding removed."""
+@torch.no_grad()
+def predict_masks(model: nn.Module, ds: Dataset, mean: tuple[float, ...] = (0.0, 0.0, 0.0),
+                  std: tuple[float, ...] = (1.0, 1.0, 1.0),
+                  ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per image ``(ground truth, foreground probability, class map, image)`` with padding removed;
+    ``image`` is the network input un-normalised with ``mean``/``std`` (``uint8`` ``H×W×C``)."""
     from medattn.engine.seg_task import foreground_prob
 
     model.eval()
     dev = next(model.parameters()).device
+    m_, s_ = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     out = []
     for i in range(len(ds)):  # type: ignore[arg-type]
         x, m = ds[i][0], ds[i][1]
@@ -49,7 +62,9 @@ def predict_masks(model: nn.Module, ds: Dataset) -> list[tuple[np.ndarray, np.nd
         gt = np.asarray(m).reshape(prob.shape)
         rows, cols = np.nonzero(gt >= 0)
         h, w = (rows.max() + 1, cols.max() + 1) if len(rows) else gt.shape
-        out.append((gt[:h, :w], prob[:h, :w], cls[:h, :w]))
+        c = x.shape[0]
+        img = ((x.float().cpu() * s_[:c] + m_[:c]).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        out.append((gt[:h, :w], prob[:h, :w], cls[:h, :w], img[:, :h, :w].permute(1, 2, 0).numpy().squeeze()))
     return out
 
 
@@ -67,31 +82,121 @@ def _instances(gt: np.ndarray, cls: np.ndarray, three_class: bool) -> tuple[np.n
     return true, pred
 
 
-def _ci_block(res: dict[str, Any], groups: Any, alpha: float) -> dict[str, Any]:
+def _ci_block(res: dict[str, Any], groups: Any) -> dict[str, Any]:
     for v in res.values():
         v["resampled"] = "groups" if groups is not None else "items"
     return res
 
 
-def _write_table(path: Path, per: dict[str, dict[str, float]], first: str = "class") -> None:
+def _write_table(path: Path, per: dict[str, dict[str, Any]], first: str = "file") -> None:
+    import csv
+    import io
+
     keys: list[str] = []
     for row in per.values():
         keys += [k for k in row if k not in keys]
-    lines = [",".join([first, *keys])]
-    lines += [",".join([str(name), *(f"{row.get(k, '')}" for k in keys)]) for name, row in per.items()]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([first, *keys])
+    w.writerows([name, *(row.get(k, "") for k in keys)] for name, row in per.items())
+    atomic_write_text(path, buf.getvalue())
+
+
+def item_file_names(ids: list[str]) -> list[str]:
+    """File-name-safe, unique names of items (the stem when stems are unique)."""
+    stems = [Path(f.split("#")[0]).stem + (f"_{f.split('#')[1]}" if "#" in f else "") for f in ids]
+    if len(set(stems)) < len(stems):
+        stems = [Path(f).with_suffix("").as_posix() for f in ids]
+    return ["".join(c if c.isalnum() or c in "-_.+" else "_" for c in s) for s in stems]
+
+
+def _keep(ds: Dataset, ids: list[str]) -> np.ndarray:
+    """Mask of items that were read (``on_bad_file: skip`` substitutes unreadable ones: drop them)."""
+    bad = set(getattr(ds, "bad_files", None) or {})
+    return np.asarray([f not in bad for f in ids], dtype=bool)
+
+
+def _evaluate_segmentation(recipe: Recipe, model: nn.Module, ds: Any, out: Path, doc: dict[str, Any],
+                           ids: list[str], groups: list[str] | None, gset: Any) -> dict[str, Any]:
+    import pandas as pd
+
+    from medattn.metrics.bootstrap import bootstrap_ci
+    from medattn.metrics.seg_table import SEG_TABLE_COLUMNS
+    from medattn.report.eval_outputs import write_segmentation_outputs
+
+    ev = recipe.evaluation
+    preds = predict_masks(model, ds, recipe.data.mean, recipe.data.std)
+    keep = _keep(ds, ids)
+    three = recipe.task.seg_target == "three_class"
+    names = item_file_names(ids)
+    items = [(names[i], *_instances(gt, cls, three), img) for i, (gt, _, cls, img) in enumerate(preds) if keep[i]]
+    res_files = write_segmentation_outputs(out, items)
+    table = pd.read_csv(res_files["csv"])
+    keys = [c for c in SEG_TABLE_COLUMNS[1:] if c not in ("n_true", "n_pred")]
+    arr = {k: table[k].to_numpy(dtype=np.float64) for k in keys}
+    kept = [f for f, k in zip(ids, keep, strict=True) if k]
+    gk = [g for g, k in zip(groups, keep, strict=True) if k] if gset is not None and groups else None
+    res = bootstrap_ci(lambda i: {k: float(np.nanmean(arr[k][i])) for k in keys}, len(kept), gk,
+                       max(ev.n_boot, 1), ev.ci_alpha, recipe.trainer.seed)
+    doc.update(n_items=len(kept), metrics=_ci_block(res, gk), aggregation="mean over images",
+               per_image="segmentation_metrics.csv", overlays=[Path(p).name for p in res_files["overlays"]])
+    atomic_write_json(out / "metrics.json", doc)
+    rows = {f: {"group": groups[ids.index(f)] if groups else "", **{k: r[k] for k in SEG_TABLE_COLUMNS[1:]}}
+            for f, r in zip(kept, table.to_dict("records"), strict=True)}
+    _write_table(out / "test_predictions.csv", rows)
+    return {"metrics": res, "thresholds": None, "per_image": table.to_dict("records")}
+
+
+def _calibration(recipe: Recipe, kind: str, yv: np.ndarray, pv: np.ndarray, yt: np.ndarray, pt: np.ndarray,
+                 out: Path, names: list[str]) -> dict[str, Any]:
+    """Reliability diagram and ECE; with ``temperature_scaling`` the temperature fitted on validation."""
+    from medattn.metrics.calibration import (
+        apply_temperature,
+        expected_calibration_error,
+        fit_temperature,
+        logits_from_probs,
+    )
+    from medattn.report.eval_outputs import write_classification_figures
+    from medattn.report.eval_plots import save_pr_curve, save_reliability
+    from medattn.report.plots import save_roc
+
+    bins = recipe.evaluation.calibration_bins
+    flat = kind == "multilabel"  # every (image, finding) is one binary prediction
+    cy, cp = (yt.ravel(), pt.ravel()) if flat else (yt, pt)
+    info: dict[str, Any] = {"bins": bins, "ece": expected_calibration_error(cy, cp, bins),
+                            "assessed": "positive-class probability" if kind != "multiclass" else "top label"}
+    if flat:
+        curves = {n: (yt[:, k], pt[:, k]) for k, n in enumerate(names) if 0 < yt[:, k].sum() < len(yt)}
+        if curves:
+            save_roc(curves, out / "roc_curve.png")
+            save_pr_curve(curves, out / "pr_curve.png")
+        save_reliability({"all findings": (cy, cp)}, out / "calibration.png", bins)
+    else:
+        write_classification_figures(out, yt, pt, names, n_bins=bins)
+    if recipe.evaluation.temperature_scaling:
+        vy, vp = (yv.ravel(), pv.ravel()) if flat else (yv, pv)
+        temp = fit_temperature(logits_from_probs(vp), vy)
+        cal = apply_temperature(logits_from_probs(cp), temp)
+        info.update(temperature=temp, temperature_fitted_on="valid",
+                    ece_temperature_scaled=expected_calibration_error(cy, cal, bins))
+        save_reliability({"raw": (cy, cp), f"temperature {temp:.2f}": (cy, cal)}, out / "calibration.png", bins)
+    return info
 
 
 def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | Path, *, split: str = "test",
                    run_name: str = "") -> dict[str, Any]:
     """Score ``model`` on ``split`` of ``data`` (a :class:`~medattn.engine.datamodule.RunData`).
 
-    Thresholds are chosen on the validation split only and applied unchanged. Returns
-    ``{"metrics", "thresholds", "y", "prob"}``.
+    Thresholds (and the optional temperature) are chosen on the validation split only and applied
+    unchanged. Items that ``on_bad_file: skip`` could not read are left out. Returns
+    ``{"metrics", "thresholds", "y", "prob"}`` (segmentation: ``"per_image"`` instead of y/prob).
     """
+    from medattn.engine.datamodule import write_bad_files
     from medattn.metrics.bootstrap import bootstrap_ci
+    from medattn.metrics.calibration import expected_calibration_error
     from medattn.metrics.threshold import choose_threshold
-    from medattn.report.plots import save_confusion_matrix, save_roc
+    from medattn.report.eval_outputs import write_per_class_csv
+    from medattn.report.plots import save_confusion_matrix
 
     out = Path(out_dir)
     kind = "multilabel" if recipe.task.type == "agcnn" else recipe.task.type
@@ -105,40 +210,39 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
     doc: dict[str, Any] = {"split": split, "n_items": len(ids), "n_groups": len(set(groups)) if groups else None,
                            "ci": f"{100 * (1 - ev.ci_alpha):.0f}% percentile bootstrap", "n_boot": ev.n_boot}
     if kind == "segmentation":
-        from medattn.metrics.instance import instance_metrics
-        from medattn.metrics.segmentation import segmentation_metrics
-
-        preds = predict_masks(model, ds)
-        three = recipe.task.seg_target == "three_class"
-        per_img = []
-        for gt, _, cls in preds:
-            row = segmentation_metrics(gt > 0, cls > 0)
-            t, p = _instances(gt, cls, three)
-            inst = instance_metrics(t, p)
-            row.update({k: v for k, v in inst.items() if k in ("aji", "pq", "dq", "sq", "aji_plus")})
-            per_img.append(row)
-        keys = list(per_img[0])
-        arr = {k: np.asarray([r[k] for r in per_img], dtype=np.float64) for k in keys}
-        res = bootstrap_ci(lambda i: {k: float(np.nanmean(arr[k][i])) for k in keys}, len(per_img), gset,
-                           max(ev.n_boot, 1), ev.ci_alpha, seed)
-        doc["metrics"] = _ci_block(res, gset, ev.ci_alpha)
-        doc["aggregation"] = "mean over images"
-        atomic_write_json(out / "metrics.json", doc)
-        _write_table(out / "test_predictions.csv", {f: r for f, r in zip(ids, per_img, strict=True)}, "file")
-        return {"metrics": res, "thresholds": None, "per_image": per_img}
+        result = _evaluate_segmentation(recipe, model, ds, out, doc, ids, groups, gset)
+        write_bad_files(data, out)
+        return result
     pv = predict_scores(model, data.valid, kind)
     yv = np.asarray(data.valid.labels())
+    kv = _keep(data.valid, data.valid.item_ids())
+    pv, yv = pv[kv], yv[kv]
     pt = predict_scores(model, ds, kind)
     yt = np.asarray(ds.labels())
+    kt = _keep(ds, ids)
+    pt, yt = pt[kt], yt[kt]
+    ids = [f for f, k in zip(ids, kt, strict=True) if k]
+    groups = [g for g, k in zip(groups, kt, strict=True) if k] if groups else groups
+    gset = groups if groups is not None and len(set(groups)) < len(groups) else None
+    doc["n_items"] = len(ids)
+    bins = ev.calibration_bins
+
+    def ece(i: np.ndarray) -> dict[str, float]:
+        y, p = (yt[i].ravel(), pt[i].ravel()) if kind == "multilabel" else (yt[i], pt[i])
+        return {"ece": expected_calibration_error(y, p, bins)}
+
     if kind == "binary":
         from medattn.metrics.classification import binary_confusion, binary_metrics
+        from medattn.metrics.multiclass import multiclass_per_class
 
         thr = choose_threshold(yv, pv, "youden") if ev.threshold == "youden" else 0.5
-        res = bootstrap_ci(lambda i: binary_metrics(yt[i], pt[i], thr), len(yt), gset, ev.n_boot, ev.ci_alpha, seed)
+        res = bootstrap_ci(lambda i: {**binary_metrics(yt[i], pt[i], thr), **ece(i)}, len(yt), gset, ev.n_boot,
+                           ev.ci_alpha, seed)
         pred = (pt >= thr).astype(int)
         thresholds: Any = thr
+        two = names if len(names) == 2 else ["negative", "positive"]
+        write_per_class_csv(multiclass_per_class(yt, np.stack([1 - pt, pt], 1), two, pred), out / "per_class_metrics.csv")
         save_confusion_matrix(binary_confusion(yt, pt, thr), names, out / "confusion_matrix.png")
-        save_roc({run_name or recipe.name: (yt, pt)}, out / "roc_curve.png")
         prob_cols = [pt[:, None]]
         header = [f"prob_{names[1] if len(names) > 1 else 'positive'}"]
     elif kind == "multiclass":
@@ -150,13 +254,13 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         from medattn.metrics.ordinal import ordinal_metrics
 
         def mc_fn(i: np.ndarray) -> dict[str, float]:  # ordered grades (task.ordinal) add kappa & co
-            row = multiclass_metrics(yt[i], pt[i])
+            row = {**multiclass_metrics(yt[i], pt[i]), **ece(i)}
             return {**row, **ordinal_metrics(yt[i], pt[i], len(names))} if recipe.task.ordinal else row
 
         res = bootstrap_ci(mc_fn, len(yt), gset, ev.n_boot, ev.ci_alpha, seed)
         pred = pt.argmax(1)
         thresholds = None
-        _write_table(out / "per_class_metrics.csv", multiclass_per_class(yt, pt, names))
+        write_per_class_csv(multiclass_per_class(yt, pt, names), out / "per_class_metrics.csv")
         save_confusion_matrix(multiclass_confusion(yt, pred, len(names)), names, out / "confusion_matrix.png")
         prob_cols, header = [pt], [f"prob_{n}" for n in names]
     else:
@@ -165,24 +269,25 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         thr_list = [choose_threshold(yv[:, k], pv[:, k], "youden") if ev.threshold == "youden" and
                     0 < yv[:, k].sum() < len(yv) else 0.5 for k in range(yt.shape[1])]
         thr_arr = np.asarray(thr_list)
-        res = bootstrap_ci(lambda i: multilabel_metrics(yt[i], pt[i], names, thr_arr), len(yt), gset, ev.n_boot,
-                           ev.ci_alpha, seed)
+        res = bootstrap_ci(lambda i: {**multilabel_metrics(yt[i], pt[i], names, thr_arr), **ece(i)}, len(yt), gset,
+                           ev.n_boot, ev.ci_alpha, seed)
         pred = (pt >= thr_arr).astype(int)
         thresholds = dict(zip(names, thr_list, strict=True))
-        _write_table(out / "per_class_metrics.csv", multilabel_per_label(yt, pt, names, thr_arr), "label")
+        write_per_class_csv(multilabel_per_label(yt, pt, names, thr_arr), out / "per_class_metrics.csv")
         prob_cols, header = [pt], [f"prob_{n}" for n in names]
     doc["thresholds"] = thresholds
     doc["threshold_method"] = f"{ev.threshold} on validation" if kind != "multiclass" else "argmax"
-    doc["metrics"] = _ci_block(res, gset, ev.ci_alpha)
+    doc["metrics"] = _ci_block(res, gset)
+    doc["calibration"] = _calibration(recipe, kind, yv, pv, yt, pt, out, names)
     atomic_write_json(out / "metrics.json", doc)
     probs = np.concatenate(prob_cols, axis=1)
     lab = yt if yt.ndim == 1 else ["".join(str(int(v)) for v in r) for r in yt]
     prd = pred if pred.ndim == 1 else ["".join(str(int(v)) for v in r) for r in pred]
-    lines = [",".join(["file", "group", "label", *header, "prediction"])]
+    rows = {}
     for i, fid in enumerate(ids):
-        g = groups[i] if groups else ""
-        cells = [f'"{fid}"' if "," in str(fid) else str(fid), str(g), str(lab[i] if yt.ndim > 1 else int(lab[i]))]
-        cells += [f"{v:.6f}" for v in probs[i]] + [str(prd[i] if pred.ndim > 1 else int(prd[i]))]
-        lines.append(",".join(cells))
-    atomic_write_text(out / "test_predictions.csv", "\n".join(lines) + "\n")
+        rows[fid] = {"group": groups[i] if groups else "", "label": lab[i] if yt.ndim > 1 else int(lab[i]),
+                     **{h: f"{v:.6f}" for h, v in zip(header, probs[i], strict=True)},
+                     "prediction": prd[i] if pred.ndim > 1 else int(prd[i])}
+    _write_table(out / "test_predictions.csv", rows)
+    write_bad_files(data, out)
     return {"metrics": res, "thresholds": thresholds, "y": yt, "prob": pt}
