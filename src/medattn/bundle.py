@@ -335,15 +335,9 @@ def _stretch(a: np.ndarray, lo: float | None = None, hi: float | None = None) ->
 
 def main_output(out: Any) -> torch.Tensor:
     """The logits of a model whose forward returns a tensor, a dict (AG-CNN) or a tuple."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        for key in ("fusion", "logits", "out", "semantic", "global"):
-            if isinstance(out.get(key), torch.Tensor):
-                return out[key]
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise BundleError(f"cannot find the logits in a model output of type {type(out).__name__}")
+    from medattn.models.outputs import main_logits
+
+    return main_logits(out)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from medattn.errors import ConfigError
+from medattn.models.outputs import main_logits
 
 __all__ = [
     "BinaryLogitTarget",
@@ -35,17 +36,8 @@ TASKS = ("binary", "multiclass", "multilabel", "segmentation")
 
 
 def logits_of(out: object) -> torch.Tensor:
-    """The main logits of a model output: a tensor, or the ``fusion``/``logits``/``out``/``semantic``
-    entry of a dict (AG-CNN, multi-head U-Net), or the first element of a tuple."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        for key in ("fusion", "logits", "out", "semantic", "global"):
-            if isinstance(out.get(key), torch.Tensor):
-                return out[key]
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise ConfigError(f"cannot find the logits in a model output of type {type(out).__name__}")
+    """The main logits of a model output (see :func:`medattn.models.outputs.main_logits`)."""
+    return main_logits(out)
 
 
 class BinaryLogitTarget:
