@@ -16,7 +16,7 @@ from medattn.io import atomic_path  # noqa: E402
 __all__ = ["save_confusion_matrix", "save_roc", "save_history", "save_figure"]
 
 
-def save_figure(fig: "plt.Figure", path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     """Save ``fig`` as PNG atomically and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
