@@ -93,7 +93,7 @@ def test_classification_run_directory_is_complete(cls_run: Path) -> None:
     per = list(csv.DictReader((cls_run / "per_class_metrics.csv").read_text().splitlines()))
     assert [r["class"] for r in per] == ["normal", "tumour"]
     cams = sorted(p.name for p in (cls_run / "cams").glob("*__gradcam.png"))
-    assert len(cams) == 3
+    assert len(cams) == 2  # smoke runs explain two test images (one per class, predicted class)
     assert all(re.fullmatch(r"cell_\d{4}__(normal|tumour)__gradcam\.png", c) for c in cams), cams
 
 

@@ -28,6 +28,7 @@ BUNDLE_TASKS = {"binary": "binary", "multiclass": "multiclass", "multilabel": "m
                 "agcnn": "multilabel", "segmentation": "segmentation"}
 CAMS_DIR = "cams"
 _GALLERY_MAX = 12
+_SMOKE_CAMS = 2
 
 
 def split_sha256(run_dir: str | Path) -> str | None:
@@ -76,11 +77,12 @@ def _pick_items(split_csv: Path, n: int, split: str = "test") -> list[str]:
 def write_cams(recipe: Recipe, run_dir: str | Path, n: int | None = None, method: str = "gradcam") -> dict[str, Any]:
     """Grad-CAM overlays of a few test images in ``run_dir/cams/`` through the run's own bundle.
 
-    Files are named ``<input>__<predicted class>__<method>.png`` (see
+    Smoke runs (``run.json``) explain at most two images. Files are named
+    ``<input>__<predicted class>__<method>.png`` (see
     :func:`medattn.explain.write_explanations`, which also writes galleries and ``scores.csv``).
 
     Returns:
-        ``{"maps": count, "files": [...]}`` or ``{"skipped": reason}`` (segmentation runs, ``n == 0``).
+        ``{"maps": count, "images": count, "files": [...]}`` or ``{"skipped": reason}`` (segmentation runs, ``n == 0``).
     """
     import dataclasses
 
@@ -96,13 +98,15 @@ def write_cams(recipe: Recipe, run_dir: str | Path, n: int | None = None, method
     if n <= 0:
         return {"skipped": "evaluation.n_cams is 0"}
     info = json.loads((run / "run.json").read_text())
+    if info.get("smoke"):  # --smoke promises seconds: two images show the wiring
+        n = min(n, _SMOKE_CAMS)
     files = _pick_items(run / "split.csv", n)
     images = [read_item(info["data"], f) for f in files]
     results = explain(load_bundle(run / "bundle"), images, method=method, target="top")
     names = item_file_names(files)
     results = [dataclasses.replace(e, source=names[e.item]) for e in results]
     write_explanations(results, run / CAMS_DIR)
-    return {"maps": len(results), "files": sorted(p.name for p in (run / CAMS_DIR).glob("*__*.png"))}
+    return {"maps": len(results), "images": len(files), "files": sorted(p.name for p in (run / CAMS_DIR).glob("*__*.png"))}
 
 
 def _img(path: Path, mime: str = "image/png") -> str:
@@ -246,8 +250,8 @@ def write_report(recipe: Recipe, run_dir: Path, summary: dict[str, Any], info: d
     if "skipped" in cams:
         body = f'<p class="note">{html.escape(str(cams["skipped"]))}</p>'
     else:
-        body = (f'<p class="note">Grad-CAM of the predicted class on {cams["maps"]} test image(s), '
-                f'files in {CAMS_DIR}/.</p><div class="gallery">'
+        body = (f'<p class="note">Grad-CAM of the predicted class(es): {cams["maps"]} map(s) of {cams["images"]} '
+                f'test image(s), files in {CAMS_DIR}/ (first {_GALLERY_MAX} shown).</p><div class="gallery">'
                 + "".join(_img(run_dir / CAMS_DIR / f) for f in cams["files"][:_GALLERY_MAX]) + "</div>")
     rep.add("explanations", "Explanations", body)
     rep.add("reproducibility", "Reproducibility", _repro_section(recipe, run_dir))
