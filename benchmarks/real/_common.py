@@ -143,17 +143,21 @@ def engine_recipe(base: str, changes: dict[str, Any]) -> dict[str, Any]:
     return recipe_from_dict(raw, source=f"recipe '{base}' + bench changes").model_dump(mode="json")
 
 
-def attach_recipe(bundle: Path, recipe: dict[str, Any]) -> bool:
-    """Re-save ``bundle`` with ``recipe`` (the old custom dict moves to ``bench``); False if already there."""
+def attach_recipe(bundle: Path, recipe: dict[str, Any], **fields: Any) -> bool:
+    """Re-save ``bundle`` with ``recipe`` (the old custom dict moves to ``bench``) and any other
+    metadata ``fields``; returns False when nothing had to change."""
     from medattn.bundle import load_bundle, save_bundle
 
     pred = load_bundle(bundle, device="cpu")
     meta = dict(pred.meta)
-    if isinstance(meta.get("recipe"), dict) and "task" in meta["recipe"]:
+    has = isinstance(meta.get("recipe"), dict) and "task" in meta["recipe"]
+    if has and all(meta.get(k) == v for k, v in fields.items()):
         return False
     drop = {"format", "medattn_version", "architecture", "weights_file", "weights_sha256"}
     new = {k: v for k, v in meta.items() if k not in drop}
-    new["bench"] = meta.get("recipe")
-    new["recipe"] = recipe
+    if not has:
+        new["bench"] = meta.get("recipe")
+        new["recipe"] = recipe
+    new.update(fields)
     save_bundle(pred.model, new, bundle)
     return True

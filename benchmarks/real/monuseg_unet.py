@@ -6,7 +6,7 @@ Run from the repo root::
 
 Split by image (13 images: 8 train / 2 valid / 3 test, ``make_split`` seed 0). Training samples
 random 256×256 crops (flips, 90° rotations, light colour jitter) from the training images; the
-loss is cross-entropy + soft Dice on background / inside / boundary (``SegmentationTask``);
+loss is cross-entropy + soft Dice on background / interior / boundary (``SegmentationTask``);
 the best epoch by validation Dice is kept. Test images are segmented whole (1000×1000) by
 sliding-window inference (256 windows, 64 px overlap, averaged softmax), then turned into
 instances with ``medattn.metrics.postprocess`` (3-class seeds grown by watershed); the
@@ -50,7 +50,7 @@ STUDY = "monuseg_unet"
 VARIANTS = ("none", "ag", "gct", "srm")
 PEER = {"dice": 0.754, "aji": 0.510, "pq": 0.409}
 TARGETS = {"dice": 0.78, "aji": 0.55, "pq": 0.50}
-CLASSES = ["background", "inside", "boundary"]
+CLASSES = ["background", "interior", "boundary"]  # the engine's names for the 3-class head
 
 
 class RandomCrops(Dataset):
@@ -236,7 +236,7 @@ def build_section(results: list[dict[str, Any]], test_names: list[str]) -> str:
         "",
         f"Split by image (`make_split`, seed 0): {cfg.get('n_train', 8)} train / 2 valid / 3 test; test images: "
         + ", ".join(f"`{n}`" for n in test_names) + ". "
-        f"Residual U-Net (`unet`, width {cfg.get('width')}, depth 4, 3-class head background/inside/boundary), "
+        f"Residual U-Net (`unet`, width {cfg.get('width')}, depth 4, 3-class head background/interior/boundary), "
         f"{cfg.get('epochs')} epochs × {cfg.get('steps')} steps of {cfg.get('batch_size')} random "
         f"{cfg.get('crop')}² crops, Adam {cfg.get('lr')}, CE + soft Dice; best epoch by validation Dice. "
         f"Whole 1000×1000 test images by sliding window ({cfg.get('crop')} px, overlap {cfg.get('overlap')}); "
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             "model.args": {"skip_attention": r["variant"], "depth": 4, "width": c["width"], "head": "3class"},
             "optimizer": {"name": "adam", "lr": c["lr"], "weight_decay": 1e-5}, "trainer.max_epochs": c["epochs"],
             "trainer.batch_size": c["batch_size"]})
-        if attach_recipe(RUNS / STUDY / r["variant"] / "bundle", rec):
+        if attach_recipe(RUNS / STUDY / r["variant"] / "bundle", rec, class_names=CLASSES):
             print(f"attached the engine recipe to the {r['variant']} bundle")
     if results:
         write_section(STUDY, build_section(results, data["test_names"]),
