@@ -1,36 +1,86 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from medattn.demo import DEMO_MODELS, DemoConfig, run_demo
 
+SECTIONS = ("data", "metrics", "per-model", "comparison", "curves", "calibration", "training", "confusion",
+            "explanations", "reproducibility")
+CHROMIUM = Path("/usr/bin/chromium")
 
-def test_tiny_demo_writes_every_output(tmp_path):
-    cfg = DemoConfig(out=str(tmp_path / "demo"), n_train=64, n_valid=32, n_test=32, epochs=1, width=0.25,
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    cfg = DemoConfig(out=str(root), n_train=64, n_valid=32, n_test=32, epochs=1, width=0.25,
                      n_boot=50, n_cam=8, progress=False)
-    summary = run_demo(cfg)
-    root = tmp_path / "demo"
-    assert (root / "report.html").is_file() and (root / "roc_curve.png").is_file()
+    return root, run_demo(cfg)
+
+
+def test_tiny_demo_writes_every_output(tiny_demo):
+    root, summary = tiny_demo
+    for f in ("report.html", "roc_curve.png", "pr_curve.png", "calibration.png", "audit.json", "comparison.json"):
+        assert (root / f).is_file(), f
     html = (root / "report.html").read_text()
-    for section in ("data", "metrics", "training", "confusion", "explanations", "reproducibility"):
+    for section in SECTIONS:
         assert f'id="{section}"' in html
     assert "src=\"http" not in html  # self-contained
+    audit = json.loads((root / "audit.json").read_text())
+    assert audit["passed"] and audit["leakage"]["group_overlap"] == 0
+    cmp = json.loads((root / "comparison.json").read_text())["metrics"]["auroc"]
+    assert cmp["ci_low"] <= cmp["diff"] <= cmp["ci_high"] and 0 <= cmp["p_value"] <= 1
     for name in DEMO_MODELS:
         run = root / name
         metrics = json.loads((run / "metrics.json").read_text())
         auc = metrics["metrics"]["auroc"]
         assert auc["ci_low"] <= auc["value"] <= auc["ci_high"]
+        assert metrics["metrics"]["accuracy"]["resampled"] == "groups"
         preds = pd.read_csv(run / "test_predictions.csv")
         assert len(preds) == 32 and {"file", "group", "label", "prediction"} <= set(preds.columns)
+        # the validation threshold is applied unchanged (probabilities written with float32 precision)
+        prob = preds.filter(like="prob_").iloc[:, 0].to_numpy()
+        assert np.array_equal(preds["prediction"].to_numpy(), (prob.astype(np.float32) >= np.float32(metrics["threshold"])).astype(int))
         assert (run / "bundle" / "model.safetensors").is_file()
         assert (run / "confusion_matrix.png").is_file()
         assert len(list((run / "cams").glob("*.png"))) >= 1
         loc = summary["models"][name]["localisation"]
         assert set(loc) == {"gradcam", "random", "centre_gaussian"}
+        assert 0 <= loc["gradcam"]["energy_in_mask"] <= 1
     assert json.loads((root / "demo_summary.json").read_text())["config"]["n_train"] == 64
+
+
+@pytest.mark.browser
+def test_demo_report_opens_in_headless_chromium(tiny_demo):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent (apt-get install -y chromium); the browser test needs it")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    root, _ = tiny_demo
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"]
+    requests: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto((root / "report.html").as_uri(), wait_until="load")
+            for sid in SECTIONS:
+                sec = page.locator(f"section#{sid}")
+                sec.scroll_into_view_if_needed()
+                assert sec.is_visible(), sid
+            broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
+            n_img = page.evaluate("document.images.length")
+            page.screenshot(path=str(root / "report_screenshot.png"), full_page=True)
+        finally:
+            browser.close()
+    assert broken == 0 and n_img >= 8
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
+    assert (root / "report_screenshot.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow

@@ -22,9 +22,14 @@ from medattn.explain.cam import compute_cams
 from medattn.explain.faithfulness import centre_gaussian_map, localisation_scores, random_map
 from medattn.explain.overlay import overlay
 from medattn.io import atomic_write_json, ensure_dir
+from medattn.metrics import binary_metrics
+from medattn.metrics.calibration import expected_calibration_error
+from medattn.metrics.compare import paired_bootstrap
 from medattn.models import create_model
+from medattn.report.eval_plots import save_pr_curve, save_reliability
 from medattn.report.html import Report, img_tag, table_html
 from medattn.report.plots import save_history, save_roc
+from medattn.report.sections import comparison_table, metrics_ci_table
 
 __all__ = ["DemoConfig", "run_demo", "DEMO_MODELS"]
 
@@ -61,6 +66,16 @@ def _data(cfg: DemoConfig, root: Path) -> Path:
     if not (stamp.is_file() and stamp.read_text() == want):
         write_pcam(data, sizes, seed=cfg.seed, difficulty=diff)
     return data
+
+
+def _audit(data: Path, root: Path) -> dict[str, Any]:
+    """Leakage audit of the three splits (slides across splits, copies of patches)."""
+    from medattn.data.audit import audit
+    from medattn.data.formats.pcam_h5 import scan_pcam
+
+    result = audit(data, scan_pcam(data))
+    atomic_write_json(root / "audit.json", result)
+    return result
 
 
 def _groups(data: Path, split: str) -> list[str]:
@@ -101,6 +116,7 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
     root = ensure_dir(cfg.out)
     con.print(f"[bold]medattn demo[/]: SynthPCam {cfg.n_train}/{cfg.n_valid}/{cfg.n_test} patches → {root}")
     data = _data(cfg, root)
+    audit_result = _audit(data, root)
     tf_train = build_transforms("histo", train=True)
     tf_eval = build_transforms("histo", train=False)
     train = PCamH5Dataset(data, "train", tf_train)
@@ -138,11 +154,22 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
                          "best_val_auroc": info["best_score"], "epochs": info["epochs_run"],
                          "seconds": round(time.time() - t1, 1), "history": info["history"], "run": str(run)}
     save_roc(curves, root / "roc_curve.png")
+    save_pr_curve(curves, root / "pr_curve.png")
+    save_reliability(curves, root / "calibration.png")
+    base, att = DEMO_MODELS
+    (ya, pa), (_, pb) = curves[base], curves[att]
+    ta, tb = results[base]["threshold"], results[att]["threshold"]
+    comparison = paired_bootstrap(lambda i: binary_metrics(ya[i], pa[i], ta), lambda i: binary_metrics(ya[i], pb[i], tb),
+                                  len(ya), groups, n_boot=cfg.n_boot, seed=cfg.seed)
+    atomic_write_json(root / "comparison.json", {"a": base, "b": att, "groups": "slides", "metrics": comparison})
+    for name, (y, p) in curves.items():
+        results[name]["ece"] = expected_calibration_error(y, p)
     table = Table(title="SynthPCam test split (95% bootstrap CIs over slides)")
     cols = ["accuracy", "balanced_accuracy", "f1", "recall", "specificity", "auroc"]
     table.add_column("model")
     for c in cols:
         table.add_column(c)
+    table.add_column("ECE")
     table.add_column("CAM pointing")
     table.add_column("CAM energy in mask")
     rows = []
@@ -150,15 +177,19 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
         m = r["metrics"]
         cells = [f"{m[c]['value']:.3f} [{m[c]['ci_low']:.3f}, {m[c]['ci_high']:.3f}]" for c in cols]
         loc = r["localisation"]["gradcam"]
-        cells += [f"{loc['pointing_game']:.3f}", f"{loc['energy_in_mask']:.3f}"]
+        cells += [f"{r['ece']:.3f}", f"{loc['pointing_game']:.3f}", f"{loc['energy_in_mask']:.3f}"]
         table.add_row(name, *cells)
         rows.append([name, *cells])
-    for base in ("random", "centre_gaussian"):
-        loc = next(iter(results.values()))["localisation"][base]
-        table.add_row(f"({base} map)", *[""] * len(cols), f"{loc['pointing_game']:.3f}", f"{loc['energy_in_mask']:.3f}")
-        rows.append([f"({base} map)", *[""] * len(cols), f"{loc['pointing_game']:.3f}", f"{loc['energy_in_mask']:.3f}"])
+    for ref in ("random", "centre_gaussian"):
+        loc = next(iter(results.values()))["localisation"][ref]
+        cells = [*[""] * (len(cols) + 1), f"{loc['pointing_game']:.3f}", f"{loc['energy_in_mask']:.3f}"]
+        table.add_row(f"({ref} map)", *cells)
+        rows.append([f"({ref} map)", *cells])
     con.print(table)
-    _write_report(report, root, cfg, results, rows, cols)
+    d = comparison["auroc"]
+    con.print(f"{att} − {base}: AUROC {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.3f} "
+              f"(paired bootstrap over slides); audit passed: {audit_result['passed']}")
+    _write_report(report, root, cfg, results, rows, cols, comparison, audit_result)
     summary = {"config": asdict(cfg), "seconds": round(time.time() - t0, 1),
                "models": {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in results.items()}}
     atomic_write_json(root / "demo_summary.json", summary)
@@ -167,14 +198,31 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
 
 
 def _write_report(report: Report, root: Path, cfg: DemoConfig, results: dict[str, Any],
-                  rows: list[list[str]], cols: list[str]) -> None:
-    report.add("data", "Data", "<p>SynthPCam (synthetic, PCam HDF5 layout): "
+                  rows: list[list[str]], cols: list[str], comparison: dict[str, Any],
+                  audit_result: dict[str, Any]) -> None:
+    splits = [[s, v["items"], v["groups"], ", ".join(f"{k}: {n}" for k, n in v["classes"].items())]
+              for s, v in audit_result["splits"].items()]
+    leak = audit_result["leakage"]
+    report.add("data", "Data and audit", "<p>SynthPCam (synthetic, PCam HDF5 layout): "
                f"{cfg.n_train} train / {cfg.n_valid} validation / {cfg.n_test} test patches, 96×96. "
-               "Label = tumour pixels in the centre 32×32 (PCam rule). Slides never cross splits.</p>")
+               "Label = tumour pixels in the centre 32×32 (PCam rule).</p>"
+               + table_html(["split", "patches", "slides", "classes"], splits)
+               + f"<p class=note>Leakage audit: slides in several splits {leak['group_overlap']}, identical patches "
+               f"across splits {leak['exact_cross_split']}, near-identical {leak['near_cross_split']}; "
+               f"passed: {audit_result['passed']}.</p>")
     report.add("metrics", "Test metrics with 95% CIs",
-               table_html(["model", *cols, "CAM pointing", "CAM energy in mask"], rows)
+               table_html(["model", *cols, "ECE", "CAM pointing", "CAM energy in mask"], rows)
                + "<p class=note>Threshold chosen on validation (Youden's J), applied unchanged to test; "
-               "CIs resample slides.</p>" + img_tag(root / "roc_curve.png", "ROC"))
+               "CIs resample slides.</p>")
+    per_model = "".join(f"<h3>{n}</h3>" + metrics_ci_table(r["metrics"]) for n, r in results.items())
+    report.add("per-model", "All metrics per model", per_model)
+    a, b = DEMO_MODELS
+    report.add("comparison", "Attention vs baseline (paired)",
+               f"<p>A = {a}, B = {b}; same test patches, slides resampled together.</p>"
+               + comparison_table({"alpha": 0.05, "metrics": comparison}))
+    report.add("curves", "ROC and precision-recall",
+               img_tag(root / "roc_curve.png", "ROC") + img_tag(root / "pr_curve.png", "PR"))
+    report.add("calibration", "Calibration", img_tag(root / "calibration.png", "reliability diagram"))
     curves = "".join(img_tag(Path(r["run"]) / "training_history.png", f"{n} history", 520) for n, r in results.items())
     report.add("training", "Training curves", curves)
     cms = "".join(img_tag(Path(r["run"]) / "confusion_matrix.png", f"{n} confusion", 300) for n, r in results.items())

@@ -45,7 +45,7 @@ def evaluate_binary(
     lines = ["file,group,label,prob_" + class_names[1] + ",prediction"]
     for i, (fid, y, p, k) in enumerate(zip(test_ids, yt, pt, pred, strict=True)):
         g = test_groups[i] if test_groups else ""
-        lines.append(f"{fid},{g},{int(y)},{p:.6f},{int(k)}")
+        lines.append(f"{fid},{g},{int(y)},{p:.9g},{int(k)}")
     atomic_write_text(out / "test_predictions.csv", "\n".join(lines) + "\n")
     save_confusion_matrix(binary_confusion(yt, pt, thr), class_names, out / "confusion_matrix.png")
     return {"threshold": thr, "metrics": summary, "y": yt, "prob": pt}
