@@ -7,6 +7,9 @@ import pytest
 import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from medattn.runtime import tune_allocator  # noqa: E402
+
+tune_allocator()
 # Intra-op threads of the test process: 2 on the 2-core CI machine; set MEDATTN_TEST_THREADS=1 on
 # a shared, oversubscribed machine, where 2 OpenMP threads make small convolutions far slower.
 torch.set_num_threads(int(os.environ.get("MEDATTN_TEST_THREADS", max(1, min(2, os.cpu_count() or 1)))))

@@ -98,6 +98,9 @@ _register_all()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medattn`` console script."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from medattn.runtime import tune_allocator
+
+    tune_allocator()
     try:
         app(args=argv, standalone_mode=False)
     except MedattnError as exc:
