@@ -107,10 +107,12 @@ def _cam_study(model: torch.nn.Module, data: Path, n_cam: int, seed: int) -> tup
 
 def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
     """Run the whole demo and return its results (also written under ``cfg.out``)."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
-    con = console or Console()
+    con = console or Console(width=None if sys.stdout.isatty() else 150)
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     root = ensure_dir(cfg.out)
@@ -165,17 +167,19 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
     for name, (y, p) in curves.items():
         results[name]["ece"] = expected_calibration_error(y, p)
     table = Table(title="SynthPCam test split (95% bootstrap CIs over slides)")
-    cols = ["accuracy", "balanced_accuracy", "f1", "recall", "specificity", "auroc"]
-    table.add_column("model")
+    cols = ["auroc", "balanced_accuracy", "f1", "recall", "specificity"]
+    short = {"auroc": "AUROC", "balanced_accuracy": "bal. acc", "f1": "F1", "recall": "sensitivity",
+             "specificity": "specificity"}
+    table.add_column("model", no_wrap=True, min_width=19)
     for c in cols:
-        table.add_column(c)
+        table.add_column(short[c], justify="center")
     table.add_column("ECE")
     table.add_column("CAM pointing")
     table.add_column("CAM energy in mask")
     rows = []
     for name, r in results.items():
         m = r["metrics"]
-        cells = [f"{m[c]['value']:.3f} [{m[c]['ci_low']:.3f}, {m[c]['ci_high']:.3f}]" for c in cols]
+        cells = [f"{m[c]['value']:.3f}\n[{m[c]['ci_low']:.3f}, {m[c]['ci_high']:.3f}]" for c in cols]
         loc = r["localisation"]["gradcam"]
         cells += [f"{r['ece']:.3f}", f"{loc['pointing_game']:.3f}", f"{loc['energy_in_mask']:.3f}"]
         table.add_row(name, *cells)

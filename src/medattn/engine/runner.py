@@ -27,6 +27,7 @@ from medattn.engine.config import (
 )
 from medattn.errors import ConfigError
 from medattn.io import atomic_write_json, atomic_write_text, ensure_dir
+from medattn.runtime import tune_allocator
 
 __all__ = ["train_run", "resolve_recipe", "is_rank_zero", "run_stages"]
 
@@ -148,6 +149,7 @@ def train_run(recipe: Recipe | str | Path, *, out: str | Path, data: str | Path 
             raise ConfigError(f"--out '{run_dir}' already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out")
     quiet_lightning()
+    tune_allocator()
     import lightning as L
 
     L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)

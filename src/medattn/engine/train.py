@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from medattn.engine.history import HistoryCSV
 from medattn.engine.tasks import ClassificationTask
 from medattn.io import ensure_dir
+from medattn.runtime import tune_allocator
 
 __all__ = ["FitConfig", "fit_classifier", "make_loader", "quiet_lightning"]
 
@@ -77,6 +78,7 @@ def fit_classifier(
     cfg = cfg or FitConfig()
     out = ensure_dir(out_dir)
     quiet_lightning()
+    tune_allocator()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task = ClassificationTask(model, optimizer=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=cfg.monitor, mode="max",
