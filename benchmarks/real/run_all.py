@@ -16,8 +16,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ORDER = ("breast_idc", "monuseg_unet", "herlev", "nih_cxr", "explanations")
-SCRIPTS = {"breast_idc": "breast_idc.py", "monuseg_unet": "monuseg_unet.py", "herlev": "herlev.py",
+ORDER = ("breast_idc", "monuseg_unet", "herlev", "herlev_grade", "nih_cxr", "explanations")
+SCRIPTS = {"breast_idc": "breast_idc.py", "monuseg_unet": "monuseg_unet.py", "herlev": "herlev.py", "herlev_grade": "herlev_grade.py",
            "nih_cxr": "nih_cxr.py", "explanations": "explanations.py"}
 
 HEADER = """# Results on real data
