@@ -162,7 +162,7 @@ bootstrap on the same {len(y)} test cells, value (chained − alone [95% CI]):
 
 {md_table(["pipeline", "accuracy", "macro F1", "QWK"], crow)}
 
-Command: `nice -n 10 {command_line()}`. Wall time {clock.minutes():.1f} min on {machine_note()}.
+Command: `nice -n 10 {command_line()}`. Wall time: {clock.minutes():.1f} min on {machine_note()}.
 """
     write_section(STUDY, md, {"grade_metrics": m, "abnormal": ab, "chains": chains, "segmenter": seg_m,
                               "n_test": len(y), "args": vars(args)})
