@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -32,6 +31,8 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
+from _doc import replace_section  # noqa: E402
+
 DOC = ROOT / "docs" / "benchmarks.md"
 TITLE = "## Attention overhead: train step vs plain backbones and timm (attention_overhead.py)"
 
@@ -189,15 +190,7 @@ def _timm_version() -> str:
 
 
 def update_doc(section: str) -> None:
-    from medattn.io import atomic_write_text
-
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(TITLE) + r".*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(DOC, text.rstrip("\n") + "\n")
+    replace_section(TITLE, section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,6 @@ Goal: medattn's Grad-CAM ≤ 1.3× fwd+bwd. Rewrites its own section of docs/ben
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+from _doc import replace_section  # noqa: E402
+
 DOC = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Explain: Grad-CAM time vs one forward+backward (gradcam_speed.py)"
 
@@ -86,12 +87,7 @@ def bench(name: str, repeats: int) -> dict[str, float]:
 
 
 def update_doc(section: str) -> None:
-    from medattn.io import atomic_write_text
-
-    text = DOC.read_text() if DOC.is_file() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(DOC, text)
+    replace_section(HEADING, section)
 
 
 def main() -> int:

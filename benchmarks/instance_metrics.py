@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+from _doc import replace_section  # noqa: E402
+
 DOC = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Instance metrics: PQ + AJI, vectorised vs per-instance loop"
 
@@ -108,12 +109,7 @@ def best_time(fn, *args, repeats: int) -> tuple[float, object]:
 
 
 def update_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.is_file() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    from medattn.io import atomic_write_text
-
-    atomic_write_text(DOC, text)
+    replace_section(HEADING, section)
 
 
 def main() -> int:

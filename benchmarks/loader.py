@@ -10,7 +10,6 @@ writes its section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+from _doc import replace_section  # noqa: E402
+
 DOC = ROOT / "docs" / "benchmarks.md"
 TITLE = "## Loader throughput (benchmarks/loader.py)"
 
@@ -88,12 +89,7 @@ def _load() -> str:
 
 
 def write_section(text: str) -> None:
-    from medattn.io import atomic_write_text
-
-    doc = DOC.read_text() if DOC.is_file() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(TITLE) + r".*?(?=\n## |\Z)", re.S)
-    doc = pattern.sub(text.strip() + "\n", doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + text.strip() + "\n"
-    atomic_write_text(DOC, doc)
+    replace_section(TITLE, text)
 
 
 def main(argv: list[str] | None = None) -> int:

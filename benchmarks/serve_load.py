@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+from _doc import replace_section  # noqa: E402
+
 DOC = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Serving: REST API under load (serve_load.py)"
 
@@ -220,12 +222,7 @@ before and just after the load (mean), in the same run. The machine was shared w
 
 Command: `.venv/bin/python benchmarks/serve_load.py --requests {args.requests} --concurrency {args.concurrency} --malformed {args.malformed}`
 """
-    text = DOC.read_text() if DOC.is_file() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    from medattn.io import atomic_write_text
-
-    atomic_write_text(DOC, text)
+    replace_section(HEADING, section)
 
 
 if __name__ == "__main__":
