@@ -33,8 +33,25 @@ def reduced_channels(channels: int, reduction: int, min_channels: int = 1) -> in
     return max(min_channels, channels // reduction)
 
 
+class _SharedMLP(AttentionModule):
+    """Two 1×1 convolutions with a ReLU between them (the bottleneck MLP of SE and CBAM)."""
+
+    attention_kind = "channel"
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = reduced_channels(channels, reduction)
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=True)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=True)
+
+    def mlp(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The bottleneck MLP on a pooled ``B×C×1×1`` descriptor."""
+        return self.fc2(self.act(self.fc1(pooled)))
+
+
 @register_attention("channel")
-class ChannelAttention(AttentionModule):
+class ChannelAttention(_SharedMLP):
     """CBAM channel attention (Woo et al. 2018): ``x * sigmoid(MLP(avg) + MLP(max))``.
 
     Args:
@@ -42,26 +59,15 @@ class ChannelAttention(AttentionModule):
         reduction: MLP bottleneck ratio ``r``.
     """
 
-    attention_kind = "channel"
-
-    def __init__(self, channels: int, reduction: int = 16) -> None:
-        super().__init__()
-        hidden = reduced_channels(channels, reduction)
-        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=True)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # adaptive pooling has a much cheaper backward than ``amax`` on CPU
-        avg = self.fc2(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1))))
-        mx = self.fc2(self.act(self.fc1(F.adaptive_max_pool2d(x, 1))))
-        gate = torch.sigmoid(avg + mx)
+        gate = torch.sigmoid(self.mlp(F.adaptive_avg_pool2d(x, 1)) + self.mlp(F.adaptive_max_pool2d(x, 1)))
         self._record(gate.flatten(1))
         return x * gate
 
 
 @register_attention("se")
-class SqueezeExcitation(AttentionModule):
+class SqueezeExcitation(_SharedMLP):
     """Squeeze-and-Excitation (Hu et al. 2018): ``x * sigmoid(W2 relu(W1 avgpool(x)))``.
 
     Args:
@@ -69,17 +75,8 @@ class SqueezeExcitation(AttentionModule):
         reduction: bottleneck ratio ``r`` of the two fully connected (1×1 conv) layers.
     """
 
-    attention_kind = "channel"
-
-    def __init__(self, channels: int, reduction: int = 16) -> None:
-        super().__init__()
-        hidden = reduced_channels(channels, reduction)
-        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=True)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(self.fc2(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+        gate = torch.sigmoid(self.mlp(F.adaptive_avg_pool2d(x, 1)))
         self._record(gate.flatten(1))
         return x * gate
 
