@@ -28,9 +28,10 @@ split, the seed and the CPU wall time. Thresholds and post-processing settings w
 validation data only; the test items were used once, for the numbers shown. CIs are 95%
 percentile bootstraps that resample patients where patient ids exist.
 
-Budgets: these runs were made on a 2-core CPU machine shared with several other jobs (load
+Budgets: most runs were made on a 2-core CPU machine shared with several other jobs (load
 average 10-15 during the runs), so each study got a small fraction of the 20-minute budget's
-nominal compute. The schedules are short, and the numbers are what such schedules reach, not
+nominal compute; the breast IDC and Herlev-grade sections were re-run at the end on a nearly idle
+machine (their sections give the load). The schedules are short, and the numbers are what such schedules reach, not
 the ceiling of the models. Trained bundles are under `runs/real/<study>/...` (not committed);
 `medattn evaluate` can score them on other data of the same kind (each bundle carries a validated
 engine recipe). Checked on 2026-11-22: `medattn evaluate runs/real/breast_idc/patient/patch_cnn_attention/bundle
