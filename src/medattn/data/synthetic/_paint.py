@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["smooth_noise", "paint_disk", "paint_blob", "blob_mask", "blend"]
+__all__ = ["smooth_noise", "paint_disk", "blob_mask", "blend"]
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int = 8) -> np.ndarray:
@@ -43,32 +43,19 @@ def blob_mask(
 
 def paint_disk(
     alpha: np.ndarray, cy: float, cx: float, ry: float, rx: float, angle: float, value: float,
-    wobble: np.ndarray | None = None, label_img: np.ndarray | None = None, label: int = 0,
-) -> np.ndarray:
-    """Paint one (irregular) ellipse into ``alpha`` (max-composited) inside its bounding box.
-
-    Returns the boolean footprint in full-image coordinates' bounding box slice form is avoided
-    for simplicity: the footprint is returned as a full-size boolean array only when
-    ``label_img`` is given; otherwise an empty array.
-    """
+    wobble: np.ndarray | None = None,
+) -> None:
+    """Paint one (irregular) ellipse of height ``value`` into ``alpha`` (max-composited), touching
+    only its bounding box."""
     h, w = alpha.shape
     r = int(np.ceil(max(ry, rx) * 1.6)) + 1
     y0, y1 = max(0, int(cy) - r), min(h, int(cy) + r + 1)
     x0, x1 = max(0, int(cx) - r), min(w, int(cx) + r + 1)
     if y0 >= y1 or x0 >= x1:
-        return np.zeros(0, bool)
+        return
     m = blob_mask(y1 - y0, x1 - x0, cy - y0, cx - x0, ry, rx, angle, wobble)
     sub = alpha[y0:y1, x0:x1]
     np.maximum(sub, np.where(m, value, 0.0).astype(alpha.dtype), out=sub)
-    if label_img is not None:
-        lab = label_img[y0:y1, x0:x1]
-        lab[m] = label
-    return m
-
-
-def paint_blob(*args: object, **kw: object) -> np.ndarray:
-    """Alias of :func:`paint_disk` for readability at call sites painting large regions."""
-    return paint_disk(*args, **kw)  # type: ignore[arg-type]
 
 
 def blend(base: np.ndarray, color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
