@@ -80,26 +80,6 @@ class Whole(Dataset):
         return self.norm(self.images[i]), self.masks[i].long()
 
 
-@torch.no_grad()
-def sliding_window(model: torch.nn.Module, x: torch.Tensor, window: int = 256, overlap: int = 64) -> np.ndarray:
-    """Softmax ``K×H×W`` of a normalised ``3×H×W`` image from overlapping windows (mean of overlaps)."""
-    model.eval()
-    _, h, w = x.shape
-    step = window - overlap
-    ys = sorted({*range(0, max(h - window, 0) + 1, step), max(h - window, 0)})
-    xs = sorted({*range(0, max(w - window, 0) + 1, step), max(w - window, 0)})
-    acc, cnt = None, torch.zeros(1, h, w)
-    for y0 in ys:
-        for x0 in xs:
-            tile = x[:, y0:y0 + window, x0:x0 + window][None]
-            p = torch.softmax(model(tile).float(), 1)[0]
-            if acc is None:
-                acc = torch.zeros(p.shape[0], h, w)
-            acc[:, y0:y0 + window, x0:x0 + window] += p
-            cnt[:, y0:y0 + window, x0:x0 + window] += 1
-    return (acc / cnt).numpy()
-
-
 def load_pairs(root: Path, table: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     from medattn.data.images import read_image, read_mask
 
@@ -108,18 +88,6 @@ def load_pairs(root: Path, table: Any) -> tuple[list[torch.Tensor], list[torch.T
         imgs.append(torch.from_numpy(read_image(root / row.file).transpose(2, 0, 1).copy()))
         masks.append(torch.from_numpy(read_mask(root / row.mask).astype(np.int64)))
     return imgs, masks
-
-
-POST_GRID = [{"method": "three_class", "min_seed": s, "min_size": m} for s in (4, 16) for m in (10, 30)] + \
-            [{"method": "watershed", "min_distance": d, "min_size": 10} for d in (3, 6)]
-
-
-def postprocess(prob: np.ndarray, setting: dict[str, Any]) -> np.ndarray:
-    from medattn.metrics.postprocess import three_class_instances, watershed_instances
-
-    if setting["method"] == "three_class":
-        return three_class_instances(prob, min_seed=setting["min_seed"], min_size=setting["min_size"])
-    return watershed_instances(1 - prob[0], min_distance=setting["min_distance"], min_size=setting["min_size"])
 
 
 def score(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -140,7 +108,10 @@ def run_variant(root: Path, data: dict[str, Any], variant: str, args: argparse.N
     from medattn.bundle import save_bundle
     from medattn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform, RandomRot90
     from medattn.engine.history import HistoryCSV
+    from medattn.data.transforms import HEDJitter
+    from medattn.engine.seg_infer import sliding_window_probs
     from medattn.engine.seg_task import SegmentationTask
+    from medattn.metrics.postprocess import choose_postprocess, instances_from_output
     from medattn.models import create_model
 
     out = RUNS / STUDY / variant
@@ -151,13 +122,15 @@ def run_variant(root: Path, data: dict[str, Any], variant: str, args: argparse.N
     train_tf = PairedTransform(v2.Compose([
         v2.RandomCrop(args.crop), v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90(),
         v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.03),
-        v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
+        v2.ToDtype(torch.float32, scale=True), *([HEDJitter(args.hed, args.hed / 2)] if args.hed > 0 else []),
+        v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
     ]))
     train_ds = RandomCrops(*data["train"], n=args.steps * args.batch_size, transform=train_tf)
     val_ds = Whole(*data["valid"], norm=norm)
     model = create_model("unet", num_classes=3, head="3class", width=args.width, depth=4, skip_attention=variant)
     task = SegmentationTask(model, seg_target="three_class", optimizer="adam", lr=args.lr, weight_decay=1e-5,
-                            scheduler="none", monitor="val_dice")
+                            scheduler=args.scheduler, scheduler_kwargs={"min_lr": args.lr / 50},
+                            monitor="val_dice")
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_dice", mode="max",
                            save_top_k=1, enable_version_counter=False)
     history = HistoryCSV(out / "training_history.csv")
@@ -173,17 +146,14 @@ def run_variant(root: Path, data: dict[str, Any], variant: str, args: argparse.N
     best.eval()
     t_train = time.time() - t0
     # post-processing chosen on validation images (mean AJI), then applied unchanged to test
-    val_probs = [sliding_window(best, norm(im), args.crop, args.overlap) for im in data["valid"][0]]
-    val_true = [m.numpy() for m in data["valid"][1]]
-    grid = []
-    for s in POST_GRID:
-        ajis = [score(t, postprocess(p, s))["aji"] for p, t in zip(val_probs, val_true, strict=True)]
-        grid.append((float(np.mean(ajis)), s))
-    val_aji, setting = max(grid, key=lambda g: g[0])
+    def infer(im: torch.Tensor) -> np.ndarray:
+        return sliding_window_probs(best, norm(im), args.crop, args.overlap, tta=args.tta)
+
+    val_probs = [infer(im) for im in data["valid"][0]]
+    setting, val_aji, _ = choose_postprocess(val_probs, [m.numpy() for m in data["valid"][1]])
     per_image = []
     for name, im, m in zip(data["test_names"], *data["test"], strict=True):
-        prob = sliding_window(best, norm(im), args.crop, args.overlap)
-        per_image.append({"image": name, **score(m.numpy(), postprocess(prob, setting))})
+        per_image.append({"image": name, **score(m.numpy(), instances_from_output(infer(im), setting))})
     from medattn.metrics import bootstrap_ci
 
     keys = ("dice", "aji", "pq")
@@ -193,7 +163,8 @@ def run_variant(root: Path, data: dict[str, Any], variant: str, args: argparse.N
     save_bundle(best, {
         "task": "segmentation", "class_names": CLASSES, "input_size": 1000, "in_chans": 3,
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "threshold": 0.5,
-        "tile_size": args.crop, "tile_overlap": args.overlap, "postprocess": setting, "metrics": ci,
+        "tile_size": args.crop, "tile_overlap": args.overlap, "tta": args.tta, "postprocess": setting,
+        "metrics": ci,
         "split_hash": split_hash,
         "recipe": {"study": STUDY, "variant": variant, "width": args.width, "epochs": args.epochs,
                    "steps": args.steps, "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr,
@@ -262,13 +233,17 @@ def build_section(results: list[dict[str, Any]], test_names: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variants", default="none,ag")
-    ap.add_argument("--width", type=int, default=8)
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--steps", type=int, default=20, help="training batches per epoch")
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=30, help="training batches per epoch")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--scheduler", default="cosine", choices=["none", "cosine", "onecycle"])
+    ap.add_argument("--hed", type=float, default=0.05, help="HED stain jitter range (0 = off)")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                    help="average flipped predictions at inference")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retrain", action="store_true")

@@ -43,6 +43,18 @@ def test_recipe_smoke(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
         gif = Image.open(out / "progress.gif")
         assert gif.n_frames == 2  # one fixed validation image per epoch
         assert len(list((out / "progress_frames").glob("*.png"))) == 2
+        # instance post-processing chosen on validation, stored in the bundle and its recipe
+        assert doc["postprocess"]["method"] in ("three_class", "watershed", "connected")
+        assert doc["postprocess_chosen_on"].startswith(("validation split", "default"))
+        assert bundle["postprocess"] == doc["postprocess"] == bundle["recipe"]["evaluation"]["postprocess"]
+        assert doc["tiles"]["tile"] == bundle["recipe"]["data"]["image_size"]
+        if name == "oral-unet-ag":  # the bundle alone re-scores the same test images identically
+            from medattn.engine.evaluate_cli import evaluate_path
+
+            data = json.loads((out / "run.json").read_text())["data"]
+            again = evaluate_path(out / "bundle", data=data, out=tmp_path / "re")
+            for k in ("dice", "aji", "pq"):
+                assert again["metrics"][k]["value"] == pytest.approx(doc["metrics"][k]["value"], abs=1e-9), k
     if name == "cxr14-agcnn":
         for stage in ("global", "local", "fusion"):
             assert (out / "checkpoints" / f"stage_{stage}" / "DONE.json").is_file()

@@ -56,3 +56,65 @@ def test_three_class_head(layout: str) -> None:
     lab = three_class_instances(arg, min_size=5)
     assert lab.max() == 4
     assert panoptic_quality(true, lab)[2] > 0.9
+
+
+def _soft_three_class(true: np.ndarray, erode: int = 2) -> np.ndarray:
+    """Probabilities of a head that is sure of the interiors and unsure near borders."""
+    inner = np.zeros(true.shape, bool)
+    for k in range(1, true.max() + 1):
+        inner |= ndi.binary_erosion(true == k, iterations=erode)
+    p_in = np.where(inner, 0.9, np.where(true > 0, 0.35, 0.02))
+    p_bg = np.where(true > 0, 0.05, 0.95)
+    return np.stack([p_bg, p_in, 1 - p_bg - p_in]).astype(np.float32)
+
+
+def test_three_class_thresholds_split_a_bridged_pair() -> None:
+    from medattn.metrics.postprocess import instances_from_output
+
+    true = _disks([(20, 20), (20, 32)], r=7)
+    probs = _soft_three_class(true)
+    # a weak bridge of "inside" between the two nuclei: argmax seeds merge, a higher seed threshold does not
+    probs[:, 18:23, 24:29] = np.array([0.05, 0.6, 0.35])[:, None, None]
+    merged = instances_from_output(probs, {"method": "three_class", "min_size": 5})
+    split = instances_from_output(probs, {"method": "three_class", "seed_threshold": 0.8, "min_size": 5})
+    assert merged.max() == 1
+    assert split.max() == 2
+    assert panoptic_quality(true, split)[2] > 0.8
+    # foreground threshold: requiring 1 - P(bg) >= 0.99 leaves nothing
+    assert instances_from_output(probs, {"method": "three_class", "fg_threshold": 0.99}).max() == 0
+
+
+def test_instances_from_output_dispatch_and_errors() -> None:
+    from medattn.metrics.postprocess import instances_from_output
+
+    true = _disks([(20, 20), (20, 32), (45, 45)])
+    fg = (true > 0).astype(np.float32) * 0.9
+    two = np.stack([1 - fg, fg])
+    np.testing.assert_array_equal(instances_from_output(two, {"method": "watershed", "min_distance": 4}),
+                                  watershed_instances(fg, min_distance=4))
+    np.testing.assert_array_equal(instances_from_output(fg, {"method": "connected"}), connected_instances(fg))
+    with pytest.raises(DataError, match="unknown; use one of"):
+        instances_from_output(fg, {"method": "magic"})
+    with pytest.raises(DataError, match=r"unknown setting\(s\) \['min_seed'\]"):
+        instances_from_output(fg, {"method": "watershed", "min_seed": 3})
+    with pytest.raises(DataError, match=r"needs \(3, H, W\)"):
+        instances_from_output(two, {"method": "three_class"})
+
+
+def test_choose_postprocess_picks_best_mean_aji() -> None:
+    from medattn.metrics.instance import instance_metrics
+    from medattn.metrics.postprocess import POSTPROCESS_GRID, choose_postprocess, instances_from_output
+
+    trues = [_disks([(20, 20), (20, 32), (45, 45)]), _disks([(15, 15), (15, 27), (40, 40), (40, 52)])]
+    outs = [_soft_three_class(t) for t in trues]
+    best, score, table = choose_postprocess(outs, trues)
+    assert len(table) == len(POSTPROCESS_GRID)
+    # independent recomputation of every grid point
+    expect = [np.mean([instance_metrics(t, instances_from_output(o, s))["aji"] for o, t in zip(outs, trues)])
+              for s in POSTPROCESS_GRID]
+    assert score == pytest.approx(max(expect))
+    assert [round(v, 12) for _, v in table] == [round(v, 12) for v in expect]
+    assert best == POSTPROCESS_GRID[int(np.argmax(expect))]
+    assert score > 0.8
+    with pytest.raises(DataError, match="one truth per output"):
+        choose_postprocess(outs, trues[:1])

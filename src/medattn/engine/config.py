@@ -165,6 +165,27 @@ class EvaluationConfig(_Strict):
     (decisions are unchanged: the scaling is monotone and thresholds stay the validation ones)."""
     n_cams: int = Field(6, ge=0, le=64)
     """Classification: Grad-CAM overlays of this many test images in ``cams/`` (0 = none)."""
+    tile_size: int | None = Field(None, ge=16)
+    """Segmentation: predict each test image by overlapping tiles of this size (default: the
+    training crop ``data.image_size``); pixels average the tiles that cover them."""
+    tile_overlap: int = Field(64, ge=0)
+    """Segmentation: pixels shared by neighbouring tiles."""
+    tta: bool = False
+    """Segmentation: average the predictions of the flipped tiles too (4× inference time)."""
+    postprocess: dict[str, Any] | None = None
+    """Segmentation: instance post-processing, e.g. ``{method: three_class, seed_threshold: 0.7}``
+    (see ``medattn.metrics.postprocess.instances_from_output``). Empty: the setting with the best
+    mean AJI on the validation split is chosen from a fixed grid and stored in the bundle."""
+
+    @field_validator("postprocess")
+    @classmethod
+    def _check_postprocess(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        from medattn.metrics.postprocess import check_setting
+
+        check_setting(v)  # DataError naming the method or the unknown keys
+        return v
 
 
 class SearchParam(_Strict):

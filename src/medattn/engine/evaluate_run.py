@@ -41,45 +41,40 @@ def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 6
     return p[:, 0] if kind == "binary" and p.ndim == 2 else p
 
 
-@torch.no_grad()
-@torch.no_grad()
 def predict_masks(model: nn.Module, ds: Dataset, mean: tuple[float, ...] = (0.0, 0.0, 0.0),
-                  std: tuple[float, ...] = (1.0, 1.0, 1.0),
-                  ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per image ``(ground truth, foreground probability, class map, image)`` with padding removed;
-    ``image`` is the network input un-normalised with ``mean``/``std`` (``uint8`` ``H×W×C``)."""
-    from medattn.engine.seg_task import foreground_prob
+                  std: tuple[float, ...] = (1.0, 1.0, 1.0), *, tile: int = 256, overlap: int = 64,
+                  tta: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per image ``(ground truth, class probabilities K×H×W, image)`` with padding removed.
 
-    model.eval()
-    dev = next(model.parameters()).device
+    Probabilities come from overlapping ``tile``-pixel windows (:func:`sliding_window_probs`);
+    ``image`` is the network input un-normalised with ``mean``/``std`` (``uint8`` ``H×W×C``).
+    """
+    from medattn.engine.seg_infer import sliding_window_probs
+
     m_, s_ = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     out = []
     for i in range(len(ds)):  # type: ignore[arg-type]
         x, m = ds[i][0], ds[i][1]
-        logits = model(x[None].to(dev)).float()
-        prob = foreground_prob(logits)[0].cpu().numpy()
-        cls = logits.argmax(1)[0].cpu().numpy() if logits.shape[1] > 1 else (prob >= 0.5).astype(np.int64)
-        gt = np.asarray(m).reshape(prob.shape)
+        gt = np.asarray(m).reshape(x.shape[-2:])
         rows, cols = np.nonzero(gt >= 0)
         h, w = (rows.max() + 1, cols.max() + 1) if len(rows) else gt.shape
+        x = x[:, :h, :w]
+        prob = sliding_window_probs(model, x, tile, min(overlap, tile - 1), tta=tta)
         c = x.shape[0]
         img = ((x.float().cpu() * s_[:c] + m_[:c]).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
-        out.append((gt[:h, :w], prob[:h, :w], cls[:h, :w], img[:, :h, :w].permute(1, 2, 0).numpy().squeeze()))
+        out.append((gt[:h, :w], prob, img.permute(1, 2, 0).numpy().squeeze()))
     return out
 
 
-def _instances(gt: np.ndarray, cls: np.ndarray, three_class: bool) -> tuple[np.ndarray, np.ndarray]:
+def default_postprocess(probs: np.ndarray) -> dict[str, Any]:
+    """Setting used when no validation image has instances to choose one on."""
+    return {"method": "three_class"} if probs.shape[0] == 3 else {"method": "connected"}
+
+
+def _true_instances(gt: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
-    true = gt if gt.max() > 1 else ndimage.label(gt > 0)[0]
-    if three_class:
-        from skimage.segmentation import expand_labels
-
-        seeds = ndimage.label(cls == 1)[0]
-        pred = expand_labels(seeds, distance=3) * (cls > 0)
-    else:
-        pred = ndimage.label(cls > 0)[0]
-    return true, pred
+    return gt if gt.max() > 1 else ndimage.label(gt > 0)[0]
 
 
 def _ci_block(res: dict[str, Any], groups: Any) -> dict[str, Any]:
@@ -116,7 +111,7 @@ def _keep(ds: Dataset, ids: list[str]) -> np.ndarray:
     return np.asarray([f not in bad for f in ids], dtype=bool)
 
 
-def _evaluate_segmentation(recipe: Recipe, model: nn.Module, ds: Any, out: Path, doc: dict[str, Any],
+def _evaluate_segmentation(recipe: Recipe, model: nn.Module, ds: Any, valid: Any, out: Path, doc: dict[str, Any],
                            ids: list[str], groups: list[str] | None, gset: Any) -> dict[str, Any]:
     import pandas as pd
 
@@ -125,11 +120,27 @@ def _evaluate_segmentation(recipe: Recipe, model: nn.Module, ds: Any, out: Path,
     from medattn.report.eval_outputs import write_segmentation_outputs
 
     ev = recipe.evaluation
-    preds = predict_masks(model, ds, recipe.data.mean, recipe.data.std)
+    kw = {"tile": ev.tile_size or recipe.data.image_size, "overlap": ev.tile_overlap, "tta": ev.tta}
+    preds = predict_masks(model, ds, recipe.data.mean, recipe.data.std, **kw)
     keep = _keep(ds, ids)
-    three = recipe.task.seg_target == "three_class"
+    setting, chosen_on = ev.postprocess, "recipe"
+    if setting is None:  # chosen on validation images, never on test
+        from medattn.metrics.postprocess import choose_postprocess
+
+        val = [(p, _true_instances(g)) for g, p, _ in predict_masks(model, valid, recipe.data.mean,
+                                                                     recipe.data.std, **kw)]
+        val = [(p, t) for p, t in val if t.max() > 0]
+        if val:
+            setting, val_aji, _ = choose_postprocess([p for p, _ in val], [t for _, t in val])
+            chosen_on = f"validation split ({len(val)} images, mean AJI {val_aji:.3f})"
+        else:
+            setting, chosen_on = default_postprocess(preds[0][1]), "default (no validation instances)"
+    from medattn.metrics.postprocess import instances_from_output
+
     names = item_file_names(ids)
-    items = [(names[i], *_instances(gt, cls, three), img) for i, (gt, _, cls, img) in enumerate(preds) if keep[i]]
+    items = [(names[i], _true_instances(gt), instances_from_output(prob, setting), img)
+             for i, (gt, prob, img) in enumerate(preds) if keep[i]]
+    doc.update(postprocess=setting, postprocess_chosen_on=chosen_on, tiles=kw)
     res_files = write_segmentation_outputs(out, items)
     table = pd.read_csv(res_files["csv"])
     keys = [c for c in SEG_TABLE_COLUMNS[1:] if c not in ("n_true", "n_pred")]
@@ -144,7 +155,7 @@ def _evaluate_segmentation(recipe: Recipe, model: nn.Module, ds: Any, out: Path,
     rows = {f: {"group": groups[ids.index(f)] if groups else "", **{k: r[k] for k in SEG_TABLE_COLUMNS[1:]}}
             for f, r in zip(kept, table.to_dict("records"), strict=True)}
     _write_table(out / "test_predictions.csv", rows)
-    return {"metrics": res, "thresholds": None, "per_image": table.to_dict("records")}
+    return {"metrics": res, "thresholds": None, "per_image": table.to_dict("records"), "postprocess": setting}
 
 
 def _calibration(recipe: Recipe, kind: str, yv: np.ndarray, pv: np.ndarray, yt: np.ndarray, pt: np.ndarray,
@@ -210,7 +221,7 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
     doc: dict[str, Any] = {"split": split, "n_items": len(ids), "n_groups": len(set(groups)) if groups else None,
                            "ci": f"{100 * (1 - ev.ci_alpha):.0f}% percentile bootstrap", "n_boot": ev.n_boot}
     if kind == "segmentation":
-        result = _evaluate_segmentation(recipe, model, ds, out, doc, ids, groups, gset)
+        result = _evaluate_segmentation(recipe, model, ds, data.valid, out, doc, ids, groups, gset)
         write_bad_files(data, out)
         return result
     pv = predict_scores(model, data.valid, kind)

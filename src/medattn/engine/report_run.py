@@ -54,6 +54,9 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
         meta["threshold"] = th
     elif isinstance(th, dict):
         meta["thresholds"] = [th[n] for n in data.class_names]
+    if ev.get("postprocess"):  # segmentation: instance setting chosen on validation, reused by evaluate
+        meta["postprocess"] = ev["postprocess"]
+        meta["recipe"]["evaluation"]["postprocess"] = ev["postprocess"]
     return save_bundle(model, meta, path)
 
 

@@ -7,9 +7,14 @@ Three routes, all returning an ``int32`` label image (0 = background, 1..N insta
   splits touching nuclei (markers are the distance maxima at least ``min_distance`` apart).
 * :func:`three_class_instances`: a 3-class head (background / inside / boundary); seeds are the
   connected "inside" regions, grown by watershed over the whole foreground.
+
+:func:`instances_from_output` applies one of them from a settings dict (what a bundle stores),
+and :func:`choose_postprocess` picks the setting with the best mean AJI on validation images.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -19,7 +24,8 @@ from skimage.segmentation import relabel_sequential, watershed
 
 from medattn.errors import DataError
 
-__all__ = ["foreground_mask", "connected_instances", "watershed_instances", "three_class_instances"]
+__all__ = ["foreground_mask", "connected_instances", "watershed_instances", "three_class_instances",
+           "instances_from_output", "choose_postprocess", "check_setting", "POSTPROCESS_GRID", "POSTPROCESS_GRID_BINARY"]
 
 
 def foreground_mask(prob_or_mask: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -97,6 +103,7 @@ def watershed_instances(
 
 def three_class_instances(
     output: np.ndarray, inside: int = 1, boundary: int = 2, min_seed: int = 4, min_size: int = 10,
+    seed_threshold: float | None = None, fg_threshold: float | None = None,
 ) -> np.ndarray:
     """Instances from a background / inside / boundary head.
 
@@ -106,6 +113,11 @@ def three_class_instances(
         boundary: class index of nucleus boundaries.
         min_seed: inside regions smaller than this are not used as seeds.
         min_size: instances smaller than this many pixels are dropped.
+        seed_threshold: with probabilities, seeds are pixels whose inside probability is at least
+            this (default: pixels whose most likely class is inside). A higher value shrinks the
+            seeds, so touching nuclei keep separate seeds.
+        fg_threshold: with probabilities, foreground is ``1 − P(background) >= fg_threshold``
+            (default: most likely class is not background).
     """
     a = np.asarray(output)
     if a.ndim == 3:
@@ -115,6 +127,10 @@ def three_class_instances(
         probs = np.moveaxis(a.astype(np.float64), axis, 0)
         cls = probs.argmax(0)
         elevation = -probs[inside]
+        if seed_threshold is not None or fg_threshold is not None:
+            fg = (1 - probs[0] >= fg_threshold) if fg_threshold is not None else cls != 0
+            seed = (probs[inside] >= seed_threshold) if seed_threshold is not None else cls == inside
+            cls = np.where(fg, np.where(seed & fg, inside, boundary), 0)
     elif a.ndim == 2:
         cls = a.astype(np.int64)
         elevation = None
@@ -133,3 +149,86 @@ def three_class_instances(
     rest = label(fg & (lab == 0), connectivity=1)
     lab = np.where(rest > 0, rest + lab.max(), lab)
     return _finish(lab, min_size)
+
+
+# Settings tried on validation images; the 3-class ones need a (3, H, W) probability output.
+POSTPROCESS_GRID_BINARY: list[dict[str, Any]] = [
+    {"method": "watershed", "min_distance": d, "min_size": 10} for d in (3, 5, 8)
+] + [{"method": "connected", "min_size": 10}]
+POSTPROCESS_GRID: list[dict[str, Any]] = [
+    {"method": "three_class", "seed_threshold": t, "fg_threshold": f, "min_seed": 4, "min_size": 10}
+    for t in (0.5, 0.6, 0.7, 0.8) for f in (0.4, 0.5, 0.6)
+] + POSTPROCESS_GRID_BINARY
+
+_METHOD_ARGS = {
+    "connected": {"threshold", "min_size", "connectivity"},
+    "watershed": {"threshold", "min_distance", "min_size", "smooth"},
+    "three_class": {"min_seed", "min_size", "seed_threshold", "fg_threshold"},
+}
+
+
+def check_setting(setting: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(method, arguments)`` of a post-processing setting; :class:`DataError` names what is wrong."""
+    if not isinstance(setting, dict):
+        raise DataError(f"a post-processing setting is a mapping like {{method: watershed}}, got {setting!r}")
+    s = dict(setting)
+    method = s.pop("method", None)
+    if method not in _METHOD_ARGS:
+        raise DataError(f"post-processing method {method!r} is unknown; use one of {sorted(_METHOD_ARGS)}")
+    bad = set(s) - _METHOD_ARGS[method]
+    if bad:
+        raise DataError(f"post-processing '{method}' got unknown setting(s) {sorted(bad)}; "
+                        f"allowed: {sorted(_METHOD_ARGS[method])}")
+    return method, s
+
+
+def instances_from_output(output: np.ndarray, setting: dict[str, Any]) -> np.ndarray:
+    """Instance labels of one image from its probabilities and a post-processing ``setting``.
+
+    Args:
+        output: ``(K, H, W)`` class probabilities (K = 2 or 3; channel 0 = background) or an
+            ``(H, W)`` foreground probability map.
+        setting: ``{"method": "three_class" | "watershed" | "connected", **arguments}`` with the
+            arguments of :func:`three_class_instances`, :func:`watershed_instances` or
+            :func:`connected_instances`.
+    """
+    method, s = check_setting(setting)
+    a = np.asarray(output)
+    if method == "three_class":
+        if a.ndim != 3 or a.shape[0] != 3:
+            raise DataError(f"'three_class' post-processing needs (3, H, W) probabilities, got shape {a.shape}")
+        return three_class_instances(a, **s)
+    fg = 1 - a[0] if a.ndim == 3 else a
+    if method == "watershed":
+        return watershed_instances(fg, **s)
+    return connected_instances(fg, **s)
+
+
+def choose_postprocess(
+    outputs: list[np.ndarray], truths: list[np.ndarray], grid: list[dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], float, list[tuple[dict[str, Any], float]]]:
+    """The setting of ``grid`` with the highest mean AJI over validation images.
+
+    Args:
+        outputs: per image, probabilities as :func:`instances_from_output` takes them.
+        truths: per image, the instance label mask (0 = background).
+        grid: settings to try; default :data:`POSTPROCESS_GRID` for 3-class outputs, else
+            :data:`POSTPROCESS_GRID_BINARY`.
+
+    Returns:
+        ``(best setting, its mean AJI, [(setting, mean AJI), ...] for the whole grid)``.
+    """
+    from medattn.metrics.instance import instance_metrics
+
+    if not outputs or len(outputs) != len(truths):
+        raise DataError(f"choose_postprocess needs one truth per output and at least one image "
+                        f"(got {len(outputs)} outputs, {len(truths)} truths)")
+    if grid is None:
+        three = all(np.ndim(o) == 3 and np.shape(o)[0] == 3 for o in outputs)
+        grid = POSTPROCESS_GRID if three else POSTPROCESS_GRID_BINARY
+    scores = []
+    for setting in grid:
+        ajis = [instance_metrics(t, instances_from_output(o, setting))["aji"] for o, t in zip(outputs, truths)]
+        scores.append((dict(setting), float(np.mean(ajis))))
+    best = max(scores, key=lambda r: r[1])
+    return best[0], best[1], scores
