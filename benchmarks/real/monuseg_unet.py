@@ -106,9 +106,14 @@ def run_variant(root: Path, data: dict[str, Any], variant: str, args: argparse.N
     from torchvision.transforms import v2
 
     from medattn.bundle import save_bundle
-    from medattn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform, RandomRot90
+    from medattn.data.transforms import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        HEDJitter,
+        PairedTransform,
+        RandomRot90,
+    )
     from medattn.engine.history import HistoryCSV
-    from medattn.data.transforms import HEDJitter
     from medattn.engine.seg_infer import sliding_window_probs
     from medattn.engine.seg_task import SegmentationTask
     from medattn.metrics.postprocess import choose_postprocess, instances_from_output

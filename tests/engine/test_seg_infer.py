@@ -21,7 +21,7 @@ def test_tile_starts_cover_the_image() -> None:
         for a in s:
             covered[a:a + w] = True
         assert covered.all() and s[-1] + w == n
-        assert all(b - a <= w - o for a, b in zip(s, s[1:]))
+        assert all(b - a <= w - o for a, b in zip(s, s[1:], strict=False))
     with pytest.raises(ConfigError, match="overlap"):
         tile_starts(100, 64, 64)
 

@@ -103,14 +103,18 @@ def test_instances_from_output_dispatch_and_errors() -> None:
 
 def test_choose_postprocess_picks_best_mean_aji() -> None:
     from medattn.metrics.instance import instance_metrics
-    from medattn.metrics.postprocess import POSTPROCESS_GRID, choose_postprocess, instances_from_output
+    from medattn.metrics.postprocess import (
+        POSTPROCESS_GRID,
+        choose_postprocess,
+        instances_from_output,
+    )
 
     trues = [_disks([(20, 20), (20, 32), (45, 45)]), _disks([(15, 15), (15, 27), (40, 40), (40, 52)])]
     outs = [_soft_three_class(t) for t in trues]
     best, score, table = choose_postprocess(outs, trues)
     assert len(table) == len(POSTPROCESS_GRID)
     # independent recomputation of every grid point
-    expect = [np.mean([instance_metrics(t, instances_from_output(o, s))["aji"] for o, t in zip(outs, trues)])
+    expect = [np.mean([instance_metrics(t, instances_from_output(o, s))["aji"] for o, t in zip(outs, trues, strict=True)])
               for s in POSTPROCESS_GRID]
     assert score == pytest.approx(max(expect))
     assert [round(v, 12) for _, v in table] == [round(v, 12) for v in expect]

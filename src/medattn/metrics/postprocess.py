@@ -228,7 +228,7 @@ def choose_postprocess(
         grid = POSTPROCESS_GRID if three else POSTPROCESS_GRID_BINARY
     scores = []
     for setting in grid:
-        ajis = [instance_metrics(t, instances_from_output(o, setting))["aji"] for o, t in zip(outputs, truths)]
+        ajis = [instance_metrics(t, instances_from_output(o, setting))["aji"] for o, t in zip(outputs, truths, strict=True)]
         scores.append((dict(setting), float(np.mean(ajis))))
     best = max(scores, key=lambda r: r[1])
     return best[0], best[1], scores
