@@ -47,7 +47,9 @@ MODELS: dict[str, dict[str, Any]] = {
     "patch_cnn_baseline": {"name": "patch_cnn_baseline", "kwargs": {"width": 0.5}, "size": 50},
     "patch_cnn_attention": {"name": "patch_cnn_attention", "kwargs": {"attention": "cbam", "width": 0.5}, "size": 50},
     "cbam_resnet18": {"name": "resnet18", "kwargs": {"attention": "cbam"}, "size": 64},
+    "efficientnet_v2_s": {"name": "efficientnet_v2_s", "kwargs": {}, "size": 64},
 }
+PATCH_CNNS = ("patch_cnn_baseline", "patch_cnn_attention")
 SPLITS = ("patient", "leaky")
 TARGETS = {"balanced_accuracy": 0.85, "auroc": 0.92}
 PEER = {"seed-1 CNN": {"balanced_accuracy": 0.818, "auroc": 0.893, "f1": 0.699},
@@ -73,30 +75,30 @@ def run_one(root: Path, table: Any, split_df: Any, split: str, key: str, args: a
     from medattn.engine.train import FitConfig, fit_classifier
     from medattn.models import create_model
 
-    spec = MODELS[key]
+    spec = model_spec(key, args)
     out = RUNS / STUDY / split / key
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     write_split_csv(split_df, out / "split.csv")
     split_hash = hashlib.sha256((out / "split.csv").read_bytes()).hexdigest()
     size = spec["size"]
-    tr_tf = build_transforms("histo", train=True, size=size)
+    tr_tf = build_transforms("histo", train=True, size=size, stain_jitter=getattr(args, "hed", False))
     ev_tf = build_transforms("histo", train=False, size=size)
     part = {s: table[split_df["split"].to_numpy() == s].reset_index(drop=True) for s in ("train", "valid", "test")}
     ds = {s: IDCDataset(root, part[s], transform=tr_tf if s == "train" else ev_tf) for s in part}
     model = create_model(spec["name"], num_classes=1, **spec["kwargs"])
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                     seed=args.seed, progress=False, accelerator="cpu",
-                    max_steps_per_epoch=args.max_steps)
+                    max_steps_per_epoch=args.max_steps, scheduler=getattr(args, "scheduler", "plateau"))
     best, info = fit_classifier(model, ds["train"], ds["valid"], out, cfg)
     t_train = time.time() - t0
     res = evaluate_binary(best, ds["valid"], ds["test"], out, class_names=["non-IDC", "IDC"],
                           test_ids=ds["test"].item_ids(), test_groups=ds["test"].groups(),
-                          n_boot=args.n_boot, seed=args.seed)
+                          n_boot=args.n_boot, seed=args.seed, tta=getattr(args, "tta", 1))
     save_bundle(best, {
         "task": "binary", "class_names": ["non-IDC", "IDC"], "input_size": size, "in_chans": 3,
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "threshold": res["threshold"],
-        "metrics": res["metrics"], "split_hash": split_hash,
+        "metrics": res["metrics"], "split_hash": split_hash, "tta": getattr(args, "tta", 1) > 1,
         "recipe": {"study": STUDY, "split": split, "model": key, "epochs": args.epochs, "lr": args.lr,
                    "batch_size": args.batch_size, "seed": args.seed, "augment": "histo"},
     }, out / "bundle")
@@ -115,15 +117,25 @@ def run_one(root: Path, table: Any, split_df: Any, split: str, key: str, args: a
     return result
 
 
+def model_spec(key: str, args: Any) -> dict[str, Any]:
+    """Architecture of ``key``; ``--width`` sets the patch CNNs' width."""
+    spec = {**MODELS[key], "kwargs": dict(MODELS[key]["kwargs"])}
+    if key in PATCH_CNNS and getattr(args, "width", None):
+        spec["kwargs"]["width"] = args.width
+    return spec
+
+
 def idc_recipe(key: str, args: Any) -> dict[str, Any]:
     """The engine recipe equivalent of one run (stored in its bundle for ``medattn evaluate``)."""
-    spec = MODELS[key]
+    spec = model_spec(key, args)
     return engine_recipe("idc-efficientnetv2s", {
         "name": f"bench-idc-{key}", "data.image_size": spec["size"], "data.num_workers": 0,
         "model.name": spec["name"], "model.args": spec["kwargs"], "optimizer": {"name": "adam", "lr": args.lr},
         "trainer.max_epochs": args.epochs, "trainer.batch_size": args.batch_size,
-        "trainer.early_stopping": {"patience": args.patience}, "scheduler": {"name": "plateau", "factor": 0.3,
-                                                                          "patience": 2},
+        "trainer.early_stopping": {"patience": args.patience}, "data.stain_jitter": getattr(args, "hed", False),
+        "evaluation.tta": getattr(args, "tta", 1) > 1,
+        "scheduler": ({"name": "cosine", "min_lr": args.lr / 50} if getattr(args, "scheduler", "") == "cosine"
+                      else {"name": "plateau", "factor": 0.3, "patience": 2}),
     })
 
 
@@ -148,6 +160,20 @@ def paired(split: str, a: str, b: str, n_boot: int, seed: int) -> dict[str, Any]
                             n_boot=n_boot, seed=seed)
 
 
+def run_settings(r: dict[str, Any]) -> str:
+    """Short description of one run's training/evaluation settings."""
+    c = r["config"]
+    parts = []
+    if r["model"] in PATCH_CNNS:
+        parts.append(f"w {r['architecture']['kwargs'].get('width', 0.5)}")
+    parts.append(f"lr {c['lr']:g} {c.get('scheduler', 'plateau')}")
+    if c.get("hed"):
+        parts.append("HED")
+    if c.get("tta", 1) > 1:
+        parts.append(f"TTA {c['tta']}")
+    return ", ".join(parts)
+
+
 def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wall: float) -> str:
     cmds = sorted({r["command"] for r in results})
     rows = []
@@ -155,7 +181,7 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
         m = r["metrics"]
         rows.append([r["model"], r["split"], f"{r['patients']['test']} / {r['n']['test']}",
                      fmt_ci(m["balanced_accuracy"]), fmt_ci(m["f1"]), fmt_ci(m["auroc"]),
-                     fmt(r["threshold"]), r["epochs_run"], f"{r['total_minutes']:.1f}"])
+                     fmt(r["threshold"]), run_settings(r), r["epochs_run"], f"{r['total_minutes']:.1f}"])
     lines = [
         "## Breast IDC patches (`breast_idc`, 177 patients, 6,163 patches)",
         "",
@@ -167,9 +193,12 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
         "*leaky*: patches assigned independently, so a patient's neighbouring patches sit in train and test. "
         "Threshold: Youden's J on validation, applied unchanged to test. CIs: 95% percentile bootstrap "
         "resampling test *patients* (1,000 resamples). Inputs: the 50 px patches (37 smaller edge patches "
-        "resized to 50×50, the same resize the bundle applies); patch CNNs at width 0.5 (channels 32-64-64-128), "
-        "CBAM-ResNet-18 at 64 px; augmentation: "
-        "flips, 90° rotations, light colour jitter. Adam 1e-3, plateau LR, early stop on validation AUROC. "
+        "resized to 50×50, the same resize the bundle applies); CBAM-ResNet-18 and EfficientNetV2-S "
+        "(from scratch, no pretrained weights available offline) at 64 px. Augmentation: flips, 90° rotations, "
+        "light colour jitter. Adam, early stop on validation AUROC. Per-run settings (the `settings` column): "
+        "w = patch CNN width (0.5: channels 32-64-64-128, 1.0: 64-128-128-256), lr and schedule (plateau: "
+        "×0.3 after 2 flat epochs; cosine: to lr/50), HED = stain jitter in training, TTA = rotated/mirrored "
+        "views averaged at evaluation (validation and test alike). "
         "Budget per run: " + "; ".join(sorted({
             f"{r['config']['epochs']} epochs × "
             + (f"{r['config']['max_steps']} batches" if r["config"].get("max_steps") else "all batches")
@@ -177,7 +206,7 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
         "validation AUROC checked after every epoch; the best epoch is kept.",
         "",
         md_table(["model", "split", "test patients / patches", "balanced acc [95% CI]", "F1 [95% CI]",
-                  "AUROC [95% CI]", "threshold", "epochs", "minutes"], rows),
+                  "AUROC [95% CI]", "threshold", "settings", "epochs", "minutes"], rows),
         "",
     ]
     if comparisons:
@@ -228,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-steps", type=int, default=None, help="cap on training batches per epoch")
+    ap.add_argument("--width", type=float, default=None, help="patch CNN width (default: 0.5)")
+    ap.add_argument("--scheduler", default="plateau", choices=["plateau", "cosine"])
+    ap.add_argument("--hed", action=argparse.BooleanOptionalAction, default=False, help="HED stain jitter")
+    ap.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8],
+                    help="rotated/mirrored views averaged at evaluation (validation and test alike)")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retrain", action="store_true", help="train again even if result.json exists")
@@ -253,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if b.is_dir() and attach_recipe(b, idc_recipe(r["model"], argparse.Namespace(**r["config"]))):
             print(f"attached the engine recipe to {b}")
     comparisons = {}
-    for b in ("patch_cnn_attention", "cbam_resnet18"):
+    for b in ("patch_cnn_attention", "cbam_resnet18", "efficientnet_v2_s"):
         comp = paired("patient", "patch_cnn_baseline", b, args.n_boot, args.seed)
         if comp:
             comparisons[f"a = patch_cnn_baseline, b = {b}"] = comp

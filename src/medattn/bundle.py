@@ -414,10 +414,17 @@ class Predictor:
     @torch.no_grad()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
         """Probabilities for preprocessed input: ``B`` (binary), ``B×K``, or ``B×K×H×W`` (segmentation)."""
-        logits = main_output(self.model(x.to(self.device))).float()
-        if self.task == "multiclass" or (self.task == "segmentation" and logits.shape[1] > 1):
-            return torch.softmax(logits, 1).cpu().numpy()
-        probs = torch.sigmoid(logits).cpu().numpy()
+        from medattn.engine.tta import dihedral_mean
+
+        def probs_of(v: torch.Tensor) -> torch.Tensor:
+            logits = main_output(self.model(v)).float()
+            softmax = self.task == "multiclass" or (self.task == "segmentation" and logits.shape[1] > 1)
+            return torch.softmax(logits, 1) if softmax else torch.sigmoid(logits)
+
+        # test-time augmentation recorded at training (bundle.json "tta"): 8 views, 4 for segmentation
+        views = (4 if self.task == "segmentation" else 8) if self.meta.get("tta") else 1
+        probs = dihedral_mean(probs_of, x.to(self.device), dense=self.task == "segmentation", views=views)
+        probs = probs.cpu().numpy()
         return probs[:, 0] if self.task == "binary" else probs
 
     def format_probs(self, p: np.ndarray) -> dict[str, Any]:

@@ -51,6 +51,8 @@ class DataConfig(_Strict):
     image_size: int = Field(96, ge=16, le=2048)
     in_chans: int = Field(3, ge=1, le=4)
     augment: Literal["histo", "cytology", "cxr", "none"] = "histo"
+    stain_jitter: bool = False
+    """``histo`` training only: also perturb the H, E and DAB stain concentrations (HED jitter)."""
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     class_names: list[str] | None = None
@@ -171,7 +173,9 @@ class EvaluationConfig(_Strict):
     tile_overlap: int = Field(64, ge=0)
     """Segmentation: pixels shared by neighbouring tiles."""
     tta: bool = False
-    """Segmentation: average the predictions of the flipped tiles too (4× inference time)."""
+    """Test-time augmentation for orientation-free images (histology, cytology; not X-rays):
+    classification averages the 8 rotated/mirrored views, segmentation the 4 flipped tiles. The
+    bundle records it and its predictions do the same."""
     postprocess: dict[str, Any] | None = None
     """Segmentation: instance post-processing, e.g. ``{method: three_class, seed_threshold: 0.7}``
     (see ``medattn.metrics.postprocess.instances_from_output``). Empty: the setting with the best

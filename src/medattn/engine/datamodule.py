@@ -141,14 +141,20 @@ def transforms_for(recipe: Recipe, train: bool) -> Any:
 
     d = recipe.data
     if recipe.task.type != "segmentation":
-        return build_transforms(d.augment, train=train, size=d.image_size, mean=d.mean, std=d.std)
+        return build_transforms(d.augment, train=train, size=d.image_size, mean=d.mean, std=d.std,
+                                stain_jitter=d.stain_jitter)
     if not train:
         return SegEvalTransform(d.mean, d.std, max_size=d.options.get("eval_max_size"))
     ops: list[Any] = [v2.RandomCrop(d.image_size, pad_if_needed=True)]
     if d.augment != "none":
         ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90(),
                 v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.03)]
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(d.mean), list(d.std))]
+    ops.append(v2.ToDtype(torch.float32, scale=True))
+    if d.augment == "histo" and d.stain_jitter:
+        from medattn.data.transforms import HEDJitter
+
+        ops.append(HEDJitter())
+    ops.append(v2.Normalize(list(d.mean), list(d.std)))
     return PairedTransform(v2.Compose(ops))
 
 

@@ -21,24 +21,26 @@ __all__ = ["evaluate_binary"]
 def evaluate_binary(
     model: nn.Module, val_ds: Dataset, test_ds: Dataset, out_dir: str | Path, *,
     class_names: list[str], test_ids: list[str], test_groups: list[str] | None = None,
-    n_boot: int = 1000, seed: int = 0,
+    n_boot: int = 1000, seed: int = 0, tta: int = 1,
 ) -> dict[str, Any]:
     """Choose the threshold on validation (Youden's J), apply it unchanged to test.
+
+    ``tta`` views (1, 2, 4 or 8 rotations/mirror images) are averaged for both splits.
 
     Writes ``metrics.json``, ``test_predictions.csv`` and ``confusion_matrix.png`` to ``out_dir``
     and returns ``{"threshold", "metrics", "y", "prob"}``.
     """
     out = Path(out_dir)
-    pv = predict_probs(model, val_ds)
+    pv = predict_probs(model, val_ds, tta=tta)
     yv = np.asarray(val_ds.labels())  # type: ignore[attr-defined]
     thr = choose_threshold(yv, pv, "youden")
-    pt = predict_probs(model, test_ds)
+    pt = predict_probs(model, test_ds, tta=tta)
     yt = np.asarray(test_ds.labels())  # type: ignore[attr-defined]
     summary = binary_summary(yt, pt, thr, test_groups, n_boot=n_boot, seed=seed)
     atomic_write_json(out / "metrics.json", {
         "split": "test", "n_items": len(yt),
         "n_groups": len(set(test_groups)) if test_groups else None,
-        "threshold": thr, "threshold_method": "youden on validation",
+        "threshold": thr, "threshold_method": "youden on validation", "tta_views": tta,
         "ci": "95% percentile bootstrap", "metrics": summary,
     })
     pred = (pt >= thr).astype(int)

@@ -29,14 +29,18 @@ __all__ = ["evaluate_model", "predict_scores", "predict_masks", "item_file_names
 
 
 @torch.no_grad()
-def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 64) -> np.ndarray:
-    """Probabilities: ``N`` (binary), ``N×K`` softmax (multiclass) or sigmoid (multilabel/agcnn)."""
+def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 64, tta: int = 1) -> np.ndarray:
+    """Probabilities: ``N`` (binary), ``N×K`` softmax (multiclass) or sigmoid (multilabel/agcnn);
+    ``tta`` > 1 averages that many rotated/mirrored views."""
+    from medattn.engine.tta import dihedral_mean
+
     model.eval()
     dev = next(model.parameters()).device
+    act = (lambda z: torch.softmax(z, 1)) if kind == "multiclass" else torch.sigmoid
     out = []
     for batch in DataLoader(ds, batch_size=batch_size, shuffle=False):
-        logits = model(batch[0].to(dev)).float()
-        out.append((torch.softmax(logits, 1) if kind == "multiclass" else torch.sigmoid(logits)).cpu().numpy())
+        p = dihedral_mean(lambda v: act(model(v).float()), batch[0].to(dev), views=tta)
+        out.append(p.cpu().numpy())
     p = np.concatenate(out)
     return p[:, 0] if kind == "binary" and p.ndim == 2 else p
 
@@ -224,11 +228,12 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         result = _evaluate_segmentation(recipe, model, ds, data.valid, out, doc, ids, groups, gset)
         write_bad_files(data, out)
         return result
-    pv = predict_scores(model, data.valid, kind)
+    views = 8 if ev.tta else 1
+    pv = predict_scores(model, data.valid, kind, tta=views)
     yv = np.asarray(data.valid.labels())
     kv = _keep(data.valid, data.valid.item_ids())
     pv, yv = pv[kv], yv[kv]
-    pt = predict_scores(model, ds, kind)
+    pt = predict_scores(model, ds, kind, tta=views)
     yt = np.asarray(ds.labels())
     kt = _keep(ds, ids)
     pt, yt = pt[kt], yt[kt]

@@ -11,13 +11,20 @@ __all__ = ["predict_probs"]
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, ds: Dataset, batch_size: int = 128, num_workers: int = 0) -> np.ndarray:
-    """Sigmoid probabilities of a single-logit model (``N``) or per-output (``N×K``)."""
+def predict_probs(model: nn.Module, ds: Dataset, batch_size: int = 128, num_workers: int = 0,
+                  tta: int = 1) -> np.ndarray:
+    """Sigmoid probabilities of a single-logit model (``N``) or per-output (``N×K``).
+
+    ``tta`` > 1 averages the probabilities of that many rotated/mirrored views
+    (:func:`medattn.engine.tta.dihedral_mean`: 2, 4 or 8).
+    """
+    from medattn.engine.tta import dihedral_mean
+
     model.eval()
     dev = next(model.parameters()).device
     out = []
     for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers):
-        logits = model(batch[0].to(dev)).float()
-        out.append(torch.sigmoid(logits).cpu().numpy())
+        p = dihedral_mean(lambda v: torch.sigmoid(model(v).float()), batch[0].to(dev), views=tta)
+        out.append(p.cpu().numpy())
     p = np.concatenate(out)
     return p[:, 0] if p.ndim == 2 and p.shape[1] == 1 else p

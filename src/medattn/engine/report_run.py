@@ -47,7 +47,7 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
         "input_size": recipe.data.image_size, "in_chans": recipe.data.in_chans,
         "mean": list(recipe.data.mean), "std": list(recipe.data.std),
         "metrics": {k: v for k, v in ev["metrics"].items()}, "recipe": recipe.model_dump(mode="json"),
-        "split_hash": split_hash,
+        "split_hash": split_hash, "tta": recipe.evaluation.tta,
     }
     th = ev.get("thresholds")
     if isinstance(th, float):

@@ -45,6 +45,9 @@ class FitConfig:
     rich: bool = True
     accelerator: str = "auto"
     max_steps_per_epoch: int | None = None
+    scheduler: str = "plateau"
+    """``plateau`` (factor 0.3, patience 2 on the monitor), ``cosine`` (to lr/50 over ``epochs``),
+    ``step``, ``onecycle`` or ``none``."""
 
 
 def quiet_lightning() -> None:
@@ -80,7 +83,9 @@ def fit_classifier(
     quiet_lightning()
     tune_allocator()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    task = ClassificationTask(model, optimizer=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched_kw = {"min_lr": cfg.lr / 50} if cfg.scheduler == "cosine" else None
+    task = ClassificationTask(model, optimizer=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                              scheduler=cfg.scheduler, scheduler_kwargs=sched_kw)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=cfg.monitor, mode="max",
                            save_top_k=1, save_last=False, enable_version_counter=False)
     history = HistoryCSV(out / "training_history.csv")

@@ -153,11 +153,11 @@ def three_class_instances(
 
 # Settings tried on validation images; the 3-class ones need a (3, H, W) probability output.
 POSTPROCESS_GRID_BINARY: list[dict[str, Any]] = [
-    {"method": "watershed", "min_distance": d, "min_size": 10} for d in (3, 5, 8)
+    {"method": "watershed", "min_distance": d, "min_size": m} for d in (3, 5, 8) for m in (10, 30, 60)
 ] + [{"method": "connected", "min_size": 10}]
 POSTPROCESS_GRID: list[dict[str, Any]] = [
-    {"method": "three_class", "seed_threshold": t, "fg_threshold": f, "min_seed": 4, "min_size": 10}
-    for t in (0.5, 0.6, 0.7, 0.8) for f in (0.4, 0.5, 0.6)
+    {"method": "three_class", "seed_threshold": t, "fg_threshold": f, "min_seed": 4, "min_size": m}
+    for t in (0.5, 0.7, 0.9) for f in (0.4, 0.5) for m in (10, 30)
 ] + POSTPROCESS_GRID_BINARY
 
 _METHOD_ARGS = {

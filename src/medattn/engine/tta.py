@@ -1,0 +1,51 @@
+"""Test-time augmentation: average a model's probabilities over the 8 symmetries of the square.
+
+Histology and cytology patches have no preferred orientation, so a patch rotated by 90° or
+mirrored is the same tissue; averaging the probabilities of the 8 views (4 rotations × mirror)
+removes the orientation noise of a single forward pass. Dense outputs (segmentation) are mapped
+back to the original orientation before averaging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["DIHEDRAL", "dihedral_mean"]
+
+# (quarter turns, mirror left-right first)
+DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
+
+
+def _view(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = x.flip(-1) if flip else x
+    return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+def _unview(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    y = torch.rot90(y, -k, dims=(-2, -1)) if k else y
+    return y.flip(-1) if flip else y
+
+
+def dihedral_mean(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, dense: bool = False,
+                  views: int = 8) -> torch.Tensor:
+    """Mean of ``fn`` (probabilities of a ``B×C×H×W`` batch) over the first ``views`` symmetries.
+
+    Args:
+        fn: batch → probabilities (``B×K`` for classification, ``B×K×H×W`` when ``dense``).
+        x: the input batch.
+        dense: outputs are images: each view's output is turned back before averaging.
+        views: 1 (no augmentation), 2, 4 (rotations) or 8 (rotations and mirror images).
+    """
+    if views not in (1, 2, 4, 8):
+        raise ValueError(f"views must be 1, 2, 4 or 8, got {views}")
+    chosen = DIHEDRAL[:views] if views != 2 else (DIHEDRAL[0], DIHEDRAL[4])
+    total = None
+    for k, flip in chosen:
+        y = fn(_view(x, k, flip))
+        if dense:
+            y = _unview(y, k, flip)
+        total = y if total is None else total + y
+    assert total is not None
+    return total / len(chosen)

@@ -1,0 +1,69 @@
+"""Test-time augmentation: the 8 symmetries of the square, dense outputs turned back, bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medattn.engine.tta import DIHEDRAL, dihedral_mean
+
+
+def test_eight_distinct_views() -> None:
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    from medattn.engine.tta import _view
+
+    seen = {tuple(_view(x, k, f).flatten().tolist()) for k, f in DIHEDRAL}
+    assert len(seen) == 8
+
+
+def test_classification_views_average_the_corners() -> None:
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((3, 2, 5, 5)).astype(np.float32))
+
+    def top_left(v: torch.Tensor) -> torch.Tensor:  # depends on orientation
+        return v[:, :, 0, 0]
+
+    got = dihedral_mean(top_left, x, views=8)
+    corners = (x[:, :, 0, 0] + x[:, :, 0, -1] + x[:, :, -1, 0] + x[:, :, -1, -1]) / 4
+    torch.testing.assert_close(got, corners)
+    torch.testing.assert_close(dihedral_mean(top_left, x, views=1), x[:, :, 0, 0])
+    with pytest.raises(ValueError, match="views must be"):
+        dihedral_mean(top_left, x, views=3)
+
+
+def test_dense_outputs_are_turned_back() -> None:
+    x = torch.randn(2, 3, 6, 6)
+    for views in (2, 4, 8):
+        torch.testing.assert_close(dihedral_mean(lambda v: v * 2, x, dense=True, views=views), x * 2)
+
+
+def test_bundle_with_tta_predicts_the_mean_of_views(tmp_path: Path) -> None:
+    from medattn.bundle import load_bundle, save_bundle
+    from medattn.engine.predict import predict_probs
+    from medattn.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("patch_cnn_attention", width=0.25).eval()
+    with torch.no_grad():  # larger weights: an untrained net is otherwise nearly orientation-blind
+        for prm in model.parameters():
+            prm.mul_(3.0)
+    meta = {"task": "binary", "class_names": ["a", "b"], "input_size": 32, "in_chans": 3,
+            "mean": [0.5] * 3, "std": [0.25] * 3, "threshold": 0.5}
+    plain = load_bundle(save_bundle(model, meta, tmp_path / "plain"), device="cpu")
+    tta = load_bundle(save_bundle(model, {**meta, "tta": True}, tmp_path / "tta"), device="cpu")
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:12, :20] = (200, 40, 90)  # an off-centre, asymmetric blob
+    x = plain.preprocess([img])
+    with torch.no_grad():
+        by_hand = np.mean([torch.sigmoid(model(torch.rot90(x.flip(-1) if f else x, k, (-2, -1)))).item()
+                           for k, f in DIHEDRAL])
+        single = torch.sigmoid(model(x)).item()
+    assert tta.predict(img)[0]["probabilities"]["b"] == pytest.approx(by_hand, abs=1e-6)
+    assert plain.predict(img)[0]["probabilities"]["b"] == pytest.approx(single, abs=1e-6)
+    assert abs(by_hand - single) > 1e-4  # the views really differ for this model
+    # the dataset path gives the same numbers
+    ds = torch.utils.data.TensorDataset(x, torch.zeros(1))
+    assert predict_probs(model, ds, tta=8)[0] == pytest.approx(by_hand, abs=1e-6)
