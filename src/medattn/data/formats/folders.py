@@ -37,18 +37,34 @@ def class_order(root: str | Path, classes: Sequence[str] | None = None) -> list[
     return list(classes)
 
 
-def scan_folders(root: str | Path, classes: Sequence[str] | None = None) -> Any:
+def scan_folders(root: str | Path, classes: Sequence[str] | None = None, group_pattern: str | None = None) -> Any:
     """Table of every image: ``file, label, class_name, group, split``.
 
-    ``group`` is the file itself (no patient information in a class-folder layout); ``split`` is
-    empty. ``table.attrs`` holds ``classes`` (in order), ``ignored`` (count) and
-    ``ignored_examples``.
+    ``group`` is the file itself (no patient information in a class-folder layout) unless
+    ``group_pattern`` (a regular expression searched in the file name) says which part of the
+    name identifies the source: its first capture group, or the whole match. Herlev-style names
+    ``149146635-149146651-002.jpeg`` hold the source image first: ``group_pattern: "^(\\d+)-"``
+    keeps crops of one source image on one side of a split; a file whose name the pattern does
+    not match stays its own group (counted in ``attrs["ungrouped"]``, examples in
+    ``ungrouped_examples``). ``split`` is empty. ``table.attrs`` holds ``classes`` (in order),
+    ``ignored`` (count) and ``ignored_examples``.
+
+    Raises:
+        DataError: the pattern is not a valid regular expression.
     """
+    import re
+
     import pandas as pd
 
+    rx = None
+    if group_pattern is not None:
+        try:
+            rx = re.compile(group_pattern)
+        except re.error as e:
+            raise DataError(f"group_pattern {group_pattern!r} is not a valid regular expression: {e}") from None
     r = Path(root)
     names = class_order(r, classes)
-    rows, ignored = [], []
+    rows, ignored, ungrouped = [], [], []
     for idx, name in enumerate(names):
         for p in sorted((r / name).rglob("*")):
             if p.is_dir():
@@ -58,11 +74,20 @@ def scan_folders(root: str | Path, classes: Sequence[str] | None = None) -> Any:
                     or p.suffix.lower() not in IMAGE_EXTENSIONS:
                 ignored.append(rel)
                 continue
-            rows.append({"file": rel, "label": idx, "class_name": name, "group": rel, "split": None})
+            group = rel
+            if rx is not None:
+                m = rx.search(p.name)
+                if m is None:
+                    ungrouped.append(rel)
+                else:
+                    group = m.group(1) if rx.groups else m.group(0)
+            rows.append({"file": rel, "label": idx, "class_name": name, "group": group, "split": None})
     if not rows:
         raise DataError(f"no images found in the class folders of '{r}' (extensions: {sorted(IMAGE_EXTENSIONS)})")
     df = pd.DataFrame(rows)
     df.attrs.update(classes=names, ignored=len(ignored), ignored_examples=ignored[:10], format="folders")
+    if rx is not None:
+        df.attrs.update(ungrouped=len(ungrouped), ungrouped_examples=ungrouped[:10])
     return df
 
 
