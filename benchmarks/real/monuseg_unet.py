@@ -283,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             "name": f"bench-monuseg-unet-{r['variant']}", "data.image_size": c["crop"], "data.num_workers": 0,
             "model.args": {"skip_attention": r["variant"], "depth": 4, "width": c["width"], "head": "3class"},
             "optimizer": {"name": "adam", "lr": c["lr"], "weight_decay": 1e-5}, "trainer.max_epochs": c["epochs"],
-            "trainer.batch_size": c["batch_size"]})
+            "trainer.batch_size": c["batch_size"], "data.split": {"val_fraction": 0.15, "test_fraction": 0.25,
+                                                                  "seed": args.seed},
+            "evaluation.postprocess": r["postprocess"], "evaluation.tile_size": c["crop"],
+            "evaluation.tile_overlap": c["overlap"], "evaluation.tta": bool(c.get("tta", False))})
         if attach_recipe(RUNS / STUDY / r["variant"] / "bundle", rec, class_names=CLASSES):
             print(f"attached the engine recipe to the {r['variant']} bundle")
     if results:

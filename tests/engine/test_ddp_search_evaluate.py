@@ -46,4 +46,11 @@ def test_evaluate_run_and_bundle(tmp_path: Path, synth_pcam: Path, capsys: pytes
     assert main(["evaluate", str(run / "bundle"), "--data", str(synth_pcam), "--split", "valid",
                  "--out", str(tmp_path / "ev")]) == 0, capsys.readouterr().err
     assert (tmp_path / "ev" / "metrics.json").is_file()
+    # a bundle alone, told the run's split, reproduces the run's test metrics
+    assert main(["evaluate", str(run / "bundle"), "--data", str(synth_pcam), "--split-csv", str(run / "split.csv"),
+                 "--out", str(tmp_path / "ev2")]) == 0, capsys.readouterr().err
+    assert metrics(tmp_path / "ev2") == metrics(run)
+    assert main(["evaluate", str(run / "bundle"), "--data", str(synth_pcam), "--split-csv",
+                 str(tmp_path / "missing.csv")]) == 2
+    assert "split file" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2

@@ -75,11 +75,13 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path | None, typer.Option(help="Data folder; default: the data the run trained on.")] = None,
         split: Annotated[str, typer.Option(help="Split to score: test, valid or train.")] = "test",
         out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/eval_<split>).")] = None,
+        split_csv: Annotated[Path | None, typer.Option(
+            help="split.csv (file,split,group,label) fixing train/valid/test, e.g. a published split.")] = None,
     ) -> None:
         """Score a run or bundle on a split (thresholds from validation), write metrics.json with CIs."""
         from medattn.engine.evaluate_cli import evaluate_path
 
-        res = evaluate_path(run, data=data, split=split, out=out)
+        res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv)
         shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(res["metrics"].items())[:6])
         typer.echo(f"{split}: {shown} → {res['out']}")
 

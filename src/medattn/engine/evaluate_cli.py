@@ -16,8 +16,13 @@ __all__ = ["evaluate_path"]
 
 
 def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: str = "test",
-                  out: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a run directory or bundle on ``split``; returns metrics and the output folder."""
+                  out: str | Path | None = None, split_csv: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a run directory or bundle on ``split``; returns metrics and the output folder.
+
+    ``split_csv`` (a ``split.csv`` with ``file, split, group, label``) fixes which items are
+    train/valid/test, e.g. a published split; otherwise a run keeps its own split and a bundle's
+    recipe splits the data as in training.
+    """
     import yaml
 
     from medattn.bundle import load_bundle
@@ -54,6 +59,10 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
         recipe = recipe_from_dict(raw, f"recipe in bundle '{p}'")
     if data is None:
         raise ConfigError("no data path; pass --data PATH")
+    if split_csv is not None:
+        from medattn.data.splits import read_split_csv
+
+        split_table = read_split_csv(split_csv)
     rd = build_data(recipe, data, split_table)
     if list(rd.class_names) != list(pred.class_names):
         raise BundleError(f"the bundle's classes {pred.class_names} differ from the data's {rd.class_names}")
