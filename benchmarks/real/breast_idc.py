@@ -102,7 +102,8 @@ def run_one(root: Path, table: Any, split_df: Any, split: str, key: str, args: a
         "recipe": {"study": STUDY, "split": split, "model": key, "epochs": args.epochs, "lr": args.lr,
                    "batch_size": args.batch_size, "seed": args.seed, "augment": "histo"},
     }, out / "bundle")
-    np.savez(out / "test_scores.npz", y=res["y"], prob=res["prob"], groups=np.asarray(ds["test"].groups()))
+    np.savez(out / "test_scores.npz", y=res["y"], prob=res["prob"], groups=np.asarray(ds["test"].groups()),
+             val_y=res["val_y"], val_prob=res["val_prob"])
     result = {
         "split": split, "model": key, "architecture": spec, "threshold": res["threshold"],
         "metrics": res["metrics"], "epochs_run": info["epochs_run"], "best_val_auroc": info["best_score"],
@@ -139,17 +140,43 @@ def idc_recipe(key: str, args: Any) -> dict[str, Any]:
     })
 
 
+def ensemble(split: str, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """Equal-weight mean of every finished model's probabilities (fixed in advance, no selection):
+    threshold by Youden's J on the mean validation probabilities, scored on test like one model."""
+    from medattn.metrics.summary import binary_summary
+    from medattn.metrics.threshold import choose_threshold
+
+    members = [k for k in MODELS if (RUNS / STUDY / split / k / "test_scores.npz").is_file()]
+    scores = [np.load(RUNS / STUDY / split / k / "test_scores.npz") for k in members]
+    scores = [s for s in scores if "val_prob" in s]
+    if len(scores) < 2 or len(scores) != len(members):
+        return None
+    y, groups = scores[0]["y"], scores[0]["groups"]
+    if any(not np.array_equal(s["y"], y) or not np.array_equal(s["val_y"], scores[0]["val_y"]) for s in scores):
+        return None
+    pv = np.mean([s["val_prob"] for s in scores], 0)
+    pt = np.mean([s["prob"] for s in scores], 0)
+    thr = choose_threshold(scores[0]["val_y"], pv, "youden")
+    metrics = binary_summary(y, pt, thr, [str(g) for g in groups], n_boot=n_boot, seed=seed)
+    np.savez(RUNS / STUDY / split / "ensemble_scores.npz", y=y, prob=pt, groups=groups, threshold=thr)
+    return {"split": split, "members": members, "threshold": float(thr), "metrics": metrics}
+
+
 def paired(split: str, a: str, b: str, n_boot: int, seed: int) -> dict[str, Any] | None:
     from medattn.metrics import binary_metrics
     from medattn.metrics.compare import paired_bootstrap
 
-    ra, rb = (RUNS / STUDY / split / k for k in (a, b))
-    if not ((ra / "test_scores.npz").is_file() and (rb / "test_scores.npz").is_file()):
+    def load(k: str) -> tuple[Any, float] | None:
+        if k == "ensemble":
+            f = RUNS / STUDY / split / "ensemble_scores.npz"
+            return (np.load(f), float(np.load(f)["threshold"])) if f.is_file() else None
+        f = RUNS / STUDY / split / k / "test_scores.npz"
+        return (np.load(f), load_json(f.parent / "result.json")["threshold"]) if f.is_file() else None
+
+    la, lb = load(a), load(b)
+    if la is None or lb is None or not np.array_equal(la[0]["y"], lb[0]["y"]):
         return None
-    sa, sb = np.load(ra / "test_scores.npz"), np.load(rb / "test_scores.npz")
-    if not np.array_equal(sa["y"], sb["y"]):
-        return None
-    ta, tb = load_json(ra / "result.json")["threshold"], load_json(rb / "result.json")["threshold"]
+    (sa, ta), (sb, tb) = la, lb
     y = sa["y"]
     keep = ("balanced_accuracy", "f1", "auroc")
 
@@ -174,7 +201,8 @@ def run_settings(r: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wall: float) -> str:
+def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wall: float,
+                  ensembles: list[dict[str, Any]] | None = None) -> str:
     cmds = sorted({r["command"] for r in results})
     rows = []
     for r in results:
@@ -182,6 +210,12 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
         rows.append([r["model"], r["split"], f"{r['patients']['test']} / {r['n']['test']}",
                      fmt_ci(m["balanced_accuracy"]), fmt_ci(m["f1"]), fmt_ci(m["auroc"]),
                      fmt(r["threshold"]), run_settings(r), r["epochs_run"], f"{r['total_minutes']:.1f}"])
+    for e in ensembles or []:
+        m = e["metrics"]
+        first = next(r for r in results if r["split"] == e["split"])
+        rows.append([f"ensemble: mean of {len(e['members'])}", e["split"],
+                     f"{first['patients']['test']} / {first['n']['test']}", fmt_ci(m["balanced_accuracy"]),
+                     fmt_ci(m["f1"]), fmt_ci(m["auroc"]), fmt(e["threshold"]), " + ".join(e["members"]), "", ""])
     lines = [
         "## Breast IDC patches (`breast_idc`, 177 patients, 6,163 patches)",
         "",
@@ -203,7 +237,9 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
             f"{r['config']['epochs']} epochs × "
             + (f"{r['config']['max_steps']} batches" if r["config"].get("max_steps") else "all batches")
             + f" of {r['config']['batch_size']}" for r in results})) + " (about 4,300 training patches per split), "
-        "validation AUROC checked after every epoch; the best epoch is kept.",
+        "validation AUROC checked after every epoch; the best epoch is kept. The ensemble row averages the "
+        "probabilities of every model finished on that split (equal weights, fixed in advance), with its own "
+        "threshold from the averaged validation probabilities.",
         "",
         md_table(["model", "split", "test patients / patches", "balanced acc [95% CI]", "F1 [95% CI]",
                   "AUROC [95% CI]", "threshold", "settings", "epochs", "minutes"], rows),
@@ -286,14 +322,15 @@ def main(argv: list[str] | None = None) -> int:
         b = RUNS / STUDY / r["split"] / r["model"] / "bundle"
         if b.is_dir() and attach_recipe(b, idc_recipe(r["model"], argparse.Namespace(**r["config"]))):
             print(f"attached the engine recipe to {b}")
+    ensembles = [e for sp in SPLITS if (e := ensemble(sp, args.n_boot, args.seed))]
     comparisons = {}
-    for b in ("patch_cnn_attention", "cbam_resnet18", "efficientnet_v2_s"):
+    for b in ("patch_cnn_attention", "cbam_resnet18", "efficientnet_v2_s", "ensemble"):
         comp = paired("patient", "patch_cnn_baseline", b, args.n_boot, args.seed)
         if comp:
             comparisons[f"a = patch_cnn_baseline, b = {b}"] = comp
     wall = sum(r["total_minutes"] for r in results)
-    write_section(STUDY, build_section(results, comparisons, wall),
-                  {"results": results, "comparisons": comparisons, "wall_minutes": wall,
+    write_section(STUDY, build_section(results, comparisons, wall, ensembles),
+                  {"results": results, "comparisons": comparisons, "ensembles": ensembles, "wall_minutes": wall,
                    "elapsed_this_invocation_minutes": clock.minutes()})
     return 0
 

@@ -28,7 +28,7 @@ def evaluate_binary(
     ``tta`` views (1, 2, 4 or 8 rotations/mirror images) are averaged for both splits.
 
     Writes ``metrics.json``, ``test_predictions.csv`` and ``confusion_matrix.png`` to ``out_dir``
-    and returns ``{"threshold", "metrics", "y", "prob"}``.
+    and returns ``{"threshold", "metrics", "y", "prob", "val_y", "val_prob"}``.
     """
     out = Path(out_dir)
     pv = predict_probs(model, val_ds, tta=tta)
@@ -50,4 +50,4 @@ def evaluate_binary(
         lines.append(f"{fid},{g},{int(y)},{p:.9g},{int(k)}")
     atomic_write_text(out / "test_predictions.csv", "\n".join(lines) + "\n")
     save_confusion_matrix(binary_confusion(yt, pt, thr), class_names, out / "confusion_matrix.png")
-    return {"threshold": thr, "metrics": summary, "y": yt, "prob": pt}
+    return {"threshold": thr, "metrics": summary, "y": yt, "prob": pt, "val_y": yv, "val_prob": pv}
