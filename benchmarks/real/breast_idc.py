@@ -256,14 +256,22 @@ def build_section(results: list[dict[str, Any]], comparisons: dict[str, Any], wa
                   md_table(["comparison (patient split)", "metric", "a", "b", "b − a [95% CI]", "p"], crow), ""]
     by = {(r["split"], r["model"]): r for r in results}
     infl = []
+    skipped: list[str] = []
     for key in MODELS:
         if ("patient", key) in by and ("leaky", key) in by:
-            p, lk = by[("patient", key)]["metrics"], by[("leaky", key)]["metrics"]
+            rp, rl = by[("patient", key)], by[("leaky", key)]
+            if run_settings(rp) != run_settings(rl) or rp["config"]["epochs"] != rl["config"]["epochs"]:
+                skipped.append(key)
+                continue
+            p, lk = rp["metrics"], rl["metrics"]
             infl.append([key] + [f"{lk[k]['value'] - p[k]['value']:+.3f}" for k in ("balanced_accuracy", "f1", "auroc")])
     if infl:
         lines += ["Leakage inflation (leaky − patient split, same model and recipe; the two test sets differ, "
                   "so this is descriptive):", "",
                   md_table(["model", "Δ balanced acc", "Δ F1", "Δ AUROC"], infl), ""]
+    if skipped:
+        lines += [f"No leakage inflation is given for {', '.join(f'`{k}`' for k in skipped)}: its patient and "
+                  "leaky runs used different settings (see the `settings` and `epochs` columns).", ""]
     verdict = []
     for r in results:
         if r["split"] != "patient":

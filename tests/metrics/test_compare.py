@@ -75,3 +75,35 @@ def test_compare_multiclass_tables(tmp_path) -> None:
     res = compare_prediction_tables(tmp_path / "a.csv", tmp_path / "b.csv", n_boot=100)
     assert res["resampled"] == "items"
     assert res["metrics"]["macro_auroc"]["diff"] > 0
+
+
+def test_compare_multilabel_tables(tmp_path) -> None:
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    n, k = 80, 4
+    y = (rng.random((n, k)) < 0.3).astype(int)
+    y[0], y[1] = 1, 0  # every finding has both classes
+    tables = {}
+    for name, sharp in (("a.csv", 0.3), ("b.csv", 2.5)):
+        p = 1 / (1 + np.exp(-(rng.normal(0, 1, (n, k)) + sharp * (2 * y - 1))))
+        hard = (p >= 0.5).astype(int)
+        rows = ["file,group,label," + ",".join(f"prob_f{j}" for j in range(k)) + ",prediction"]
+        rows += [f"i{i},p{i // 2},{''.join(map(str, y[i]))},{','.join(f'{v:.6f}' for v in p[i])},"
+                 f"{''.join(map(str, hard[i]))}" for i in range(n)]
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
+        tables[name] = (p, hard)
+    res = compare_prediction_tables(tmp_path / "a.csv", tmp_path / "b.csv", n_boot=200)
+    assert res["resampled"] == "groups" and res["n_groups"] == 40
+    m = res["metrics"]
+    for name, key in (("a.csv", "value_a"), ("b.csv", "value_b")):
+        p, hard = tables[name]
+        assert m["mean_auroc"][key] == pytest.approx(np.mean([roc_auc_score(y[:, j], p[:, j]) for j in range(k)]))
+        assert m["macro_f1"][key] == pytest.approx(np.mean([f1_score(y[:, j], hard[:, j]) for j in range(k)]))
+        assert m["auroc_f2"][key] == pytest.approx(roc_auc_score(y[:, 2], p[:, 2]))
+    assert m["mean_auroc"]["diff"] > 0.2 and m["mean_auroc"]["ci_low"] > 0
+    rows = (tmp_path / "a.csv").read_text().splitlines()
+    rows[1] = rows[1].rsplit(",", 1)[0] + ",01"  # prediction with the wrong number of findings
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="one 0/1 character per finding"):
+        compare_prediction_tables(tmp_path / "d.csv", tmp_path / "b.csv", n_boot=10)

@@ -82,7 +82,8 @@ def load_predictions(path: str | Path) -> tuple[Path, pd.DataFrame]:
         raise DataError(f"{csv} not found; pass a run folder holding test_predictions.csv or the CSV itself "
                         "(run `medattn evaluate` first)")
     try:
-        df = pd.read_csv(csv, dtype={"file": str, "group": str}, keep_default_na=False)
+        df = pd.read_csv(csv, dtype={"file": str, "group": str, "label": str, "prediction": str},
+                         keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - any parser failure is a malformed file
         raise DataError(f"{csv}: cannot be read as CSV ({exc})") from exc
     probs = [c for c in df.columns if c.startswith("prob_")]
@@ -100,6 +101,13 @@ def _metric_fn(df: pd.DataFrame, csv: Path) -> MetricFn:
     from medattn.metrics.multiclass import multiclass_metrics
 
     probs = [c for c in df.columns if c.startswith("prob_")]
+    labels = [str(v) for v in df["label"]]
+    if len(probs) > 1 and labels and all(len(v) == len(probs) and set(v) <= {"0", "1"} for v in labels):
+        return _multilabel_fn(df, probs, labels, csv)
+    df = df.copy()
+    for col in ("label", "prediction"):  # class indices were read as text: back to integers
+        if col in df.columns and len(df) and all(str(v).lstrip("-").isdigit() for v in df[col]):
+            df[col] = df[col].astype(np.int64)
     y = np.asarray(df["label"])
     if len(probs) > 1:
         names = [c[5:] for c in probs]
@@ -124,6 +132,33 @@ def _metric_fn(df: pd.DataFrame, csv: Path) -> MetricFn:
         return {"auroc": rank["auroc"], "auprc": rank["auprc"], "accuracy": thr["accuracy"],
                 "balanced_accuracy": thr["balanced_accuracy"], "sensitivity": thr["recall"],
                 "specificity": thr["specificity"], "f1": thr["f1"]}
+    return fn
+
+
+def _multilabel_fn(df: pd.DataFrame, probs: list[str], labels: list[str], csv: Path) -> MetricFn:
+    """Multilabel table (``label``/``prediction`` as 0/1 strings, one character per finding)."""
+    from medattn.metrics.multilabel import multilabel_metrics
+
+    names = [c[5:] for c in probs]
+    y = np.asarray([[int(c) for c in v] for v in labels], dtype=np.int64)
+    prob = df[probs].to_numpy(np.float64)
+    hard = None
+    if "prediction" in df.columns:
+        preds = [str(v) for v in df["prediction"]]
+        if not all(len(v) == len(probs) and set(v) <= {"0", "1"} for v in preds):
+            raise DataError(f"{csv}: column 'prediction' must hold one 0/1 character per finding "
+                            f"({len(probs)}), like column 'label'")
+        hard = np.asarray([[int(c) for c in v] for v in preds], dtype=np.float64)
+    rank_keys = ("mean_auroc", "mean_auprc")
+
+    def fn(i: np.ndarray) -> dict[str, float]:
+        out = multilabel_metrics(y[i], prob[i], names, 0.5)
+        if hard is not None:  # threshold metrics from the stored (validation-thresholded) decisions
+            thr = multilabel_metrics(y[i], hard[i], names, 0.5)
+            out.update({k: v for k, v in thr.items() if k.startswith("macro_")})
+        else:
+            out = {k: v for k, v in out.items() if k in rank_keys or k.startswith("auroc_")}
+        return out
     return fn
 
 
