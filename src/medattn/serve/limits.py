@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from medattn.bundle import (
+from medattn.decode import (
     DEFAULT_MAX_PIXELS,
     IMAGE_FORMATS,
     ImageTooLargeError,
@@ -87,7 +87,7 @@ def status_for(exc: BaseException) -> HTTPError:
 
 def decode_upload(data: bytes, filename: str, limits: Limits) -> Any:
     """Decode one uploaded file into a PIL image within ``limits`` (raises :class:`HTTPError`)."""
-    from medattn.bundle import sniff_format
+    from medattn.decode import sniff_format
 
     label = f"'{filename or 'upload'}'"
     if len(data) > limits.max_upload_bytes:
