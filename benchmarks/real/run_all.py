@@ -28,16 +28,19 @@ split, the seed and the CPU wall time. Thresholds and post-processing settings w
 validation data only; the test items were used once, for the numbers shown. CIs are 95%
 percentile bootstraps that resample patients where patient ids exist.
 
-Budgets: most runs were made on a 2-core CPU machine shared with several other jobs (load
-average 10-15 during the runs), so each study got a small fraction of the 20-minute budget's
-nominal compute; the breast IDC and Herlev-grade sections were re-run at the end on a nearly idle
-machine (their sections give the load). The schedules are short, and the numbers are what such schedules reach, not
-the ceiling of the models. Trained bundles are under `runs/real/<study>/...` (not committed);
-`medattn evaluate` can score them on other data of the same kind (each bundle carries a validated
-engine recipe). Checked on 2026-11-22: `medattn evaluate runs/real/breast_idc/patient/patch_cnn_attention/bundle
---data ../shared/data/breast_idc/images` and `medattn evaluate runs/real/herlev/cbam/bundle --data
-../shared/data/herlev_dev/images` reproduce their rows below (balanced accuracy 0.771 / F1 0.674, and
-accuracy 0.566) without retraining.
+Budgets and machine: a 2-core CPU machine, no GPU. The breast IDC, MoNuSeg, Herlev and
+explanation sections were re-run on 2026-11-22 (second session) with two studies side by side at
+one thread each (each section gives its wall time and the load at its end); the Herlev-grade and
+NIH sections are from the first session, when the machine was shared with up to ten other jobs.
+The schedules are short, and the numbers are what such schedules reach, not the ceiling of the
+models. Trained bundles are under `runs/real/<study>/...` (not committed); `medattn evaluate` scores
+them on other data of the same kind without retraining: each bundle carries a validated engine
+recipe with its decision threshold (classification) or its post-processing, tiling and
+test-time augmentation (segmentation), all chosen on validation. Checked on 2026-11-22:
+`medattn evaluate runs/real/monuseg_unet/none/bundle --data ../shared/data/monuseg_train_subset
+--split-csv runs/real/monuseg_unet/split.csv` reproduces the study's row (Dice 0.782, AJI 0.515,
+PQ 0.452; the first session's engine evaluation, without tiles and the validated post-processing,
+gave AJI 0.125 for its bundle).
 """
 
 

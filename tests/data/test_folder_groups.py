@@ -45,3 +45,18 @@ def test_unmatched_names_stay_alone_and_bad_patterns_fail(tmp_path: Path) -> Non
     assert t.attrs["ungrouped"] == 1 and t.attrs["ungrouped_examples"] == ["a/odd_name.png"]
     with pytest.raises(DataError, match="not a valid regular expression"):
         scan_folders(root, group_pattern=r"^(\d+")
+
+
+def test_datasets_take_the_groups_the_split_was_made_with(tmp_path: Path) -> None:
+    from medattn.data.formats import open_dataset
+
+    files = {"a": [f"{src}-1-00{k}.png" for src in (100, 101, 102, 103) for k in (1, 2)],
+             "b": [f"{src}-9-001.png" for src in (104, 105, 106, 107)]}
+    root = _tree(tmp_path / "cells", files)
+    table = scan_folders(root, group_pattern=r"^(\d+)-")
+    split = make_split(table, ratios=(0.5, 0.25, 0.25), seed=0)
+    for s in ("train", "valid", "test"):
+        ds = open_dataset(root, "folders", split=s, split_table=split)  # the scanner alone knows no groups
+        want = split.set_index("file").loc[ds.item_ids(), "group"].astype(str).tolist()
+        assert ds.groups() == want
+        assert all("/" not in g for g in ds.groups())

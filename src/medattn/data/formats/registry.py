@@ -84,7 +84,9 @@ def scan(root: str | Path, fmt: str | None = None, **kw: Any) -> Any:
 def select_split(table: Any, split_table: Any | None, split: str | None) -> Any:
     """Rows of ``table`` whose file is in ``split`` of ``split_table`` (a split.csv table).
 
-    Without ``split_table`` the table's own ``split`` column is used.
+    Without ``split_table`` the table's own ``split`` column is used. The split table's ``group``
+    column, when filled, overrides the scanner's groups: the groups the split was made with are
+    the ones evaluation resamples (e.g. source images given by ``group_pattern``).
     """
     if split is None:
         return table
@@ -99,6 +101,13 @@ def select_split(table: Any, split_table: Any | None, split: str | None) -> Any:
     if missing:
         raise DataError(f"{missing} file(s) of split '{split}' are not in the data folder; "
                         "was split.csv made for another copy of the data?")
+    if split_table is not None and "group" in split_table.columns:
+        given = split_table.set_index(split_table["file"].astype(str))["group"]
+        given = given[given.notna() & (given.astype(str) != "")].astype(str)
+        if len(given):
+            out = out.copy()
+            mapped = out["file"].astype(str).map(given)
+            out["group"] = mapped.where(mapped.notna(), out["group"] if "group" in out else None)
     out.attrs = dict(table.attrs)
     return out
 
