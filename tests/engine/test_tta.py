@@ -67,3 +67,22 @@ def test_bundle_with_tta_predicts_the_mean_of_views(tmp_path: Path) -> None:
     # the dataset path gives the same numbers
     ds = torch.utils.data.TensorDataset(x, torch.zeros(1))
     assert predict_probs(model, ds, tta=8)[0] == pytest.approx(by_hand, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_engine_scores_average_views(kind: str) -> None:
+    from medattn.engine.evaluate_run import predict_scores
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(1 if kind == "binary" else 3))
+    x = torch.randn(5, 3, 8, 8)
+    model(x)  # materialise the lazy layer
+    ds = torch.utils.data.TensorDataset(x, torch.zeros(5))
+    act = torch.sigmoid if kind == "binary" else (lambda z: torch.softmax(z, 1))
+    with torch.no_grad():
+        by_hand = torch.stack([act(model(torch.rot90(x.flip(-1) if f else x, k, (-2, -1)))) for k, f in DIHEDRAL]).mean(0)
+    got = predict_scores(model, ds, kind, batch_size=2, tta=8)
+    want = by_hand.numpy()[:, 0] if kind == "binary" else by_hand.numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    plain = predict_scores(model, ds, kind, tta=1)
+    assert np.abs(plain - got).max() > 1e-3  # a position-dependent model: the views differ
