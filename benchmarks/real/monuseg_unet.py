@@ -214,9 +214,15 @@ def build_section(results: list[dict[str, Any]], test_names: list[str]) -> str:
         + ", ".join(f"`{n}`" for n in test_names) + ". "
         f"Residual U-Net (`unet`, width {cfg.get('width')}, depth 4, 3-class head background/interior/boundary), "
         f"{cfg.get('epochs')} epochs × {cfg.get('steps')} steps of {cfg.get('batch_size')} random "
-        f"{cfg.get('crop')}² crops, Adam {cfg.get('lr')}, CE + soft Dice; best epoch by validation Dice. "
-        f"Whole 1000×1000 test images by sliding window ({cfg.get('crop')} px, overlap {cfg.get('overlap')}); "
-        "instances by `medattn.metrics.postprocess` with the setting that maximised validation AJI. "
+        f"{cfg.get('crop')}² crops (flips, 90° rotations, colour jitter"
+        + (f", HED stain jitter ±{cfg['hed']:g}" if cfg.get("hed") else "") + f"), Adam {cfg.get('lr')}"
+        + (f" with a {cfg['scheduler']} schedule" if cfg.get("scheduler", "none") != "none" else "")
+        + ", CE + soft Dice; best epoch by validation Dice. "
+        f"Whole 1000×1000 test images by sliding window (`medattn.engine.seg_infer`, {cfg.get('crop')} px tiles, "
+        f"overlap {cfg.get('overlap')}" + (", mean over 4 flips" if cfg.get("tta") else "") + "); "
+        "instances by `medattn.metrics.postprocess`: the setting of `POSTPROCESS_GRID` (3-class seeds at several "
+        "thresholds, distance-transform watershed, connected components; several minimum sizes) with the best "
+        "mean validation AJI (`choose_postprocess`). "
         "Metrics: mean over test images; 95% CIs resample the 3 test images (very wide by construction).",
         "",
         md_table(["skip attention", "Dice [95% CI]", "AJI [95% CI]", "PQ [95% CI]", "best val Dice",
