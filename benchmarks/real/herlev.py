@@ -47,6 +47,10 @@ PEER = {"accuracy": 0.569, "sensitivity": 0.889, "specificity": 0.761}
 
 def train(variant: str, data: Path, extra: list[str]) -> dict[str, Any]:
     out = RUNS / STUDY / variant
+    if out.exists():  # a retrain replaces the old run (medattn train refuses to overwrite one)
+        import shutil
+
+        shutil.rmtree(out)
     cmd = [str(REPO / ".venv" / "bin" / "medattn"), "train", str(RECIPE.relative_to(REPO)), "--data", str(data),
            "--out", str(out.relative_to(REPO) if out.is_relative_to(REPO) else out), *VARIANTS[variant], *extra]
     t0 = time.time()
