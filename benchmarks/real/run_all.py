@@ -29,18 +29,27 @@ validation data only; the test items were used once, for the numbers shown. CIs 
 percentile bootstraps that resample patients where patient ids exist.
 
 Budgets and machine: a 2-core CPU machine, no GPU. The breast IDC, MoNuSeg, Herlev and
-explanation sections were re-run on 2026-11-22 (second session) with two studies side by side at
-one thread each (each section gives its wall time and the load at its end); the Herlev-grade and
-NIH sections are from the first session, when the machine was shared with up to ten other jobs.
-The schedules are short, and the numbers are what such schedules reach, not the ceiling of the
-models. Trained bundles are under `runs/real/<study>/...` (not committed); `medattn evaluate` scores
+explanation sections were re-run on 2026-11-22 (second session), two or three studies side by side
+at one thread each (MoNuSeg `none`: two threads), so their wall times are inflated by the sharing:
+each MoNuSeg variant took 17-24 min and the IDC EfficientNetV2-S run 43 min, over the 20-minute
+budget per study. The Herlev-grade and NIH sections are from the first session, when the machine was
+shared with up to ten other jobs. The schedules are short, and the numbers are what such schedules
+reach, not the ceiling of the models. Trained bundles are under `runs/real/<study>/...` (not committed); `medattn evaluate` scores
 them on other data of the same kind without retraining: each bundle carries a validated engine
 recipe with its decision threshold (classification) or its post-processing, tiling and
 test-time augmentation (segmentation), all chosen on validation. Checked on 2026-11-22:
 `medattn evaluate runs/real/monuseg_unet/none/bundle --data ../shared/data/monuseg_train_subset
 --split-csv runs/real/monuseg_unet/split.csv` reproduces the study's row (Dice 0.782, AJI 0.515,
 PQ 0.452; the first session's engine evaluation, without tiles and the validated post-processing,
-gave AJI 0.125 for its bundle).
+gave AJI 0.125 for its bundle), and `medattn evaluate runs/real/breast_idc/patient/patch_cnn_attention/bundle
+--data ../shared/data/breast_idc/images` reproduces its row (balanced accuracy 0.802, F1 0.715, AUROC 0.892,
+with the 8-view test-time augmentation the bundle records).
+
+Herlev: this session groups the crops of one source image (first number of the file name) on one
+side of the split; with it, 7-class accuracy fell well below the first session's cell-level split
+(0.526 plain / 0.566 CBAM at 64 px). A 64 px run with the new grouping reached 0.411 / 0.479 on test;
+it is not the table below because the configuration was chosen on validation (macro AUROC 0.79 / 0.83
+at 64 px vs 0.83 / 0.82 at 128 px), not on test.
 """
 
 
