@@ -32,8 +32,9 @@ Budgets and machine: a 2-core CPU machine, no GPU. The breast IDC, MoNuSeg, Herl
 explanation sections were re-run on 2026-11-22 (second session), two or three studies side by side
 at one thread each (MoNuSeg `none`: two threads), so their wall times are inflated by the sharing:
 each MoNuSeg variant took 17-24 min and the IDC EfficientNetV2-S run 43 min, over the 20-minute
-budget per study. The Herlev-grade and NIH sections are from the first session, when the machine was
-shared with up to ten other jobs. The schedules are short, and the numbers are what such schedules
+budget per study. The Herlev-grade section was re-run at the end of the session on an idle machine,
+grouped by source image too. The NIH section is from the first session, when the machine was shared
+with up to ten other jobs. The schedules are short, and the numbers are what such schedules
 reach, not the ceiling of the models. Trained bundles are under `runs/real/<study>/...` (not committed); `medattn evaluate` scores
 them on other data of the same kind without retraining: each bundle carries a validated engine
 recipe with its decision threshold (classification) or its post-processing, tiling and
