@@ -169,7 +169,10 @@ def paired(split: str, a: str, b: str, n_boot: int, seed: int) -> dict[str, Any]
     def load(k: str) -> tuple[Any, float] | None:
         if k == "ensemble":
             f = RUNS / STUDY / split / "ensemble_scores.npz"
-            return (np.load(f), float(np.load(f)["threshold"])) if f.is_file() else None
+            if not f.is_file():
+                return None
+            z = np.load(f)
+            return z, float(z["threshold"])
         f = RUNS / STUDY / split / k / "test_scores.npz"
         return (np.load(f), load_json(f.parent / "result.json")["threshold"]) if f.is_file() else None
 

@@ -275,8 +275,9 @@ class Predictor:
             softmax = self.task == "multiclass" or (self.task == "segmentation" and logits.shape[1] > 1)
             return torch.softmax(logits, 1) if softmax else torch.sigmoid(logits)
 
-        # test-time augmentation recorded at training (bundle.json "tta"): 8 views, 4 for segmentation
-        views = (4 if self.task == "segmentation" else 8) if self.meta.get("tta") else 1
+        # test-time augmentation recorded at training (bundle.json "tta"): 8 views; segmentation: the
+        # 4 flips, as medattn.engine.seg_infer averages them
+        views: int | str = ("flips" if self.task == "segmentation" else 8) if self.meta.get("tta") else 1
         probs = dihedral_mean(probs_of, x.to(self.device), dense=self.task == "segmentation", views=views)
         probs = probs.cpu().numpy()
         return probs[:, 0] if self.task == "binary" else probs

@@ -86,3 +86,10 @@ def test_engine_scores_average_views(kind: str) -> None:
     np.testing.assert_allclose(got, want, atol=1e-6)
     plain = predict_scores(model, ds, kind, tta=1)
     assert np.abs(plain - got).max() > 1e-3  # a position-dependent model: the views differ
+
+
+def test_flips_are_the_four_mirror_images() -> None:
+    x = torch.randn(1, 2, 5, 7)  # not square: flips keep the shape
+    got = dihedral_mean(lambda v: v * 1.0, x, dense=False, views="flips")
+    want = (x + x.flip(-1) + x.flip(-2) + x.flip(-2, -1)) / 4
+    torch.testing.assert_close(got, want)

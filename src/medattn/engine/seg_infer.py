@@ -13,12 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medattn.engine.tta import dihedral_mean
 from medattn.errors import ConfigError
 
 __all__ = ["tile_starts", "sliding_window_probs"]
-
-_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
-
 
 def tile_starts(length: int, window: int, overlap: int) -> list[int]:
     """Window start offsets covering ``[0, length)`` with at least ``overlap`` pixels shared."""
@@ -69,17 +67,10 @@ def sliding_window_probs(model: nn.Module, image: torch.Tensor, window: int = 25
     boxes = [(y0, x0) for y0 in tile_starts(hh, window, overlap) for x0 in tile_starts(ww, window, overlap)]
     acc: torch.Tensor | None = None
     cnt = torch.zeros(1, hh, ww)
-    flips = _FLIPS if tta else _FLIPS[:1]
     for i in range(0, len(boxes), batch_size):
         chunk = boxes[i:i + batch_size]
         tiles = torch.stack([x[:, y0:y0 + window, x0:x0 + window] for y0, x0 in chunk]).to(dev)
-        p = None
-        for dims in flips:
-            t = tiles.flip(dims) if dims else tiles
-            q = _probs(model(t))
-            q = q.flip(dims) if dims else q
-            p = q if p is None else p + q
-        p = (p / len(flips)).cpu()
+        p = dihedral_mean(lambda t: _probs(model(t)), tiles, dense=True, views="flips" if tta else 1).cpu()
         if acc is None:
             acc = torch.zeros(p.shape[1], hh, ww)
         for (y0, x0), pk in zip(chunk, p, strict=True):

@@ -12,10 +12,12 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["DIHEDRAL", "dihedral_mean"]
+__all__ = ["DIHEDRAL", "FLIPS", "dihedral_mean"]
 
 # (quarter turns, mirror left-right first)
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
+# the 4 flips (none, left-right, up-down = mirror + half turn, both = half turn): shape-preserving, for tiles
+FLIPS: tuple[tuple[int, bool], ...] = ((0, False), (0, True), (2, True), (2, False))
 
 
 def _view(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
@@ -29,18 +31,22 @@ def _unview(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 
 def dihedral_mean(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, dense: bool = False,
-                  views: int = 8) -> torch.Tensor:
+                  views: int | str = 8) -> torch.Tensor:
     """Mean of ``fn`` (probabilities of a ``B×C×H×W`` batch) over the first ``views`` symmetries.
 
     Args:
         fn: batch → probabilities (``B×K`` for classification, ``B×K×H×W`` when ``dense``).
         x: the input batch.
         dense: outputs are images: each view's output is turned back before averaging.
-        views: 1 (no augmentation), 2, 4 (rotations) or 8 (rotations and mirror images).
+        views: 1 (no augmentation), 2, 4 (rotations), 8 (rotations and mirror images) or
+            ``"flips"`` (:data:`FLIPS`, keeps non-square shapes).
     """
-    if views not in (1, 2, 4, 8):
-        raise ValueError(f"views must be 1, 2, 4 or 8, got {views}")
-    chosen = DIHEDRAL[:views] if views != 2 else (DIHEDRAL[0], DIHEDRAL[4])
+    if views == "flips":
+        chosen = FLIPS
+    elif views in (1, 2, 4, 8):
+        chosen = DIHEDRAL[: int(views)] if views != 2 else (DIHEDRAL[0], DIHEDRAL[4])
+    else:
+        raise ValueError(f"views must be 1, 2, 4, 8 or 'flips', got {views}")
     total = None
     for k, flip in chosen:
         y = fn(_view(x, k, flip))
