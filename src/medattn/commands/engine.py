@@ -85,13 +85,6 @@ def register(app: typer.Typer) -> None:
         shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(res["metrics"].items())[:6])
         typer.echo(f"{split}: {shown} → {res['out']}")
 
-    @app.command()
-    def recipes() -> None:
-        """List the shipped recipes."""
-        import yaml
+    from medattn.commands.recipes import recipes_app
 
-        from medattn.engine.config import RECIPE_DIR
-
-        for p in sorted(RECIPE_DIR.glob("*.yaml")):
-            doc = yaml.safe_load(p.read_text()) or {}
-            typer.echo(f"{p.stem:28s} {doc.get('description', '')}")
+    app.add_typer(recipes_app, name="recipes")

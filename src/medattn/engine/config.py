@@ -20,16 +20,24 @@ __all__ = [
     "Recipe", "DataConfig", "SplitConfig", "ModelConfig", "TaskConfig", "OptimizerConfig",
     "SchedulerConfig", "LossConfig", "TrainerConfig", "EvaluationConfig", "SearchConfig",
     "SearchParam", "load_recipe", "recipe_from_dict", "apply_overrides", "parse_overrides",
-    "recipe_to_yaml", "find_recipe", "RECIPE_DIR", "DATA_FORMATS", "TASK_TYPES",
+    "recipe_to_yaml", "find_recipe", "list_recipes", "RECIPE_DIR", "DATA_FORMATS", "TASK_TYPES",
 ]
 
-RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes"
+
+def _recipe_dir() -> Path:
+    """Folder of the shipped recipes (package data ``medattn/recipes``, also after ``pip install``)."""
+    from importlib.resources import files
+
+    return Path(str(files("medattn.recipes")))
+
+
+RECIPE_DIR = _recipe_dir()
 DATA_FORMATS = ("pcam", "folders", "csv", "cxr14", "idc", "seg_pairs", "monuseg")
 TASK_TYPES = ("binary", "multiclass", "multilabel", "segmentation", "agcnn")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class SplitConfig(_Strict):
@@ -256,7 +264,9 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         field = _fmt_loc(tuple(err["loc"]))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see recipes/README or docs)"
+            section = field.split(".")[0] if "." in field else ""
+            where = f"medattn recipes schema {section}".rstrip()
+            msg = f"unknown key (check the spelling; valid keys: `{where}`)"
         given = err.get("input")
         shown = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
         more = f"; {len(exc.errors()) - 1} more problem(s)" if len(exc.errors()) > 1 else ""
@@ -325,7 +335,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 
 
 def find_recipe(name_or_path: str | Path) -> Path:
-    """A recipe file path, or the name of a recipe shipped in ``recipes/``."""
+    """A recipe file path, or the name of a recipe shipped with medattn (``medattn recipes``)."""
     p = Path(name_or_path)
     if p.is_file():
         return p
@@ -334,6 +344,11 @@ def find_recipe(name_or_path: str | Path) -> Path:
             return cand
     shipped = sorted(q.stem for q in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
     raise ConfigError(f"recipe '{name_or_path}' not found; pass a YAML file or one of: {', '.join(shipped)}")
+
+
+def list_recipes() -> list[Path]:
+    """The shipped recipe files, sorted by name."""
+    return sorted(RECIPE_DIR.glob("*.yaml"))
 
 
 def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Recipe:
