@@ -114,7 +114,7 @@ def run_variant(root: Path, data: dict[str, Any], variant: str, args: argparse.N
         RandomRot90,
     )
     from medattn.engine.history import HistoryCSV
-    from medattn.engine.seg_infer import sliding_window_probs
+    from medattn.infer.tiling import sliding_window_probs
     from medattn.engine.seg_task import SegmentationTask
     from medattn.metrics.postprocess import choose_postprocess, instances_from_output
     from medattn.models import create_model
@@ -218,7 +218,7 @@ def build_section(results: list[dict[str, Any]], test_names: list[str]) -> str:
         + (f", HED stain jitter ±{cfg['hed']:g}" if cfg.get("hed") else "") + f"), Adam {cfg.get('lr')}"
         + (f" with a {cfg['scheduler']} schedule" if cfg.get("scheduler", "none") != "none" else "")
         + ", CE + soft Dice; best epoch by validation Dice. "
-        f"Whole 1000×1000 test images by sliding window (`medattn.engine.seg_infer`, {cfg.get('crop')} px tiles, "
+        f"Whole 1000×1000 test images by sliding window (`medattn.infer.tiling`, {cfg.get('crop')} px tiles, "
         f"overlap {cfg.get('overlap')}" + (", mean over 4 flips" if cfg.get("tta") else "") + "); "
         "instances by `medattn.metrics.postprocess`: the setting of `POSTPROCESS_GRID` (3-class seeds at several "
         "thresholds, distance-transform watershed, connected components; several minimum sizes) with the best "

@@ -268,7 +268,7 @@ class Predictor:
     @torch.no_grad()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
         """Probabilities for preprocessed input: ``B`` (binary), ``B×K``, or ``B×K×H×W`` (segmentation)."""
-        from medattn.engine.tta import dihedral_mean
+        from medattn.infer.tta import dihedral_mean
 
         def probs_of(v: torch.Tensor) -> torch.Tensor:
             logits = main_output(self.model(v)).float()
@@ -276,7 +276,7 @@ class Predictor:
             return torch.softmax(logits, 1) if softmax else torch.sigmoid(logits)
 
         # test-time augmentation recorded at training (bundle.json "tta"): 8 views; segmentation: the
-        # 4 flips, as medattn.engine.seg_infer averages them
+        # 4 flips, as medattn.infer.tiling averages them
         views: int | str = ("flips" if self.task == "segmentation" else 8) if self.meta.get("tta") else 1
         probs = dihedral_mean(probs_of, x.to(self.device), dense=self.task == "segmentation", views=views)
         probs = probs.cpu().numpy()

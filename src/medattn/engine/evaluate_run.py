@@ -25,14 +25,14 @@ from torch.utils.data import DataLoader, Dataset
 from medattn.engine.config import Recipe
 from medattn.io import atomic_write_json, atomic_write_text
 
-__all__ = ["evaluate_model", "predict_scores", "predict_masks", "item_file_names"]
+__all__ = ["evaluate_model", "predict_scores", "predict_masks", "item_file_names", "class_prevalence"]
 
 
 @torch.no_grad()
 def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 64, tta: int = 1) -> np.ndarray:
     """Probabilities: ``N`` (binary), ``N×K`` softmax (multiclass) or sigmoid (multilabel/agcnn);
     ``tta`` > 1 averages that many rotated/mirrored views."""
-    from medattn.engine.tta import dihedral_mean
+    from medattn.infer.tta import dihedral_mean
 
     model.eval()
     dev = next(model.parameters()).device
@@ -53,7 +53,7 @@ def predict_masks(model: nn.Module, ds: Dataset, mean: tuple[float, ...] = (0.0,
     Probabilities come from overlapping ``tile``-pixel windows (:func:`sliding_window_probs`);
     ``image`` is the network input un-normalised with ``mean``/``std`` (``uint8`` ``H×W×C``).
     """
-    from medattn.engine.seg_infer import sliding_window_probs
+    from medattn.infer.tiling import sliding_window_probs
 
     m_, s_ = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     out = []
@@ -162,9 +162,10 @@ def _evaluate_segmentation(recipe: Recipe, model: nn.Module, ds: Any, valid: Any
     return {"metrics": res, "thresholds": None, "per_image": table.to_dict("records"), "postprocess": setting}
 
 
-def _calibration(recipe: Recipe, kind: str, yv: np.ndarray, pv: np.ndarray, yt: np.ndarray, pt: np.ndarray,
-                 out: Path, names: list[str]) -> dict[str, Any]:
-    """Reliability diagram and ECE; with ``temperature_scaling`` the temperature fitted on validation."""
+def _calibration(recipe: Recipe, kind: str, yv: np.ndarray | None, pv: np.ndarray | None, yt: np.ndarray,
+                 pt: np.ndarray, out: Path, names: list[str], temperature: float | None = None) -> dict[str, Any]:
+    """Reliability diagram and ECE; with ``temperature_scaling`` the temperature fitted on validation
+    (or the given ``temperature``, a bundle's, when there is no validation split to fit it on)."""
     from medattn.metrics.calibration import (
         apply_temperature,
         expected_calibration_error,
@@ -188,23 +189,32 @@ def _calibration(recipe: Recipe, kind: str, yv: np.ndarray, pv: np.ndarray, yt: 
         save_reliability({"all findings": (cy, cp)}, out / "calibration.png", bins)
     else:
         write_classification_figures(out, yt, pt, names, n_bins=bins)
-    if recipe.evaluation.temperature_scaling:
-        vy, vp = (yv.ravel(), pv.ravel()) if flat else (yv, pv)
-        temp = fit_temperature(logits_from_probs(vp), vy)
+    if recipe.evaluation.temperature_scaling or temperature is not None:
+        if temperature is None:
+            vy, vp = (yv.ravel(), pv.ravel()) if flat else (yv, pv)
+            temp, where = fit_temperature(logits_from_probs(vp), vy), "valid"
+        else:
+            temp, where = float(temperature), "the bundle's validation split"
         cal = apply_temperature(logits_from_probs(cp), temp)
-        info.update(temperature=temp, temperature_fitted_on="valid",
+        info.update(temperature=temp, temperature_fitted_on=where,
                     ece_temperature_scaled=expected_calibration_error(cy, cal, bins))
         save_reliability({"raw": (cy, cp), f"temperature {temp:.2f}": (cy, cal)}, out / "calibration.png", bins)
     return info
 
 
 def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | Path, *, split: str = "test",
-                   run_name: str = "") -> dict[str, Any]:
+                   run_name: str = "", fixed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score ``model`` on ``split`` of ``data`` (a :class:`~medattn.engine.datamodule.RunData`).
 
     Thresholds (and the optional temperature) are chosen on the validation split only and applied
     unchanged. Items that ``on_bad_file: skip`` could not read are left out. Returns
-    ``{"metrics", "thresholds", "y", "prob"}`` (segmentation: ``"per_image"`` instead of y/prob).
+    ``{"metrics", "thresholds", "y", "prob"}`` (segmentation: ``"per_image"`` instead of y/prob)
+    plus ``"valid_calibration"`` (ECE on validation, temperature) for the bundle.
+
+    ``fixed`` (external evaluation) holds what a bundle chose on its own validation split:
+    ``threshold`` / ``thresholds`` / ``temperature`` (segmentation: the recipe's
+    ``evaluation.postprocess``); nothing is chosen or fitted on ``data`` then, and the validation
+    split of ``data`` is not used (it may be empty).
     """
     from medattn.engine.datamodule import write_bad_files
     from medattn.metrics.bootstrap import bootstrap_ci
@@ -229,10 +239,13 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         write_bad_files(data, out)
         return result
     views = 8 if ev.tta else 1
-    pv = predict_scores(model, data.valid, kind, tta=views)
-    yv = np.asarray(data.valid.labels())
-    kv = _keep(data.valid, data.valid.item_ids())
-    pv, yv = pv[kv], yv[kv]
+    if fixed is None:
+        pv = predict_scores(model, data.valid, kind, tta=views)
+        yv = np.asarray(data.valid.labels())
+        kv = _keep(data.valid, data.valid.item_ids())
+        pv, yv = pv[kv], yv[kv]
+    else:
+        pv = yv = None
     pt = predict_scores(model, ds, kind, tta=views)
     yt = np.asarray(ds.labels())
     kt = _keep(ds, ids)
@@ -251,7 +264,10 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         from medattn.metrics.classification import binary_confusion, binary_metrics
         from medattn.metrics.multiclass import multiclass_per_class
 
-        thr = choose_threshold(yv, pv, "youden") if ev.threshold == "youden" else 0.5
+        if fixed is not None:
+            thr = float(fixed["threshold"])
+        else:
+            thr = choose_threshold(yv, pv, "youden") if ev.threshold == "youden" else 0.5
         res = bootstrap_ci(lambda i: {**binary_metrics(yt[i], pt[i], thr), **ece(i)}, len(yt), gset, ev.n_boot,
                            ev.ci_alpha, seed)
         pred = (pt >= thr).astype(int)
@@ -282,8 +298,11 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
     else:
         from medattn.metrics.multilabel import multilabel_metrics, multilabel_per_label
 
-        thr_list = [choose_threshold(yv[:, k], pv[:, k], "youden") if ev.threshold == "youden" and
-                    0 < yv[:, k].sum() < len(yv) else 0.5 for k in range(yt.shape[1])]
+        if fixed is not None:
+            thr_list = [float(v) for v in fixed["thresholds"]]
+        else:
+            thr_list = [choose_threshold(yv[:, k], pv[:, k], "youden") if ev.threshold == "youden" and
+                        0 < yv[:, k].sum() < len(yv) else 0.5 for k in range(yt.shape[1])]
         thr_arr = np.asarray(thr_list)
         res = bootstrap_ci(lambda i: {**multilabel_metrics(yt[i], pt[i], names, thr_arr), **ece(i)}, len(yt), gset,
                            ev.n_boot, ev.ci_alpha, seed)
@@ -292,9 +311,12 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         write_per_class_csv(multilabel_per_label(yt, pt, names, thr_arr), out / "per_class_metrics.csv")
         prob_cols, header = [pt], [f"prob_{n}" for n in names]
     doc["thresholds"] = thresholds
-    doc["threshold_method"] = f"{ev.threshold} on validation" if kind != "multiclass" else "argmax"
+    doc["threshold_method"] = ("argmax" if kind == "multiclass" else
+                               f"{ev.threshold} on validation" + (" (the bundle's)" if fixed is not None else ""))
     doc["metrics"] = _ci_block(res, gset)
-    doc["calibration"] = _calibration(recipe, kind, yv, pv, yt, pt, out, names)
+    doc["calibration"] = _calibration(recipe, kind, yv, pv, yt, pt, out, names,
+                                      temperature=None if fixed is None else fixed.get("temperature"))
+    doc["prevalence"] = class_prevalence(yt, kind, names)
     atomic_write_json(out / "metrics.json", doc)
     probs = np.concatenate(prob_cols, axis=1)
     lab = yt if yt.ndim == 1 else ["".join(str(int(v)) for v in r) for r in yt]
@@ -306,4 +328,23 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
                      "prediction": prd[i] if pred.ndim > 1 else int(prd[i])}
     _write_table(out / "test_predictions.csv", rows)
     write_bad_files(data, out)
-    return {"metrics": res, "thresholds": thresholds, "y": yt, "prob": pt}
+    result = {"metrics": res, "thresholds": thresholds, "y": yt, "prob": pt, "prevalence": doc["prevalence"]}
+    if fixed is None:
+        flat = kind == "multilabel"
+        vy, vp = (yv.ravel(), pv.ravel()) if flat else (yv, pv)
+        result["valid_calibration"] = {"ece": expected_calibration_error(vy, vp, bins), "bins": bins,
+                                       "n_items": int(len(yv)),
+                                       **({"temperature": doc["calibration"]["temperature"]}
+                                          if "temperature" in doc["calibration"] else {})}
+    return result
+
+
+def class_prevalence(y: np.ndarray, kind: str, names: list[str]) -> dict[str, float]:
+    """Share of items of each class (multilabel: of each finding) in labels ``y``."""
+    y = np.asarray(y)
+    if len(y) == 0:
+        return {}
+    if kind == "multilabel":
+        return {n: float(y[:, k].mean()) for k, n in enumerate(names)}
+    two = names if len(names) == 2 or kind != "binary" else ["negative", "positive"]
+    return {n: float(np.mean(y == k)) for k, n in enumerate(two)}

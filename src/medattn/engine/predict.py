@@ -16,9 +16,9 @@ def predict_probs(model: nn.Module, ds: Dataset, batch_size: int = 128, num_work
     """Sigmoid probabilities of a single-logit model (``N``) or per-output (``N×K``).
 
     ``tta`` > 1 averages the probabilities of that many rotated/mirrored views
-    (:func:`medattn.engine.tta.dihedral_mean`: 2, 4 or 8).
+    (:func:`medattn.infer.tta.dihedral_mean`: 2, 4 or 8).
     """
-    from medattn.engine.tta import dihedral_mean
+    from medattn.infer.tta import dihedral_mean
 
     model.eval()
     dev = next(model.parameters()).device

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from medattn.engine.seg_infer import sliding_window_probs, tile_starts
+from medattn.infer.tiling import sliding_window_probs, tile_starts
 from medattn.errors import ConfigError
 
 

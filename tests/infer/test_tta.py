@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from medattn.engine.tta import DIHEDRAL, dihedral_mean
+from medattn.infer.tta import DIHEDRAL, dihedral_mean
 
 
 def test_eight_distinct_views() -> None:
     x = torch.arange(16.0).view(1, 1, 4, 4)
-    from medattn.engine.tta import _view
+    from medattn.infer.tta import _view
 
     seen = {tuple(_view(x, k, f).flatten().tolist()) for k, f in DIHEDRAL}
     assert len(seen) == 8
