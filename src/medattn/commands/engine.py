@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
                             resume=resume is not None)
         if is_rank_zero() and "metrics" in summary:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in list(summary["metrics"].items())[:6] if v == v)
-            typer.echo(f"run {summary['run']}: test {shown} ({summary.get('seconds')} s)")
+            typer.echo(f"run {summary['run']}: {summary.get('evaluated_on', 'test')} {shown} "
+                       f"({summary.get('seconds')} s)")
 
     @app.command()
     def search(
@@ -77,13 +78,19 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/eval_<split>).")] = None,
         split_csv: Annotated[Path | None, typer.Option(
             help="split.csv (file,split,group,label) fixing train/valid/test, e.g. a published split.")] = None,
+        external: Annotated[bool | None, typer.Option(
+            "--external/--internal", help="External: score every item of --data with the bundle's own "
+            "threshold(s), temperature and post-processing. Default: external when --data differs from the "
+            "data the bundle was trained on.")] = None,
     ) -> None:
-        """Score a run or bundle on a split (thresholds from validation), write metrics.json with CIs."""
+        """Score a run or bundle: on its own split, or on EXTERNAL data (every item, the bundle's own
+        validation-chosen threshold(s); nothing is re-fitted), writing metrics.json with CIs."""
         from medattn.engine.evaluate_cli import evaluate_path
 
-        res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv)
+        res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv, external=external)
         shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(res["metrics"].items())[:6])
-        typer.echo(f"{split}: {shown} → {res['out']}")
+        where = f"external ({res['n_items']} items)" if res["external"] else split
+        typer.echo(f"{where}: {shown} → {res['out']}")
 
     from medattn.commands.recipes import recipes_app
 

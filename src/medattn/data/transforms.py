@@ -144,6 +144,7 @@ def build_transforms(
     std: Sequence[float] = IMAGENET_STD,
     channels: int | None = None,
     stain_jitter: bool = False,
+    stain_range: tuple[float, float] = (0.05, 0.02),
     denoise: bool = False,
     clahe: bool = False,
 ) -> v2.Compose:
@@ -160,6 +161,7 @@ def build_transforms(
             length must match the output channels.
         channels: force 1 (grayscale) or 3 (RGB) output channels; ``None`` keeps the input's.
         stain_jitter: histo only: add :class:`HEDJitter` in training.
+        stain_range: ``(sigma, bias)`` of the HED jitter.
         denoise, clahe: cytology only: :class:`CytologyEnhance` steps.
     """
     if preset not in ("histo", "cytology", "cxr", "none"):
@@ -188,7 +190,7 @@ def build_transforms(
                 v2.ColorJitter(brightness=0.1, contrast=0.1)]
     ops.append(v2.ToDtype(torch.float32, scale=True))
     if train and preset == "histo" and stain_jitter:
-        ops.append(HEDJitter())
+        ops.append(HEDJitter(*stain_range))
     ops.append(v2.Normalize(mean=list(mean), std=list(std)))
     return v2.Compose(ops)
 

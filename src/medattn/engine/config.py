@@ -43,11 +43,24 @@ class _Strict(BaseModel):
 class SplitConfig(_Strict):
     """How items are split when the format has no official split (always by ``group``)."""
 
-    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    """Share of groups held out for checkpoint selection, thresholds, calibration and the
+    segmentation post-processing; must be > 0 (nothing is chosen on test)."""
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    """Share of groups held out for the run's test metrics. ``0`` trains a final model on train +
+    valid (metrics are then reported on validation; score it on new data with
+    ``medattn evaluate BUNDLE --data NEW``)."""
     seed: int = 0
     use_official: bool = True
     """Use the format's own split files (PCam files, CXR14 ``test_list.txt``) when they exist."""
+
+    @field_validator("val_fraction", mode="before")
+    @classmethod
+    def _need_validation(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool) and v <= 0:
+            raise ValueError("must be > 0: checkpoint selection, thresholds and calibration are chosen on "
+                             "a validation split (use test_fraction: 0 for a final model on all data)")
+        return v
 
 
 class DataConfig(_Strict):
@@ -61,6 +74,13 @@ class DataConfig(_Strict):
     augment: Literal["histo", "cytology", "cxr", "none"] = "histo"
     stain_jitter: bool = False
     """``histo`` training only: also perturb the H, E and DAB stain concentrations (HED jitter)."""
+    stain_sigma: float = Field(0.05, ge=0.0, le=1.0)
+    """HED jitter: each stain concentration is scaled by ``1 + U(-stain_sigma, stain_sigma)``."""
+    stain_bias: float = Field(0.02, ge=0.0, le=1.0)
+    """HED jitter: and shifted by ``U(-stain_bias, stain_bias)`` (optical-density units)."""
+    train_repeats: int = Field(1, ge=1, le=10_000)
+    """Each training item is drawn this many times per epoch, each time with fresh augmentation
+    (segmentation: random crops per image per epoch, so an epoch of 9 large images is 9 × N crops)."""
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     class_names: list[str] | None = None

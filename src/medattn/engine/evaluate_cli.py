@@ -16,12 +16,17 @@ __all__ = ["evaluate_path"]
 
 
 def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: str = "test",
-                  out: str | Path | None = None, split_csv: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a run directory or bundle on ``split``; returns metrics and the output folder.
+                  out: str | Path | None = None, split_csv: str | Path | None = None,
+                  external: bool | None = None) -> dict[str, Any]:
+    """Evaluate a run directory or bundle; returns metrics, the output folder and whether the
+    evaluation was external.
 
-    ``split_csv`` (a ``split.csv`` with ``file, split, group, label``) fixes which items are
-    train/valid/test, e.g. a published split; otherwise a run keeps its own split and a bundle's
-    recipe splits the data as in training.
+    Internal (the data the model was trained on): the run's own split, or ``split_csv`` (a
+    ``split.csv`` with ``file, split, group, label``, e.g. a published split), and ``split`` of it
+    is scored. External (``data`` differs from the training data, or ``external=True``): every item
+    of ``data`` is scored (``split_csv`` may still select its ``test`` rows) with the bundle's own
+    threshold(s), temperature and segmentation post-processing — nothing is chosen or fitted on the
+    new data — and ``metrics.json`` says ``"external": true``.
     """
     import yaml
 
@@ -34,20 +39,22 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
         raise ConfigError(f"--split must be test, valid or train, got '{split}'")
     p = Path(path)
     split_table = None
+    trained_on = None
     if (p / "recipe.yaml").is_file():
         recipe = recipe_from_dict(yaml.safe_load((p / "recipe.yaml").read_text()), f"recipe '{p}/recipe.yaml'")
         bundle_path = p / "bundle"
         meta = json.loads((p / "run.json").read_text()) if (p / "run.json").is_file() else {}
+        trained_on = meta.get("data")
         if data is None:
-            data = meta.get("data")
+            data = trained_on
             if (p / "split.csv").is_file():
                 from medattn.data.splits import read_split_csv
 
                 split_table = read_split_csv(p / "split.csv")
-        out_dir = Path(out) if out else p / f"eval_{split}"
+        default_out = p
     else:
         bundle_path = p
-        out_dir = Path(out) if out else (p.parent if p.suffix == ".zip" else p) / f"eval_{split}"
+        default_out = p.parent if p.suffix == ".zip" else p
         recipe = None
     if not Path(bundle_path).exists():
         raise BundleError(f"'{bundle_path}' not found; pass a run directory (with bundle/) or a bundle")
@@ -59,14 +66,97 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
         recipe = recipe_from_dict(raw, f"recipe in bundle '{p}'")
     if data is None:
         raise ConfigError("no data path; pass --data PATH")
+    trained_on = (pred.meta.get("training_data") or {}).get("path") or trained_on
+    if external is None:
+        external = split_csv is None and (trained_on is None or Path(data).resolve() != Path(trained_on).resolve())
+    if not Path(data).exists():
+        raise ConfigError(f"--data '{data}' does not exist; pass the folder (or CSV manifest) to score")
     if split_csv is not None:
         from medattn.data.splits import read_split_csv
 
         split_table = read_split_csv(split_csv)
-    rd = build_data(recipe, data, split_table)
-    if list(rd.class_names) != list(pred.class_names):
-        raise BundleError(f"the bundle's classes {pred.class_names} differ from the data's {rd.class_names}")
     from medattn.io import ensure_dir
 
-    ev = evaluate_model(recipe, pred.model, rd, ensure_dir(out_dir), split=split)
-    return {"metrics": ev["metrics"], "out": str(out_dir)}
+    if external:
+        recipe = _with_bundle_classes(recipe, pred.class_names, data)
+        rd = build_data(recipe, data, split_table, required=("test",), every_item=split_table is None)
+        _check_classes(rd.class_names, pred.class_names, data)
+        out_dir = ensure_dir(Path(out) if out else default_out / f"eval_external_{Path(data).name}")
+        ev = evaluate_model(recipe, pred.model, rd, out_dir, split="test", fixed=_bundle_choices(pred.meta))
+        doc = _external_record(out_dir / "metrics.json", pred.meta, data, rd)
+        _append_to_card(bundle_path, doc)
+        return {"metrics": ev["metrics"], "out": str(out_dir), "external": True, "n_items": doc["n_items"]}
+    rd = build_data(recipe, data, split_table)
+    _check_classes(rd.class_names, pred.class_names, data)
+    out_dir = ensure_dir(Path(out) if out else default_out / f"eval_{split}")
+    ev = evaluate_model(recipe, pred.model, rd, out_dir, split=split)
+    return {"metrics": ev["metrics"], "out": str(out_dir), "external": False}
+
+
+def _check_classes(data_names: list[str], bundle_names: list[str], data: str | Path) -> None:
+    if list(data_names) != list(bundle_names):
+        raise BundleError(f"the bundle's classes {list(bundle_names)} differ from the classes of '{data}' "
+                          f"{list(data_names)}; give data with the bundle's classes (same names and order)")
+
+
+def _with_bundle_classes(recipe: Any, names: list[str], data: str | Path) -> Any:
+    """The recipe with the bundle's class order, so new data is labelled as in training; class
+    folders that differ from the bundle's classes are refused naming both lists."""
+    from medattn.engine.config import recipe_from_dict
+
+    if recipe.data.format == "folders":
+        from medattn.data.formats.folders import class_order
+        from medattn.errors import DataError
+
+        try:
+            found = class_order(Path(data), None)
+        except DataError as exc:
+            raise BundleError(f"'{data}': {exc}") from None
+        if sorted(found) != sorted(names):
+            raise BundleError(f"the bundle's classes {list(names)} differ from the class folders of '{data}' "
+                              f"{found}; give one folder per bundle class")
+    if recipe.data.format not in ("folders", "csv"):
+        return recipe
+    raw = recipe.model_dump(mode="json")
+    raw["data"]["class_names"] = list(names)
+    return recipe_from_dict(raw, "bundle recipe")
+
+
+def _bundle_choices(meta: dict[str, Any]) -> dict[str, Any]:
+    """Threshold(s) and temperature the bundle chose on its own validation split."""
+    out: dict[str, Any] = {"threshold": float(meta.get("threshold", 0.5))}
+    if meta.get("thresholds") is not None:
+        out["thresholds"] = [float(v) for v in meta["thresholds"]]
+    elif meta.get("task") == "multilabel":
+        out["thresholds"] = [0.5] * len(meta["class_names"])
+    if meta.get("temperature") is not None:
+        out["temperature"] = float(meta["temperature"])
+    return out
+
+
+def _external_record(path: Path, meta: dict[str, Any], data: str | Path, rd: Any) -> dict[str, Any]:
+    """Add the external-evaluation facts to ``metrics.json`` and return it."""
+    from medattn.io import atomic_write_json
+
+    doc = json.loads(path.read_text())
+    trained = meta.get("training_data") or {}
+    doc.update(external=True, data=str(Path(data).resolve()), trained_on=trained.get("path"),
+               n_groups=doc.get("n_groups") or int(rd.table["group"].nunique()))
+    if meta.get("validation_calibration"):
+        doc["validation_calibration"] = meta["validation_calibration"]
+    if "prevalence" in doc:
+        doc["prevalence"] = {"external": doc["prevalence"], "training": trained.get("prevalence_train")}
+    doc["chosen_by_bundle"] = {k: meta[k] for k in ("threshold", "thresholds", "temperature", "postprocess", "tta")
+                               if meta.get(k) is not None}
+    atomic_write_json(path, doc)
+    return doc
+
+
+def _append_to_card(bundle_path: str | Path, doc: dict[str, Any]) -> None:
+    """Record the external evaluation in the bundle's model card when the card module exists."""
+    try:
+        from medattn.trust.card import append_external_evaluation
+    except ImportError:
+        return
+    record = {k: doc.get(k) for k in ("data", "n_items", "n_groups", "metrics")}
+    append_external_evaluation(bundle_path, record)

@@ -180,14 +180,27 @@ def train_run(recipe: Recipe | str | Path, *, out: str | Path, data: str | Path 
         from medattn.engine.evaluate_run import evaluate_model
         from medattn.engine.report_run import write_bundle, write_report
 
-        ev = evaluate_model(recipe, model, rd, run_dir)
+        has_test = bool((rd.table["split"] == "test").any())
+        ev = evaluate_model(recipe, model, rd, run_dir, split="test" if has_test else "valid")
+        if not has_test:
+            note_no_test(run_dir / "metrics.json")
         split_hash = hashlib.sha256(split_csv.read_bytes()).hexdigest()
         write_bundle(recipe, model, rd, ev, run_dir / "bundle", split_hash)
         summary["metrics"] = {k: v["value"] for k, v in ev["metrics"].items()}
+        summary["evaluated_on"] = "test" if has_test else "valid"
         summary["seconds"] = round(time.time() - t0, 1)
         write_report(recipe, run_dir, summary, info)
         atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def note_no_test(path: Path) -> None:
+    """Mark ``metrics.json`` of a run without a test split (``data.split.test_fraction: 0``)."""
+    doc = json.loads(path.read_text())
+    doc["note"] = ("no test split (data.split.test_fraction 0): these metrics are on the validation split "
+                   "that chose the checkpoint and thresholds, so they are optimistic; score the bundle on "
+                   "data it never saw with `medattn evaluate BUNDLE --data NEW`")
+    atomic_write_json(path, doc)
 
 
 def _history_plots(recipe: Recipe, run_dir: Path, info: dict[str, Any]) -> None:

@@ -84,7 +84,8 @@ def scan(root: str | Path, fmt: str | None = None, **kw: Any) -> Any:
 def select_split(table: Any, split_table: Any | None, split: str | None) -> Any:
     """Rows of ``table`` whose file is in ``split`` of ``split_table`` (a split.csv table).
 
-    Without ``split_table`` the table's own ``split`` column is used. The split table's ``group``
+    Without ``split_table`` the table's own ``split`` column is used; a split the split table
+    does not list gives an empty table (callers check which splits they need). The split table's ``group``
     column, when filled, overrides the scanner's groups: the groups the split was made with are
     the ones evaluation resamples (e.g. source images given by ``group_pattern``).
     """
@@ -94,6 +95,10 @@ def select_split(table: Any, split_table: Any | None, split: str | None) -> Any:
     if "split" not in src.columns:
         raise DataError("the split table has no 'split' column; create one with `medattn split`")
     files = set(src.loc[src["split"] == split, "file"].astype(str))
+    if not files and split_table is not None:  # e.g. no test split of a final model: an empty dataset
+        out = table.iloc[:0]
+        out.attrs = dict(table.attrs)
+        return out
     if not files:
         raise DataError(f"split '{split}' has no items; splits present: {sorted(src['split'].dropna().unique())}")
     out = table[table["file"].astype(str).isin(files)]

@@ -68,8 +68,6 @@ class TableDataset(Dataset):
         self.root = Path(root)
         self.table = table.reset_index(drop=True)
         require_columns(self.table, ["file"], f"item table of '{self.root}'")
-        if len(self.table) == 0:
-            raise DataError(f"no items to load under '{self.root}'; check the folder and the split")
         self.task = task
         self.transform = transform
         self.mode = mode
