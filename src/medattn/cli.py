@@ -82,7 +82,7 @@ def synth(
 
 
 # Each area adds its verbs from medattn/commands/<area>.py (imported lazily inside the verbs).
-_COMMAND_MODULES = ("data", "metrics", "explain", "serve", "engine", "pipelines")
+_COMMAND_MODULES = ("data", "metrics", "explain", "serve", "engine", "pipelines", "infer")
 
 
 def _register_all() -> None:
