@@ -91,3 +91,19 @@ def test_label_count_mismatch(tmp_path):
     _write(tmp_path, np.zeros((4, 96, 96, 3), np.uint8), np.zeros((3, 1, 1, 1), np.uint8))
     with pytest.raises(DataError, match="one label per image"):
         PCamH5Dataset(tmp_path, "train")
+
+
+def test_groups_are_slides_from_meta(synth_pcam, tmp_path):
+    """Evaluation resamples slides: groups() follows ..._meta.csv and the dataset's indices."""
+    import shutil
+
+    import pandas as pd
+
+    wsi = pd.read_csv(synth_pcam / "camelyonpatch_level_2_split_test_meta.csv")["wsi"].astype(str).tolist()
+    assert PCamH5Dataset(synth_pcam, "test").groups() == wsi
+    assert PCamH5Dataset(synth_pcam, "test", indices=[5, 1]).groups() == [wsi[5], wsi[1]]
+    assert len(set(wsi)) < len(wsi)  # several patches per slide
+    bare = tmp_path / "bare"
+    shutil.copytree(synth_pcam, bare)
+    (bare / "camelyonpatch_level_2_split_test_meta.csv").unlink()
+    assert PCamH5Dataset(bare, "test").groups() is None

@@ -169,6 +169,22 @@ class PCamH5Dataset(Dataset):
             y = np.asarray(_only_dataset(fy, self.files["y"], "y")[:]).reshape(-1)
         return y[self.indices].astype(np.int64)
 
+    def groups(self) -> list[str] | None:
+        """Slide of every item from ``..._meta.csv`` (column ``wsi``), so bootstrap CIs resample
+        whole slides; ``None`` when the split has no meta file (items are then resampled)."""
+        import pandas as pd
+
+        meta = self.files["meta"]
+        if not meta.is_file():
+            return None
+        wsi = pd.read_csv(meta, usecols=lambda c: c == "wsi")
+        with _open(self.files["y"], "labels") as fy:
+            n = len(_only_dataset(fy, self.files["y"], "y"))
+        if "wsi" not in wsi.columns or len(wsi) != n:
+            return None
+        slides = wsi["wsi"].astype(str).to_numpy()
+        return slides[self.indices].tolist()
+
     def item_ids(self) -> list[str]:
         """Stable identifiers of the items, ``<x file>#<index>``."""
         return [f"{self.files['x'].name}#{i}" for i in self.indices]
