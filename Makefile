@@ -11,7 +11,7 @@ $(BIN)/python:
 
 # torch/torchvision are pinned in pyproject.toml (torch==2.14.1, torchvision==0.29.1).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[serve,search,export]'
+	$(BIN)/pip install -q -e '.[serve,search,export,slide]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed

@@ -81,6 +81,10 @@ class DataConfig(_Strict):
     train_repeats: int = Field(1, ge=1, le=10_000)
     """Each training item is drawn this many times per epoch, each time with fresh augmentation
     (segmentation: random crops per image per epoch, so an epoch of 9 large images is 9 × N crops)."""
+    mpp: float | None = Field(None, gt=0.0, le=100.0)
+    """Microns per pixel of the network input (after resizing to ``image_size``): PCam 96 px patches
+    ≈ 0.97; IDC 50 px patches (≈ 4 µm/px) resized to 384 px ≈ 0.52. Recorded in the bundle so
+    ``medattn slide`` reads slides at the training scale; ``None`` = unknown (``--model-mpp``)."""
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     class_names: list[str] | None = None
