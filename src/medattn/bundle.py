@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from medattn import __version__
+from medattn.bundle_meta import check_bundle_meta
 from medattn.decode import (  # re-exported: the bundle API reads images too
     DEFAULT_MAX_PIXELS,
     IMAGE_FORMATS,
@@ -79,6 +80,10 @@ def save_bundle(model: nn.Module, meta: dict[str, Any], path: str | Path) -> Pat
         "weights_file": "model.safetensors",
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
     }
+    if "card" not in doc:  # model card (intended use, data, evaluation, limitations): medattn.trust.card
+        from medattn.trust.card import build_card
+
+        doc["card"] = build_card(doc)
     text = json.dumps(to_jsonable(doc), indent=2) + "\n"
     target = Path(path)
     if target.suffix == ".zip":
@@ -127,8 +132,7 @@ def read_bundle_files(path: str | Path) -> tuple[dict[str, Any], bytes]:
         raise BundleError(f"'{p}/bundle.json' lacks {', '.join(missing)}")
     if weights is None:
         raise BundleError(f"'{p}' has no model.safetensors")
-    if not isinstance(meta.get("class_names"), list) or not isinstance(meta.get("architecture"), dict):
-        raise BundleError(f"'{p}/bundle.json' has malformed class_names or architecture")
+    check_bundle_meta(meta, str(p))  # one line naming a malformed field
     digest = hashlib.sha256(weights).hexdigest()
     if digest != meta["weights_sha256"]:
         raise BundleError(
@@ -306,8 +310,29 @@ class Predictor:
             return (p[0] >= self.threshold).astype(np.uint8)
         return np.argmax(p, 0).astype(np.uint8)
 
-    def predict(self, items: Sequence[Any] | Any) -> list[dict[str, Any]]:
-        """Per image: ``probabilities`` by class name, ``label`` (or ``labels``), ``threshold``."""
+    def predict(self, items: Sequence[Any] | Any, *, alpha: float | None = None, method: str | None = None,
+                mc_samples: int = 0, trust: bool = True) -> list[dict[str, Any]]:
+        """Per image: ``probabilities`` by class name, ``label`` (or ``labels``), ``threshold``, and
+        (``trust``) the checks of :func:`medattn.trust.assess.assess`: ``warnings``, ``ood_score``,
+        ``prediction_set`` at ``alpha`` (default 0.1; ``method`` aps/raps for multiclass),
+        ``uncertainty`` (entropy, TTA disagreement, MC dropout with ``mc_samples`` passes)."""
         if not isinstance(items, (list, tuple)):
             items = [items]
-        return [self.format_probs(p) for p in self.predict_tensor(self.preprocess(items))]
+        images = [self.to_pil(it) for it in items]
+        x = self.preprocess(images)
+        probs = self.predict_tensor(x)
+        out = [self.format_probs(p) for p in probs]
+        if trust:
+            from medattn.trust.assess import assess
+
+            for row, extra in zip(out, assess(self, images, x, probs, alpha=alpha, method=method,
+                                              mc_samples=mc_samples), strict=True):
+                row.update(extra)
+        return out
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The bundle's model card (built from its metadata for bundles saved before cards existed)."""
+        from medattn.trust.card import build_card
+
+        return dict(self.meta.get("card") or build_card(self.meta))

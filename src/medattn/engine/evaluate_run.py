@@ -317,6 +317,11 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
     doc["calibration"] = _calibration(recipe, kind, yv, pv, yt, pt, out, names,
                                       temperature=None if fixed is None else fixed.get("temperature"))
     doc["prevalence"] = class_prevalence(yt, kind, names)
+    from medattn.trust.fit import evaluation_trust  # issue 17: conformal sets (coverage, set size), AURC
+
+    trust = evaluation_trust(recipe, kind=kind, names=names, valid=(yv, pv), test=(yt, pt), groups=gset,
+                             fixed=fixed, split=split, threshold=thresholds)
+    doc.update(trust["metrics"])
     atomic_write_json(out / "metrics.json", doc)
     probs = np.concatenate(prob_cols, axis=1)
     lab = yt if yt.ndim == 1 else ["".join(str(int(v)) for v in r) for r in yt]
@@ -328,7 +333,8 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
                      "prediction": prd[i] if pred.ndim > 1 else int(prd[i])}
     _write_table(out / "test_predictions.csv", rows)
     write_bad_files(data, out)
-    result = {"metrics": res, "thresholds": thresholds, "y": yt, "prob": pt, "prevalence": doc["prevalence"]}
+    result = {"metrics": res, "thresholds": thresholds, "y": yt, "prob": pt, "prevalence": doc["prevalence"],
+              "conformal": trust["conformal"]}
     if fixed is None:
         flat = kind == "multilabel"
         vy, vp = (yv.ravel(), pv.ravel()) if flat else (yv, pv)

@@ -1,0 +1,184 @@
+"""Trust outputs of one batch of predictions: warnings, OOD score, conformal set, uncertainty.
+
+:func:`assess` adds to every prediction of :meth:`medattn.bundle.Predictor.predict`:
+
+- ``warnings``: ``[{"code", "message"}]`` from the input contract (size, aspect, channels,
+  intensity) and ``ood`` when the feature-space score is above the bundle's validation threshold;
+- ``ood_score`` and ``ood_threshold`` (bundles with a feature-space model);
+- ``prediction_set`` at ``alpha`` (default 0.1) and ``set_label`` (binary: one class, or
+  "uncertain — refer" when both are in the set);
+- ``uncertainty``: ``entropy`` (normalised), ``tta_std`` (TTA bundles), ``mc_std`` and
+  ``mutual_information`` (``mc_samples`` > 1, models with dropout);
+- ``calibrated_probabilities`` when the bundle carries a temperature fitted on validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from medattn.errors import ConfigError
+
+__all__ = ["assess", "REFER", "warnings_summary"]
+
+REFER = "uncertain — refer"
+_LOCK = threading.Lock()
+
+
+def _features(predictor: Any, x: torch.Tensor) -> np.ndarray | None:
+    """Penultimate features of ``x`` from the served model; the hook records only this thread's
+    forward passes, so concurrent inference (the API's batching worker) is not captured."""
+    from medattn.trust.ood import feature_layer
+
+    layer = feature_layer(predictor.model)
+    if layer is None:
+        return None
+    me, store = threading.get_ident(), []
+
+    def hook(_m: Any, args: tuple[Any, ...]) -> None:
+        if threading.get_ident() == me:
+            store.append(args[0].detach().float().flatten(1).cpu())
+
+    h = layer.register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            predictor.model(x.to(predictor.device))
+    finally:
+        h.remove()
+    return torch.cat(store).numpy() if store else None
+
+
+def _probs_fn(predictor: Any, model: torch.nn.Module) -> Any:
+    from medattn.bundle import main_output
+
+    def probs_of(v: torch.Tensor) -> torch.Tensor:
+        z = main_output(model(v)).float()
+        return torch.softmax(z, 1) if predictor.task == "multiclass" else torch.sigmoid(z)
+
+    return probs_of
+
+
+def _mc_model(predictor: Any) -> torch.nn.Module:
+    """A private copy of the model for MC dropout (dropout switched on never touches the served one)."""
+    with _LOCK:
+        m = getattr(predictor, "_mc_copy", None)
+        if m is None:
+            m = copy.deepcopy(predictor.model).eval()
+            predictor._mc_copy = m
+    return m
+
+
+def _calibrated(task: str, p: np.ndarray, temperature: float) -> np.ndarray:
+    from medattn.metrics.calibration import apply_temperature, logits_from_probs
+
+    if task == "multiclass":
+        return apply_temperature(logits_from_probs(p), temperature)
+    flat = np.asarray(p, np.float64).reshape(-1)
+    return apply_temperature(logits_from_probs(flat), temperature).reshape(np.shape(p))
+
+
+def _set_label(task: str, s: Any) -> str:
+    if not s:
+        return "no class fits — refer"
+    if task == "binary":
+        return REFER if len(s) != 1 else s[0]
+    if task == "multiclass":
+        return s[0] if len(s) == 1 else f"{REFER}: one of {', '.join(s)}"
+    unsure = [k for k, v in s.items() if len(v) != 1]
+    return f"{REFER} ({', '.join(unsure)})" if unsure else "decided for every finding"
+
+
+def assess(predictor: Any, images: Sequence[Any], x: torch.Tensor, probs: np.ndarray, *,
+           alpha: float | None = None, method: str | None = None, mc_samples: int = 0) -> list[dict[str, Any]]:
+    """Trust outputs of each image (see the module docstring).
+
+    Args:
+        predictor: the :class:`~medattn.bundle.Predictor`.
+        images: decoded images (PIL), for the input contract.
+        x: their preprocessed batch.
+        probs: rows of :meth:`~medattn.bundle.Predictor.predict_tensor` for ``x``.
+        alpha: miscoverage of the prediction sets (default: the bundle's, 0.1).
+        method: multiclass set score, ``aps`` (default) or ``raps``.
+        mc_samples: forward passes with dropout on (0 = off).
+    """
+    from medattn.trust.contract import check_image, warning
+    from medattn.trust.uncertainty import (
+        has_dropout,
+        mc_dropout,
+        normalised_entropy,
+        tta_std,
+        view_probabilities,
+    )
+
+    meta, task = predictor.meta, predictor.task
+    if alpha is not None and not 0 < float(alpha) < 1:
+        raise ConfigError(f"alpha must be between 0 and 1 (exclusive), got {alpha}")
+    out: list[dict[str, Any]] = [{"warnings": check_image(meta.get("contract") or {}, im)} for im in images]
+    if task == "segmentation":
+        return out
+    p = np.asarray(probs)
+    unc: dict[str, np.ndarray] = {"entropy": normalised_entropy(p, task)}
+    probs_of = _probs_fn(predictor, predictor.model)
+    if meta.get("tta"):
+        with torch.no_grad():
+            unc["tta_std"] = tta_std(view_probabilities(probs_of, x.to(predictor.device)))
+    if mc_samples and mc_samples > 1 and has_dropout(predictor.model):
+        m = _mc_model(predictor)
+        with _LOCK:
+            mc = mc_dropout(_probs_fn(predictor, m), m, x.to(predictor.device), mc_samples, task)
+        unc.update(mc_std=mc["mc_std"], mutual_information=mc["mutual_information"])
+    ood = meta.get("ood")
+    scores = None
+    if ood:
+        f = _features(predictor, x)
+        if f is not None and f.shape[1] == int(ood["dim"]):
+            from medattn.trust.ood import ood_scores
+
+            scores = ood_scores(ood, f)
+    cal = meta.get("conformal")
+    sets = None
+    a = float(alpha if alpha is not None else (cal or {}).get("default_alpha", 0.1))
+    if cal:
+        from medattn.trust.conformal import prediction_sets
+
+        sets = prediction_sets(cal, p, a, method)
+    temp = meta.get("temperature")
+    calp = _calibrated(task, p, float(temp)) if temp else None
+    names = predictor.class_names
+    for i, row in enumerate(out):
+        row["uncertainty"] = {k: round(float(v[i]), 6) for k, v in unc.items()}
+        if scores is not None:
+            s, t = float(scores[i]), float(ood["threshold"])
+            row.update(ood_score=round(s, 4), ood_threshold=round(t, 4))
+            if s > t:
+                row["warnings"].append(warning(
+                    "ood", f"out-of-distribution: feature score {s:.1f} is above the threshold {t:.1f} "
+                           f"({100 * ood.get('threshold_quantile', 0.95):.0f}th percentile of validation images); "
+                           "the image is unlike the training data"))
+        if sets is not None:
+            row.update(prediction_set=sets[i], set_label=_set_label(task, sets[i]), alpha=a,
+                       set_coverage=f"contains the true class for at least {100 * (1 - a):.0f}% of images like "
+                                    "the validation set")
+        if calp is not None:
+            cp = calp[i]
+            if task == "binary":
+                two = names if len(names) == 2 else ["negative", "positive"]
+                row["calibrated_probabilities"] = {two[0]: 1 - float(cp), two[1]: float(cp)}
+            else:
+                row["calibrated_probabilities"] = dict(zip(names, map(float, cp), strict=True))
+            row["temperature"] = float(temp)
+    return out
+
+
+def warnings_summary(preds: Sequence[dict[str, Any]]) -> str:
+    """One line listing the warnings of a list of predictions (for 422 bodies and logs)."""
+    parts = []
+    for i, pr in enumerate(preds):
+        for w in pr.get("warnings") or []:
+            parts.append(f"{pr.get('file') or f'item {i}'}: {w['code']}: {w['message']}")
+    return "; ".join(parts)

@@ -1,0 +1,121 @@
+"""Input contract: what the model saw in training, and checks of new inputs against it.
+
+At training, :func:`fit_contract` reads a sample of the raw training images (before resizing)
+and records their size range, aspect ratio, whether they are colour or grey, and per-channel
+intensity statistics (quantiles of each image's channel means and of its contrast). At prediction
+time :func:`check_image` compares one decoded image with that record and returns warnings:
+
+- ``input_size``: much larger (> 2x the largest side seen) → "tile it or use `medattn slide`";
+  much smaller (< 1/2 of the smallest side seen) → it would be enlarged;
+- ``aspect``: aspect ratio far outside the training range (it would be squashed);
+- ``channels``: a grey image for a colour-trained model, or the other way round;
+- ``intensity``: channel means or contrast outside the training range (with a margin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["image_stats", "summarise_stats", "check_image", "warning", "SIZE_FACTOR", "ASPECT_FACTOR"]
+
+SIZE_FACTOR = 2.0
+ASPECT_FACTOR = 1.5
+_GREY_CHROMA = 0.02  # mean channel spread below which an image counts as grey
+_QS = (0.005, 0.5, 0.995)
+
+
+def warning(code: str, message: str) -> dict[str, str]:
+    """One warning as it appears in predictions: ``{"code", "message"}``."""
+    return {"code": code, "message": message}
+
+
+def image_stats(img: Any) -> dict[str, Any]:
+    """Size, chroma (mean max−min channel spread, 0..1), channel means and contrast of one image
+    (a PIL image or ``H×W[×C]`` uint8 array)."""
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    arr = arr[..., :3].astype(np.float32) / 255.0
+    h, w = arr.shape[:2]
+    step = max(1, int(np.sqrt(h * w / 65536)))  # statistics on at most ~256×256 pixels
+    a = arr[::step, ::step]
+    chroma = float((a.max(-1) - a.min(-1)).mean()) if a.shape[-1] > 1 else 0.0
+    means = a.reshape(-1, a.shape[-1]).mean(0)
+    if means.size == 1:
+        means = np.repeat(means, 3)
+    return {"h": int(h), "w": int(w), "chroma": chroma, "mean": [float(v) for v in means],
+            "contrast": float(a.mean(-1).std())}
+
+
+def _q(values: list[float]) -> list[float]:
+    return [round(float(v), 5) for v in np.quantile(np.asarray(values, np.float64), _QS)]
+
+
+def summarise_stats(stats: list[dict[str, Any]], *, in_chans: int, input_size: Any,
+                    resolution: Any = None) -> dict[str, Any]:
+    """The contract from the stats of a sample of training images (JSON-able numbers)."""
+    hs, ws = [s["h"] for s in stats], [s["w"] for s in stats]
+    aspect = [s["w"] / s["h"] for s in stats]
+    chroma = [s["chroma"] for s in stats]
+    return {
+        "n_sampled": len(stats), "in_chans": int(in_chans), "input_size": input_size,
+        "height": [int(min(hs)), int(np.median(hs)), int(max(hs))],
+        "width": [int(min(ws)), int(np.median(ws)), int(max(ws))],
+        "aspect": [round(min(aspect), 4), round(max(aspect), 4)],
+        "colour": "grey" if float(np.quantile(chroma, 0.9)) < _GREY_CHROMA else "colour",
+        "chroma": _q(chroma),
+        "channel_mean": [_q([s["mean"][c] for s in stats]) for c in range(3)],
+        "contrast": _q([s["contrast"] for s in stats]),
+        "resolution": resolution,
+        "quantiles": list(_QS),
+    }
+
+
+def _outside(v: float, q: list[float], margin: float) -> bool:
+    lo, hi = q[0], q[-1]
+    pad = max(margin, 0.25 * (hi - lo))
+    return v < lo - pad or v > hi + pad
+
+
+def check_image(contract: dict[str, Any], img: Any) -> list[dict[str, str]]:
+    """Warnings for one image (PIL or array) against a bundle's ``contract``."""
+    if not contract:
+        return []
+    s = image_stats(img)
+    out = []
+    h, w = s["h"], s["w"]
+    hmin, _, hmax = contract["height"]
+    wmin, _, wmax = contract["width"]
+    seen = f"{hmin}×{wmin}" if (hmin, wmin) == (hmax, wmax) else f"{hmin}–{hmax} × {wmin}–{wmax}"
+    if max(h / max(hmax, 1), w / max(wmax, 1)) > SIZE_FACTOR:
+        out.append(warning("input_size", f"image is {w}×{h} px but the model was trained on {seen} px images "
+                                         f"(H×W); shrinking it to the model input loses the detail the model "
+                                         f"relies on: tile it or use `medattn slide`"))
+    elif min(h / max(hmin, 1), w / max(wmin, 1)) < 1 / SIZE_FACTOR:
+        out.append(warning("input_size", f"image is {w}×{h} px, far smaller than the training images ({seen} px, "
+                                         f"H×W); it is enlarged to the model input and may be at the wrong scale"))
+    amin, amax = contract["aspect"]
+    asp = w / h
+    if asp < amin / ASPECT_FACTOR or asp > amax * ASPECT_FACTOR:
+        out.append(warning("aspect", f"aspect ratio {asp:.2f} (width/height) is outside the training range "
+                                     f"{amin:.2f}–{amax:.2f}; the image is squashed when resized: crop or tile it"))
+    colour = contract.get("colour")
+    if colour == "colour" and s["chroma"] < _GREY_CHROMA / 2:
+        out.append(warning("channels", "grey image given to a model trained on colour images; "
+                                       "check the modality and stain"))
+    elif colour == "grey" and s["chroma"] > 4 * _GREY_CHROMA:
+        out.append(warning("channels", "colour image given to a model trained on grey images; "
+                                       "check the modality"))
+    bad = [c for c, name in enumerate("RGB") if _outside(s["mean"][c], contract["channel_mean"][c], 0.05)]
+    if bad:
+        vals = ", ".join(f"{'RGB'[c]} {s['mean'][c]:.2f} (seen {contract['channel_mean'][c][0]:.2f}–"
+                         f"{contract['channel_mean'][c][-1]:.2f})" for c in bad)
+        out.append(warning("intensity", f"mean intensity out of the training range: {vals}; check staining, "
+                                        "exposure and bit depth"))
+    elif _outside(s["contrast"], contract["contrast"], 0.03):
+        lo, hi = contract["contrast"][0], contract["contrast"][-1]
+        out.append(warning("intensity", f"contrast {s['contrast']:.3f} is outside the training range "
+                                        f"{lo:.3f}–{hi:.3f}; check exposure and bit depth"))
+    return out
