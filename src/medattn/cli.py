@@ -27,8 +27,27 @@ app = typer.Typer(
 _STATE = {"debug": False}
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("medattn")
+    except PackageNotFoundError:  # running from a checkout without installing
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"medattn {_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
+                                          help="Print the medattn version and exit.")] = False,
+) -> None:
     _STATE["debug"] = debug
 
 
@@ -95,32 +114,69 @@ def _register_all() -> None:
 _register_all()
 
 
+def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts, exits) of the click typer bundles and of a standalone click."""
+    usage: list[type] = []
+    aborts: list[type] = [typer.Abort, KeyboardInterrupt]
+    exits: list[type] = [typer.Exit]
+    try:  # typer >= 0.24 ships its own copy of click as typer._click
+        from typer._click import exceptions as bundled
+
+        usage.append(bundled.ClickException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        usage.append(click.exceptions.ClickException)
+        aborts.append(click.exceptions.Abort)
+        exits.append(click.exceptions.Exit)
+    except ImportError:
+        pass
+    return tuple(usage), tuple(aborts), tuple(exits)
+
+
+def _usage_line(exc: Exception) -> str:
+    """One line: the click message and where the help is, e.g. ``see `medattn train --help```."""
+    msg = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "medattn"
+    return f"error: {msg} (see `{path} --help`)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``medattn`` console script."""
+    """Entry point of the ``medattn`` console script.
+
+    Returns:
+        The exit code: 0 success, 2 a user error (usage, recipe, data; printed in one line),
+        130 interrupted.
+    """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from medattn.runtime import tune_allocator
 
     tune_allocator()
+    usage, aborts, exits = _click_classes()
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False, prog_name="medattn")
     except MedattnError as exc:
         if _STATE["debug"]:
             raise
         typer.echo(f"error: {exc}", err=True)
         return 2
-    except (typer.Abort, KeyboardInterrupt):
+    except aborts:
         typer.echo("aborted", err=True)
         return 130
+    except exits as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
     except SystemExit as exc:
-        return int(exc.code or 0)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except usage as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `medattn` / `medattn pipeline`
+            typer.echo(exc.format_message())  # the help text
             return 2
-        raise
-    return 0
+        typer.echo(_usage_line(exc), err=True)
+        return 2
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

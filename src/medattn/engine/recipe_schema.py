@@ -63,6 +63,8 @@ def _default(field: Any) -> str:
         return "required"
     if isinstance(value, BaseModel):
         return "(section)"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     return repr(value) if isinstance(value, str) else str(value)
 
 

@@ -24,17 +24,18 @@ SMOKE_STAMP = "SMOKE_DATA.txt"
 def smoke_overrides(raw: dict[str, Any]) -> dict[str, Any]:
     """Dotted overrides that make ``raw`` (a recipe mapping) run in seconds on 2 CPU cores,
     followed by the recipe's own ``smoke:`` section."""
-    data = raw.get("data") or {}
-    size = int(data.get("image_size", 96))
-    task = (raw.get("task") or {}).get("type")
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    size = data.get("image_size", 96)
+    task = (raw.get("task") or {}).get("type") if isinstance(raw.get("task"), dict) else None
     out: dict[str, Any] = {
         "trainer.max_epochs": 2, "trainer.batch_size": 8, "trainer.limit_train_batches": 2,
         "trainer.early_stopping.enabled": False, "trainer.progress": False,
         "trainer.precision": "32", "trainer.accelerator": "cpu",
         "evaluation.n_boot": 20, "data.num_workers": 0, "data.max_items": 16,
-        "data.image_size": min(size, 64 if task == "segmentation" else 48),
         "search.max_epochs": 1,
     }
+    if isinstance(size, int) and not isinstance(size, bool):  # else validation names the field
+        out["data.image_size"] = min(size, 64 if task == "segmentation" else 48)
     if task == "segmentation":
         out["data.options.eval_max_size"] = 64
     out.update(raw.get("smoke") or {})
