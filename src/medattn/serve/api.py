@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -155,16 +155,42 @@ def create_app(
 
     @app.post("/v1/predict", tags=["model"], dependencies=[Depends(require_key)], responses=_ERRORS,
               summary="Predict one or several images (repeat the multipart field `file`)")
-    async def predict(file: Annotated[list[UploadFile], File(description="PNG, JPEG, BMP, TIFF or DICOM")]) -> dict[str, Any]:
+    async def predict(
+        file: Annotated[list[UploadFile], File(description="PNG, JPEG, BMP, TIFF or DICOM")],
+        strict: Annotated[bool, Query(description="answer 422 when any input has a warning (size, channels, "
+                                                  "intensity, out-of-distribution)")] = False,
+        alpha: Annotated[float | None, Query(gt=0, lt=1, description="miscoverage of the conformal prediction "
+                                                                     "sets (default: the bundle's, 0.1)")] = None,
+        method: Annotated[str | None, Query(description="multiclass set score: aps (default) or raps")] = None,
+        mc_samples: Annotated[int, Query(ge=0, le=64, description="MC-dropout passes (0 = off)")] = 0,
+    ) -> dict[str, Any]:
         if len(file) > lim.max_files:
             raise HTTPError(413, "too_large", f"{len(file)} files sent; the limit is {lim.max_files} per request")
         prepared = [await _tensor(f) for f in file]
         rows = await asyncio.gather(*(_infer(x) for _, x in prepared))
         preds = []
-        for f, (img, _), row in zip(file, prepared, rows, strict=True):
+        for f, (img, x), row in zip(file, prepared, rows, strict=True):
+            extra = await run_in_threadpool(_trust, img, x, row, alpha, method, mc_samples)
             preds.append({"file": f.filename, "width": img.size[0], "height": img.size[1],
-                          **predictor.format_probs(row)})
+                          **predictor.format_probs(row), **extra})
+        if strict and any(p["warnings"] for p in preds):
+            from medattn.trust.assess import warnings_summary
+
+            return JSONResponse({"error": "input_warnings", "detail": warnings_summary(preds)[:2000],
+                                 "warnings": {p["file"]: p["warnings"] for p in preds if p["warnings"]}},
+                                status_code=422)
         return {"model": ident, "task": predictor.task, "predictions": preds}
+
+    def _trust(img: Any, x: Any, row: Any, alpha: float | None, method: str | None, mc: int) -> dict[str, Any]:
+        """Warnings, OOD score, conformal set and uncertainty of one image (medattn.trust)."""
+        import numpy as np
+
+        from medattn.trust.assess import assess
+
+        try:
+            return assess(predictor, [img], x, np.asarray(row)[None], alpha=alpha, method=method, mc_samples=mc)[0]
+        except MedattnError as exc:
+            raise status_for(exc) from None
 
     @app.post("/v1/explain", tags=["model"], dependencies=[Depends(require_key)], responses=_ERRORS,
               summary="Explanation overlay (PNG, or JSON with base64 PNGs) for one image")
@@ -174,6 +200,8 @@ def create_app(
                                                 "(this bundle's list: GET /v1/model → explain_methods)")] = "gradcam++",
         target: Annotated[str, Form(description="'top', a class name or a class index")] = "top",
         format: Annotated[str, Form(description="png or json")] = "png",
+        strict: Annotated[bool, Query(description="answer 422 when the input breaks the bundle's input "
+                                                  "contract (size, channels, intensity)")] = False,
     ) -> Response:
         if format not in ("png", "json"):
             raise HTTPError(422, "invalid_input", f"format must be 'png' or 'json', got '{format}'")
@@ -181,6 +209,12 @@ def create_app(
             raise HTTPError(422, "invalid_input",
                             f"unknown method '{method}'; valid for this bundle: {', '.join(explainer.methods)}")
         img, _ = await _tensor(file)
+        from medattn.trust.contract import check_image
+
+        warns = await run_in_threadpool(check_image, predictor.meta.get("contract") or {}, predictor.to_pil(img))
+        if strict and warns:
+            return JSONResponse({"error": "input_warnings", "detail": "; ".join(w["message"] for w in warns)[:2000],
+                                 "warnings": {file.filename: warns}}, status_code=422)
         try:
             res = await asyncio.wait_for(run_in_threadpool(explainer.render, img, method, target), lim.timeout_s)
         except TimeoutError:
@@ -190,9 +224,10 @@ def create_app(
         png = await run_in_threadpool(to_png, res["overlay"])
         if format == "png":
             return Response(png, media_type="image/png",
-                            headers={"X-Medattn-Method": res["method"], "X-Medattn-Target": str(res["target"])})
+                            headers={"X-Medattn-Method": res["method"], "X-Medattn-Target": str(res["target"]),
+                                     "X-Medattn-Warnings": ",".join(w["code"] for w in warns)})
         body: dict[str, Any] = {"model": ident, "file": file.filename, "method": res["method"], "target": res["target"],
-                                "overlay_png_base64": base64.b64encode(png).decode()}
+                                "overlay_png_base64": base64.b64encode(png).decode(), "warnings": warns}
         if "crop" in res:
             body["crop_png_base64"] = base64.b64encode(to_png(res["crop"])).decode()
             body.update(box=res["box"], branches=res["branches"])

@@ -118,7 +118,9 @@ def assess(predictor: Any, images: Sequence[Any], x: torch.Tensor, probs: np.nda
     meta, task = predictor.meta, predictor.task
     if alpha is not None and not 0 < float(alpha) < 1:
         raise ConfigError(f"alpha must be between 0 and 1 (exclusive), got {alpha}")
-    out: list[dict[str, Any]] = [{"warnings": check_image(meta.get("contract") or {}, im)} for im in images]
+    contract = meta.get("contract") or {}
+    out: list[dict[str, Any]] = [{"warnings": check_image(contract, predictor.to_pil(im) if contract else im)}
+                                 for im in images]
     if task == "segmentation":
         return out
     p = np.asarray(probs)

@@ -87,7 +87,8 @@ def fit_gaussian(feats: np.ndarray, labels: np.ndarray | None, val_feats: np.nda
     r = int(min(rank, d - 1 if d > 1 else 1, max(1, len(centred) - 1)))
     floor = max(1e-6 * float(evals[0]) if evals.size else 0.0, 1e-12)
     lam = evals[:r].clip(min=floor)
-    sigma2 = float(evals[r:].mean()) if d > r else floor
+    # few items (n < D) leave the remaining directions with ~0 variance: shrink towards the kept ones
+    sigma2 = max(float(evals[r:].mean()) if d > r else 0.0, 0.01 * float(lam.mean()))
     doc: dict[str, Any] = {
         "method": "mahalanobis_ppca", "layer": "input of the last linear layer", "dim": int(d), "rank": r,
         "classes": [int(c) for c in classes], "means": _round(means), "eigvecs": _round(evecs[:, :r].T),

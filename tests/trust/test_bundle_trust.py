@@ -1,0 +1,107 @@
+"""A trained smoke PCam bundle carries contract, OOD model, conformal calibration and card; the
+Python API and REST return warnings, sets and uncertainty; strict answers 422 (issue 17 done-when)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _train_patch(run: Path, i: int = 0) -> np.ndarray:
+    import pandas as pd
+
+    from medattn.data.formats.registry import read_item
+
+    files = pd.read_csv(run / "split.csv")
+    return read_item(json.loads((run / "run.json").read_text())["data"], files[files["split"] == "test"]["file"].iloc[i])
+
+
+def test_bundle_and_metrics_carry_trust_numbers(smoke_pcam_run: Path) -> None:
+    meta = json.loads((smoke_pcam_run / "bundle" / "bundle.json").read_text())
+    assert meta["contract"]["height"] == [96, 96, 96] and meta["contract"]["colour"] == "colour"
+    assert meta["ood"]["dim"] > 0 and meta["ood"]["threshold"] > 0 and meta["ood"]["rank"] >= 1
+    assert set(meta["conformal"]["strata"]) == {"0", "1"} and meta["conformal"]["score"] == "mondrian"
+    assert meta["synthetic_data"] is True and meta["card"]["training_data"]["synthetic"] is True
+    assert "SYNTHETIC" in meta["card"]["limitations"][0]
+    doc = json.loads((smoke_pcam_run / "metrics.json").read_text())
+    for a in ("alpha_0.1", "alpha_0.2"):
+        c = doc["conformal"][a]
+        assert 0 <= c["coverage"]["ci_low"] <= c["coverage"]["value"] <= c["coverage"]["ci_high"] <= 1
+        assert 0 <= c["mean_set_size"]["value"] <= 2
+    assert 0 <= doc["selective"]["aurc"] <= 1 and len(doc["selective"]["coverage"]) == len(doc["selective"]["risk"])
+    assert "<" not in json.dumps(meta)  # plain numbers and text, no object reprs
+
+
+def test_predict_flags_large_grey_and_foreign_images(smoke_pcam_run: Path, tissue_1000: np.ndarray) -> None:
+    from medattn.bundle import load_bundle
+
+    pred = load_bundle(smoke_pcam_run / "bundle")
+    patch = _train_patch(smoke_pcam_run)
+    grey = np.repeat(patch.mean(2, keepdims=True).astype(np.uint8), 3, 2)
+    xray = np.clip(np.random.default_rng(0).normal(40, 10, (96, 96)), 0, 255).astype(np.uint8)
+    ok, big, g, x = pred.predict([patch, tissue_1000, grey, xray], alpha=0.2)
+    assert not [w for w in ok["warnings"] if w["code"] != "ood"]
+    assert [w["code"] for w in big["warnings"]][:1] == ["input_size"]
+    assert "medattn slide" in big["warnings"][0]["message"] and "1000×1000" in big["warnings"][0]["message"]
+    assert "channels" in {w["code"] for w in g["warnings"]}
+    assert {"channels", "intensity"} <= {w["code"] for w in x["warnings"]}
+    for r in (ok, big):
+        assert set(r["prediction_set"]) <= {"normal", "tumour"} and r["alpha"] == 0.2
+        assert 0 <= r["uncertainty"]["entropy"] <= 1 and r["ood_score"] >= 0
+    assert x["ood_score"] > ok["ood_score"]
+    mc = pred.predict(patch, mc_samples=8)[0]["uncertainty"]
+    assert mc["mc_std"] >= 0 and 0 <= mc["mutual_information"] <= 1
+    assert "warnings" not in pred.predict(patch, trust=False)[0]
+
+
+def test_card_printed_and_external_evaluation_appended(smoke_pcam_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from medattn.bundle import load_bundle
+    from medattn.trust.card import append_external_evaluation, format_card
+
+    b = tmp_path / "bundle"
+    shutil.copytree(smoke_pcam_run / "bundle", b)
+    text = format_card(load_bundle(b).card)
+    assert "Research use only" in text and "SYNTHETIC" in text and "Limitations" in text
+    append_external_evaluation(b, {"data": "/data/site_b", "n_items": 10, "n_groups": 3,
+                                   "metrics": {"auroc": {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}}})
+    card = load_bundle(b).card  # checksum still valid: only bundle.json changed
+    assert card["evaluation"]["external"][0]["metrics"]["auroc"] == {"value": 0.8, "ci": [0.7, 0.9]}
+    assert "site_b" in format_card(card)
+
+
+def test_rest_warns_and_strict_is_422(smoke_pcam_run: Path, tissue_1000: np.ndarray) -> None:
+    from fastapi.testclient import TestClient
+
+    from medattn.serve.api import create_app
+
+    with TestClient(create_app(smoke_pcam_run / "bundle", ui=False, max_wait_ms=5)) as c:
+        big = ("file", ("tissue.png", _png(tissue_1000), "image/png"))
+        r = c.post("/v1/predict", files=[big])
+        assert r.status_code == 200
+        p = r.json()["predictions"][0]
+        assert p["warnings"][0]["code"] == "input_size" and p["prediction_set"] and "ood_score" in p
+        r = c.post("/v1/predict?strict=true", files=[big])
+        assert r.status_code == 422 and r.json()["error"] == "input_warnings"
+        assert "tissue.png" in r.json()["warnings"]
+        small = ("file", ("patch.png", _png(_train_patch(smoke_pcam_run)), "image/png"))
+        r = c.post("/v1/predict?strict=true&alpha=0.2", files=[small])
+        assert r.status_code in (200, 422)  # an in-range patch may still score above the OOD threshold
+        if r.status_code == 200:
+            assert r.json()["predictions"][0]["alpha"] == 0.2
+        assert c.post("/v1/predict?alpha=2", files=[small]).status_code == 422
+        r = c.post("/v1/explain?strict=true", files=[big], data={"format": "json"})
+        assert r.status_code == 422
+        card = c.get("/v1/model").json()["card"]
+        assert card["training_data"]["synthetic"] is True
