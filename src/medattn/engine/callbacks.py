@@ -1,5 +1,5 @@
-"""Lightning plumbing of a run: atomic checkpoints, RNG state in checkpoints, sharding record,
-and the segmentation progress GIF."""
+"""Lightning plumbing of a run: atomic checkpoints, RNG state in checkpoints, mid-epoch checkpoints
+(with the epoch's running training metrics), sharding record, and the segmentation progress GIF."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medattn.io import atomic_path, atomic_write_json, ensure_dir
 
-__all__ = ["AtomicCheckpointIO", "RNGStateCallback", "SeenItemsCallback", "SegProgressGIF"]
+__all__ = ["AtomicCheckpointIO", "RNGStateCallback", "MidEpochCheckpoint", "PartialEpochMetrics", "SeenItemsCallback",
+           "SegProgressGIF"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -32,7 +34,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class RNGStateCallback(L.Callback):
     """Store the torch/numpy/python RNG states in every checkpoint and restore them on resume,
-    so dropout and augmentation continue exactly as in an uninterrupted run."""
+    so dropout (and anything else drawing from the global generators) continues exactly as in an
+    uninterrupted run.
+
+    The states are put back in ``on_train_start``, after Lightning has rebuilt the data loaders
+    and fetcher, right before the first training step: whatever happens between loading the
+    checkpoint and training (iterator creation, validation-loader setup) then cannot shift them.
+    Under DDP the checkpoint holds rank 0's states and every rank restores them; ranks seeded
+    alike by ``seed_everything`` and running the same ops have identical states, so that is exact.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         np_state = np.random.get_state()
@@ -44,11 +57,91 @@ class RNGStateCallback(L.Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        torch.set_rng_state(state_dict["torch"])
-        n = state_dict["numpy"]
+        self._pending = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        torch.set_rng_state(state["torch"])
+        n = state["numpy"]
         np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-        p = state_dict["python"]
+        p = state["python"]
         random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+class MidEpochCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` optimiser steps, except on an epoch's last batch
+    (the epoch-end checkpoint follows it; one saved before the epoch's validation would make
+    Lightning skip that validation and the epoch-end hooks on resume)."""
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int) -> None:
+        super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False,
+                         every_n_train_steps=every_n_train_steps)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class PartialEpochMetrics(L.Callback):
+    """Carry the running epoch aggregates of the training metrics (``self.log(..., on_epoch=True)``)
+    through a mid-epoch checkpoint, so the resumed epoch's ``train_loss``/``train_acc`` average
+    every batch of the epoch, not only those after the resume.
+
+    Lightning keeps these sums in the training loop's result collection, which checkpoints do not
+    hold. They are saved here and added back after the first batch of the resumed epoch:
+    ``x + S`` equals the uninterrupted ``S + x`` bit for bit.
+    """
+
+    def __init__(self) -> None:
+        self._trainer: L.Trainer | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        tr = self._trainer
+        if tr is None or not tr.training:
+            return {}
+        loop = tr.fit_loop.epoch_loop
+        if loop.batch_progress.current.processed >= tr.num_training_batches:  # epoch-end checkpoint
+            return {}
+        out: dict[str, Any] = {}
+        for key, m in loop._results.items():
+            if not getattr(m, "is_tensor", False) or not m.meta.on_epoch:
+                continue
+            rec = {"value": m.value.detach().cpu().clone()}
+            if m.meta.is_mean_reduction:
+                rec["n"] = m.cumulated_batch_size.detach().cpu().clone()
+            out[key] = rec
+        return {"metrics": out}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict.get("metrics") or None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, None
+        for key, rec in pending.items():
+            m = trainer.fit_loop.epoch_loop._results.get(key)
+            if m is None or not getattr(m, "is_tensor", False):
+                continue
+            saved = rec["value"].to(m.value)
+            if m.meta.is_mean_reduction or m.meta.is_sum_reduction:
+                m.value = m.value + saved
+            elif m.meta.is_max_reduction:
+                m.value = torch.maximum(m.value, saved)
+            elif m.meta.is_min_reduction:
+                m.value = torch.minimum(m.value, saved)
+            if "n" in rec and m.meta.is_mean_reduction:
+                m.cumulated_batch_size = m.cumulated_batch_size + rec["n"].to(m.cumulated_batch_size)
+            m._computed = None
 
 
 class SeenItemsCallback(L.Callback):
@@ -63,7 +156,8 @@ class SeenItemsCallback(L.Callback):
         sampler = getattr(dl, "sampler", None)
         if sampler is None:
             return
-        idx = [int(i) for i in iter(sampler)]
+        idx = [int(i) for i in sampler.indices()] if hasattr(sampler, "indices") \
+            else [int(k[1] if isinstance(k, tuple) else k) for k in iter(sampler)]
         limit = trainer.num_training_batches
         if isinstance(limit, int) and dl.batch_size:
             idx = idx[: limit * dl.batch_size]

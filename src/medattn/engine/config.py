@@ -185,6 +185,9 @@ class TrainerConfig(_Strict):
     progress: bool = True
     record_seen: bool = False
     """Write ``seen/rank<R>.json`` with the item indices each rank trained on (sharding check)."""
+    checkpoint_every_n_steps: int | None = Field(None, ge=1)
+    """Also write ``checkpoints/last.ckpt`` every this many optimiser steps (mid-epoch), so a killed
+    long epoch resumes at the batch after the checkpoint instead of at the epoch's start."""
 
 
 class EvaluationConfig(_Strict):

@@ -2,21 +2,22 @@
 
 The format adapters of :mod:`medattn.data.formats` do the reading; this module picks the split
 (official when the format has one, otherwise by patient/group so no patient crosses splits),
-chooses the transforms, and builds DataLoaders whose shuffling depends only on (seed, epoch) so a
-resumed run sees exactly the batches an uninterrupted one would.
+chooses the transforms; :mod:`medattn.engine.loaders` builds the DataLoaders (order and
+augmentation a pure function of the seed, so a resumed run sees exactly the batches an
+uninterrupted one would).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from medattn.engine.config import Recipe
+from medattn.engine.loaders import EpochShuffleSampler, make_eval_loader, make_train_loader
 from medattn.errors import ConfigError, DataError
 
 __all__ = ["RunData", "build_data", "EpochShuffleSampler", "make_train_loader",
@@ -62,48 +63,6 @@ def write_bad_files(data: RunData, run_dir: str | Path) -> Path | None:
     if not bad:
         return None
     return BadFilePolicy("skip", bad=bad).write(Path(run_dir) / BAD_FILES_NAME)
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation drawn from ``seed + epoch``: identical after a resume (Lightning calls
-    ``set_epoch`` on samplers that have it)."""
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n = n
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def make_train_loader(ds: Dataset, batch_size: int, num_workers: int, seed: int, distributed: bool,
-                      drop_last: bool = False) -> DataLoader:
-    """Shuffling loader: seeded per-epoch sampler, or ``shuffle=True`` so Lightning swaps in a
-    ``DistributedSampler`` (also seeded per epoch) under DDP.
-
-    Worker seeds come from the global torch RNG, which checkpoints carry, so augmentation after a
-    resume continues exactly as without the interruption.
-    """
-    common = {"batch_size": batch_size, "num_workers": num_workers, "persistent_workers": num_workers > 0,
-              "drop_last": drop_last}
-    if distributed:
-        return DataLoader(ds, shuffle=True, **common)
-    return DataLoader(ds, sampler=EpochShuffleSampler(len(ds), seed), **common)  # type: ignore[arg-type]
-
-
-def make_eval_loader(ds: Dataset, batch_size: int, num_workers: int) -> DataLoader:
-    """Sequential loader for validation/test."""
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
 
 
 class SegEvalTransform:

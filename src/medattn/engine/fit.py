@@ -17,7 +17,13 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 
-from medattn.engine.callbacks import AtomicCheckpointIO, RNGStateCallback, SeenItemsCallback
+from medattn.engine.callbacks import (
+    AtomicCheckpointIO,
+    MidEpochCheckpoint,
+    PartialEpochMetrics,
+    RNGStateCallback,
+    SeenItemsCallback,
+)
 from medattn.engine.config import Recipe
 from medattn.engine.datamodule import RunData, make_eval_loader, make_train_loader
 from medattn.engine.history import HistoryCSV
@@ -129,6 +135,8 @@ def build_trainer(recipe: Recipe, ckpt_dir: Path, callbacks: list[L.Callback], *
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=t.mode, save_top_k=1,
                            save_last=True, enable_version_counter=False, save_on_train_epoch_end=True)
     cbs: list[L.Callback] = [*callbacks, RNGStateCallback(), ckpt]
+    if t.checkpoint_every_n_steps:  # mid-epoch "last" (the loader's position travels in it)
+        cbs += [PartialEpochMetrics(), MidEpochCheckpoint(ckpt_dir, t.checkpoint_every_n_steps)]
     if t.early_stopping.enabled:
         cbs.append(EarlyStopping(monitor, mode=t.mode, patience=t.early_stopping.patience,
                                  min_delta=t.early_stopping.min_delta, check_on_train_epoch_end=True))
