@@ -68,6 +68,68 @@ def predict(
                + (f" (listed in {out / 'bad_files.csv'})" if res["n_bad"] else "") + f", {res['seconds']:.1f}s")
 
 
+def _region(text: str | None) -> tuple[int, int, int, int] | None:
+    from medattn.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        x, y, w, h = (int(float(v)) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--region '{text}' is not x,y,w,h (four level-0 pixel numbers, e.g. 0,0,2048,2048)") from None
+    return x, y, w, h
+
+
+def slide(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder or .zip (patch classifier or nuclei segmenter).")],
+    slides: Annotated[list[Path], typer.Argument(help="Whole-slide images (SVS, NDPI, MRXS, SCN, pyramidal TIFF, "
+                                                      "DICOM WSI; anything OpenSlide or tiffslide reads).")],
+    out: Annotated[Path, typer.Option(help="Output folder; each slide writes into OUT/<slide name>/.")],
+    mpp: Annotated[float | None, typer.Option(help="Slide µm per level-0 pixel (overrides its metadata; needed "
+                                                   "when the slide has none).")] = None,
+    model_mpp: Annotated[float | None, typer.Option(help="µm per model-input pixel (overrides the bundle's "
+                                                         "recipe data.mpp; needed when the bundle has none).")] = None,
+    min_tissue: Annotated[float, typer.Option(help="Least share of a tile covered by tissue for it to be "
+                                                   "predicted (0-1).")] = 0.5,
+    tissue_method: Annotated[str, typer.Option(help="Tissue detection: 'saturation' (Otsu on HSV saturation) or "
+                                                    "'od' (Otsu on optical density).")] = "saturation",
+    region: Annotated[str | None, typer.Option(help="Only this level-0 region x,y,w,h (segmentation: the "
+                                                    "nuclei region; default all tissue).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes reading regions.")] = 2,
+    top_k: Annotated[int, typer.Option(help="summary.json reports the mean of the top-k tile probabilities.")] = 10,
+    block: Annotated[int, typer.Option(help="Segmentation: block edge in model pixels (predicted with a halo; "
+                                            "nuclei on block borders are kept once).")] = 2048,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run: finished tiles/blocks are "
+                                              "skipped.")] = False,
+    device: Annotated[str | None, typer.Option(help="torch device (default: cuda when present, else cpu).")] = None,
+) -> None:
+    """Run BUNDLE over whole slides. Classifiers: tissue tiles at the bundle's scale → tiles.csv,
+    heatmap.tif/.npy, overlay.png, summary.json and slide.geojson (tiles as QuPath detections,
+    regions over the bundle threshold as annotations). Segmenters: nuclei.geojson + nuclei.csv."""
+    from medattn.bundle import load_bundle
+    from medattn.errors import ConfigError
+    from medattn.infer.slide import SlideOptions, run_slide
+
+    if batch_size < 1 or workers < 0 or top_k < 1:
+        raise ConfigError("--batch-size and --top-k must be >= 1 and --workers >= 0")
+    pred = load_bundle(bundle, device=device)
+    for s in slides:
+        opts = SlideOptions(out=out / s.stem, mpp=mpp, model_mpp=model_mpp, min_tissue=min_tissue,
+                            tissue_method=tissue_method, batch_size=batch_size, workers=workers, resume=resume,
+                            top_k=top_k, region=_region(region), block=block, progress=Progress(s.name))
+        res = run_slide(pred, s, opts)
+        if res.get("task") == "segmentation":
+            typer.echo(f"{s.name}: {res['nuclei']} nuclei in {res['blocks']} blocks -> {opts.out / 'nuclei.geojson'} "
+                       f"({res['timings']['total_s']:.1f}s)")
+        else:
+            typer.echo(f"{s.name}: {res['tiles_predicted']} tissue tiles, {res['positive_tiles']} over "
+                       f"{res['threshold']:.3g} ({100 * res['positive_fraction']:.1f}%), max "
+                       f"{res['max_probability'] if res['max_probability'] is not None else float('nan'):.3f} -> "
+                       f"{opts.out} ({res['timings']['total_s']:.1f}s)")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
     app.command("predict")(predict)
+    app.command("slide")(slide)

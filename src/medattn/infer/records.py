@@ -19,16 +19,17 @@ from typing import Any
 from medattn.errors import OutputError
 from medattn.io import ensure_dir
 
-__all__ = ["ResultLog", "flatten_result", "read_rows"]
+__all__ = ["ResultLog", "flatten_result", "read_rows", "format_cell"]
 
 
-def _cell(v: Any) -> Any:
+def format_cell(v: Any) -> Any:
+    """A value as a CSV cell (floats to 6 significant digits, lists ``;``-joined)."""
     if v is None:
         return ""
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, (list, tuple, set)):
-        return ";".join(str(_cell(x)) for x in v)
+        return ";".join(str(format_cell(x)) for x in v)
     if isinstance(v, dict):
         return json.dumps(v, sort_keys=True, default=str)
     return v
@@ -45,9 +46,9 @@ def flatten_result(res: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, dict):
             prefix = {"probabilities": "prob", "thresholds": "threshold"}.get(k, k)
             for sk, sv in v.items():
-                out[f"{prefix}_{sk}"] = _cell(sv)
+                out[f"{prefix}_{sk}"] = format_cell(sv)
         else:
-            out[k] = _cell(v)
+            out[k] = format_cell(v)
     return out
 
 
@@ -132,7 +133,7 @@ class ResultLog:
         lines = []
         for r in rows:
             extra = {k: v for k, v in r.items() if k not in self.columns}
-            line = [_cell(r.get(c, "")) for c in self.columns]
+            line = [format_cell(r.get(c, "")) for c in self.columns]
             if extra and "extra" in self.columns:
                 line[self.columns.index("extra")] = json.dumps(extra, default=str)
             lines.append(line)

@@ -1,0 +1,215 @@
+"""``medattn slide``: a patch classifier over a whole-slide image, streamed tile by tile.
+
+1. Scale: the model's µm/px (bundle ``mpp`` or recipe ``data.mpp``, ``--model-mpp``) and the
+   slide's (metadata, ``--mpp``) give the tile edge in level-0 pixels; tiles are read at the
+   coarsest level not coarser than needed and resized. No scale on either side → an error.
+2. Tissue: Otsu on a low-resolution level (:mod:`medattn.infer.tissue`); tiles with less than
+   ``min_tissue`` tissue are skipped.
+3. Inference: a DataLoader whose workers read and normalise regions feeds the predictor in
+   batches; each batch's rows are appended to ``tiles.csv`` at once, so memory does not grow with
+   the slide and a rerun with ``resume`` continues where it stopped.
+4. Outputs from ``tiles.csv`` (:mod:`medattn.infer.slide_outputs`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from medattn.errors import ConfigError
+from medattn.infer.records import ResultLog
+from medattn.infer.slide_io import SlideReader, choose_level, open_slide
+from medattn.infer.tissue import tile_tissue_fraction, tissue_mask
+
+__all__ = ["SlideOptions", "TilePlan", "plan_tiles", "model_mpp", "RegionDataset", "run_slide", "tissue_overview"]
+
+
+@dataclass
+class SlideOptions:
+    """Options of :func:`run_slide` (the CLI flags)."""
+
+    out: Path
+    mpp: float | None = None
+    """Slide µm/px (overrides the slide's metadata)."""
+    model_mpp: float | None = None
+    """Model-input µm/px (overrides the bundle's)."""
+    min_tissue: float = 0.5
+    tissue_method: str = "saturation"
+    batch_size: int = 32
+    workers: int = 2
+    resume: bool = False
+    top_k: int = 10
+    region: tuple[int, int, int, int] | None = None
+    """Level-0 ``(x, y, w, h)``: only this region (segmentation: the nuclei region)."""
+    block: int = 2048
+    """Segmentation: block edge in model pixels (each block is predicted with a halo)."""
+    progress: Callable[[int, int], None] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TilePlan:
+    """Where the tiles of a slide are and how they are read."""
+
+    level: int
+    """Pyramid level the regions are read from."""
+    read_px: int
+    """Edge of a region at ``level`` (resized to ``out_px``)."""
+    out_px: int
+    """Model input edge."""
+    tile_l0: float
+    """Tile edge in level-0 pixels."""
+    slide_mpp: float
+    model_mpp: float
+    cols: int
+    rows: int
+    origin: tuple[int, int] = (0, 0)
+
+
+def model_mpp(meta: dict[str, Any], override: float | None, source: str = "the bundle") -> float:
+    """µm per model-input pixel: ``override``, the bundle's ``mpp``, or its recipe's ``data.mpp``."""
+    v = override or meta.get("mpp") or ((meta.get("recipe") or {}).get("data") or {}).get("mpp")
+    if not v:
+        raise ConfigError(f"{source} records no training scale (recipe data.mpp); pass --model-mpp with the "
+                          "µm per pixel of the model input (PCam 96 px: 0.972), never a guess")
+    return float(v)
+
+
+def plan_tiles(reader: SlideReader, meta: dict[str, Any], opts: SlideOptions, input_px: int,
+               source: str = "the bundle") -> TilePlan:
+    """Tile size, reading level and grid of ``reader`` for a model taking ``input_px`` pixels."""
+    smpp = opts.mpp or reader.mpp
+    if not smpp:
+        raise ConfigError(f"slide '{reader.path}' has no µm/px in its metadata; pass --mpp with the scan "
+                          "resolution (e.g. 0.25 for 40x, 0.5 for 20x)")
+    mmpp = model_mpp(meta, opts.model_mpp, source)
+    f = mmpp / smpp  # level-0 px per model px
+    level = choose_level(reader.level_downsamples, f)
+    ds = reader.level_downsamples[level]
+    read_px = max(1, int(round(input_px * f / ds)))
+    tile_l0 = input_px * f
+    x0, y0, w, h = opts.region or (0, 0, *reader.dimensions)
+    cols, rows = int(w // tile_l0), int(h // tile_l0)
+    if cols < 1 or rows < 1:
+        raise ConfigError(f"slide region {w}×{h} px is smaller than one tile ({tile_l0:.0f} level-0 px at "
+                          f"{smpp:g} µm/px for a {input_px} px model input at {mmpp:g} µm/px)")
+    return TilePlan(level, read_px, input_px, tile_l0, float(smpp), mmpp, cols, rows, (int(x0), int(y0)))
+
+
+def tissue_overview(reader: SlideReader, method: str, max_px: int = 2048) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(thumbnail RGB, tissue mask, level-0 px per mask px)`` from the coarsest level with at
+    most ``max_px`` on its longer side (or a resized coarsest level)."""
+    from PIL import Image
+
+    dims, dss = reader.level_dimensions, reader.level_downsamples
+    fits = [i for i, (w, h) in enumerate(dims) if max(w, h) <= max_px]
+    level = fits[0] if fits else len(dims) - 1
+    img = reader.read_level(level)
+    scale = dss[level]
+    if max(img.shape[:2]) > max_px:
+        k = max_px / max(img.shape[:2])
+        im = Image.fromarray(img).resize((max(1, int(img.shape[1] * k)), max(1, int(img.shape[0] * k))),
+                                         Image.Resampling.BILINEAR)
+        scale *= img.shape[1] / im.size[0]
+        img = np.asarray(im)
+    return img, tissue_mask(img, method), float(scale)
+
+
+class RegionDataset(Dataset):
+    """Tiles of a slide as normalised tensors (each worker opens its own slide handle)."""
+
+    def __init__(self, reader: SlideReader, boxes: list[tuple[int, int]], level: int, read_px: int, out_px: int,
+                 mean: list[float], std: list[float], in_chans: int = 3) -> None:
+        self.reader, self.boxes, self.level = reader, boxes, level
+        self.read_px, self.out_px, self.in_chans = read_px, out_px, in_chans
+        self.mean = torch.tensor(mean[:in_chans]).view(-1, 1, 1)
+        self.std = torch.tensor(std[:in_chans]).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        x, y = self.boxes[i]
+        a = self.reader.read_region(x, y, self.level, self.read_px, self.read_px)
+        img = Image.fromarray(a)
+        if self.in_chans == 1:
+            img = img.convert("L")
+        if self.read_px != self.out_px:
+            img = img.resize((self.out_px, self.out_px), Image.Resampling.BILINEAR, reducing_gap=None)
+        t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+        t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+        return (t - self.mean) / self.std, i
+
+
+def _score_columns(predictor: Any, probs: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``(score, column names, probability matrix)``: the heatmap score is P(positive) for binary,
+    1 − P(first class) for multi-class, the largest label probability for multi-label."""
+    names = list(predictor.class_names)
+    if probs.ndim == 1:
+        return probs, [f"prob_{names[-1]}"], probs[:, None]
+    score = 1 - probs[:, 0] if predictor.task == "multiclass" else probs.max(1)
+    return score, [f"prob_{n}" for n in names], probs
+
+
+def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str, Any]:
+    """Classify every tissue tile of ``slide``; write tiles.csv then the slide outputs."""
+    from medattn.infer.slide_outputs import write_slide_outputs
+
+    t_start = time.perf_counter()
+    if not 0 <= opts.min_tissue <= 1:
+        raise ConfigError(f"--min-tissue must be in [0, 1], got {opts.min_tissue}")
+    if predictor.task == "segmentation":
+        from medattn.infer.slide_seg import run_slide_segmentation
+
+        return run_slide_segmentation(predictor, slide, opts)
+    reader = open_slide(slide)
+    h, w = predictor.input_hw
+    if h != w:
+        raise ConfigError(f"slides need a square model input, the bundle's is {h}×{w}")
+    plan = plan_tiles(reader, predictor.meta, opts, h, f"bundle '{getattr(predictor, 'source', '')}'")
+    t0 = time.perf_counter()
+    thumb, mask, mscale = tissue_overview(reader, opts.tissue_method)
+    ox, oy = plan.origin
+    cc, rr = np.meshgrid(np.arange(plan.cols), np.arange(plan.rows))
+    xs, ys = ox + cc.ravel() * plan.tile_l0, oy + rr.ravel() * plan.tile_l0
+    frac = tile_tissue_fraction(mask, xs, ys, plan.tile_l0, mscale)
+    keep = np.flatnonzero(frac >= max(opts.min_tissue, 1e-9))
+    t_tissue = time.perf_counter() - t0
+
+    log = ResultLog(opts.out / "tiles.csv", "tile", resume=opts.resume)
+    ids = [f"{rr.ravel()[i]}_{cc.ravel()[i]}" for i in keep]
+    todo = [k for k, tid in zip(keep, ids, strict=True) if tid not in log.done]
+    boxes = [(int(round(xs[i])), int(round(ys[i]))) for i in todo]
+    ds = RegionDataset(reader, boxes, plan.level, plan.read_px, plan.out_px, list(predictor.meta["mean"]),
+                       list(predictor.meta["std"]), int(predictor.meta.get("in_chans", 3)))
+    loader = DataLoader(ds, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers,
+                        persistent_workers=False, prefetch_factor=2 if opts.workers else None)
+    t0, done = time.perf_counter(), 0
+    for x, idx in loader:
+        probs = np.asarray(predictor.predict_tensor(x))
+        score, cols, pm = _score_columns(predictor, probs)
+        rows = []
+        for j, i in enumerate(idx.tolist()):
+            k = todo[i]
+            rows.append({"tile": f"{rr.ravel()[k]}_{cc.ravel()[k]}", "row": int(rr.ravel()[k]),
+                         "col": int(cc.ravel()[k]), "x": boxes[i][0], "y": boxes[i][1],
+                         "size": round(plan.tile_l0, 3), "tissue": round(float(frac[k]), 4),
+                         "score": float(score[j]), **{c: float(v) for c, v in zip(cols, pm[j], strict=True)}})
+        log.write(rows)
+        done += len(rows)
+        if opts.progress:
+            opts.progress(done, len(todo))
+    t_infer = time.perf_counter() - t0
+    reader.close()
+    opts.timings.update(tissue_s=t_tissue, inference_s=t_infer)
+    return write_slide_outputs(predictor, reader, plan, opts, thumb, mask, mscale, n_grid=int(plan.cols * plan.rows),
+                               n_tissue=len(keep), n_new=len(todo), t_start=t_start)

@@ -1,0 +1,153 @@
+"""Slide outputs, all derived from ``tiles.csv`` and written atomically.
+
+``heatmap.npy`` / ``heatmap.tif`` (tile-resolution score, NaN where no tissue; the TIFF carries its
+resolution in pixels per cm and the µm per heatmap pixel in its description), ``overlay.png``
+(thumbnail + heatmap + colour bar), ``summary.json`` and ``slide.geojson`` (tiles as QuPath
+detections, regions at the bundle threshold as annotations).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medattn.io import atomic_path, atomic_write_json
+
+__all__ = ["write_slide_outputs", "heatmap_grid", "write_heatmap_tif", "write_overlay"]
+
+
+def heatmap_grid(tiles: Any, rows: int, cols: int) -> np.ndarray:
+    """``rows × cols`` float32 of tile scores, NaN for tiles not predicted."""
+    grid = np.full((rows, cols), np.nan, np.float32)
+    if len(tiles):
+        grid[tiles["row"].to_numpy(int), tiles["col"].to_numpy(int)] = tiles["score"].to_numpy(np.float32)
+    return grid
+
+
+def write_heatmap_tif(path: Path, grid: np.ndarray, um_per_px: float, origin: tuple[int, int],
+                      slide_mpp: float) -> None:
+    """Float32 TIFF with resolution (pixels per cm) and a JSON description of its placement."""
+    import tifffile
+
+    px_per_cm = 1e4 / um_per_px
+    desc = json.dumps({"medattn": "slide heatmap", "um_per_pixel": um_per_px, "slide_mpp": slide_mpp,
+                       "level0_origin": list(origin), "level0_px_per_pixel": um_per_px / slide_mpp,
+                       "nan": "no tissue / not predicted"})
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, grid.astype(np.float32), description=desc, resolution=(px_per_cm, px_per_cm),
+                         resolutionunit="CENTIMETER", metadata=None)
+
+
+def write_overlay(path: Path, thumb: np.ndarray, grid: np.ndarray, extent: tuple[float, float, float, float],
+                  threshold: float, title: str) -> None:
+    """PNG of the thumbnail with the heatmap over it (transparent where NaN) and a colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = thumb.shape[:2]
+    fig_w = 8.0
+    fig, ax = plt.subplots(figsize=(fig_w, fig_w * h / max(w, 1) * 0.9 + 0.6), dpi=110)
+    ax.imshow(thumb, extent=(0, w, h, 0))
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="inferno", vmin=0.0, vmax=1.0, alpha=0.55,
+                   extent=extent, interpolation="nearest")
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    cb = fig.colorbar(im, ax=ax, fraction=0.035, pad=0.02)
+    cb.set_label("probability")
+    cb.ax.axhline(threshold, color="cyan", lw=1.5)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _geojson(predictor: Any, tiles: Any, plan: Any, threshold: float, path: Path) -> int:
+    from medattn.infer.geojson import feature, region_polygons, tile_polygon, write_geojson
+
+    names = list(predictor.class_names)
+    pos_name = names[-1] if predictor.task == "binary" else "positive"
+    neg_name = names[0] if predictor.task == "binary" else "negative"
+    t = plan.tile_l0
+    feats = []
+    xs, ys, sc = tiles["x"].to_numpy(float), tiles["y"].to_numpy(float), tiles["score"].to_numpy(float)
+    for x, y, s in zip(xs, ys, sc, strict=True):
+        feats.append(feature(tile_polygon(x, y, t, t), "detection", pos_name if s >= threshold else neg_name,
+                             {"probability": s}))
+    pos = sc >= threshold
+    regions = region_polygons([(x, y, t, t) for x, y in zip(xs[pos], ys[pos], strict=True)])
+    if regions:
+        import shapely
+
+        centres = shapely.points(xs[pos] + t / 2, ys[pos] + t / 2)
+        for poly in regions:
+            inside = shapely.contains(poly, centres)
+            um2 = poly.area * plan.slide_mpp ** 2
+            feats.append(feature(poly, "annotation", pos_name, {
+                "probability": float(sc[pos][inside].mean()) if inside.any() else float("nan"),
+                "max_probability": float(sc[pos][inside].max()) if inside.any() else float("nan"),
+                "area_mm2": um2 / 1e6, "tiles": int(inside.sum())}))
+    write_geojson(path, feats)
+    return len(regions)
+
+
+def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb: np.ndarray, mask: np.ndarray,
+                        mscale: float, *, n_grid: int, n_tissue: int, n_new: int, t_start: float) -> dict[str, Any]:
+    """Write every output of a classified slide from its ``tiles.csv``; returns the summary."""
+    import pandas as pd
+
+    from medattn.infer.records import read_rows
+
+    t0 = time.perf_counter()
+    out = Path(opts.out)
+    tiles = pd.DataFrame(read_rows(out / "tiles.csv"))
+    if len(tiles):
+        tiles = tiles.drop_duplicates("tile", keep="last")
+        for c in ("row", "col"):
+            tiles[c] = tiles[c].astype(int)
+        for c in ("x", "y", "score"):
+            tiles[c] = tiles[c].astype(float)
+    grid = heatmap_grid(tiles, plan.rows, plan.cols)
+    threshold = float(predictor.threshold) if predictor.task == "binary" else 0.5
+    um_tile = plan.tile_l0 * plan.slide_mpp
+    with atomic_path(out / "heatmap.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, grid)
+    write_heatmap_tif(out / "heatmap.tif", grid, um_tile, plan.origin, plan.slide_mpp)
+    ox, oy = plan.origin
+    extent = (ox / mscale, (ox + plan.cols * plan.tile_l0) / mscale, (oy + plan.rows * plan.tile_l0) / mscale,
+              oy / mscale)
+    write_overlay(out / "overlay.png", thumb, grid, extent, threshold,
+                  f"{Path(reader.path).name}: P({predictor.class_names[-1]}) per {um_tile:.0f} µm tile")
+    n_regions = _geojson(predictor, tiles, plan, threshold, out / "slide.geojson") if len(tiles) else 0
+    scores = tiles["score"].to_numpy(float) if len(tiles) else np.zeros(0)
+    k = min(opts.top_k, len(scores))
+    tile_mm2 = (um_tile / 1e3) ** 2
+    pos = int((scores >= threshold).sum())
+    opts.timings["outputs_s"] = time.perf_counter() - t0
+    opts.timings["total_s"] = time.perf_counter() - t_start
+    summary = {
+        "slide": str(reader.path), "vendor": reader.vendor, "dimensions": list(reader.dimensions),
+        "slide_mpp": plan.slide_mpp, "model_mpp": plan.model_mpp, "level": plan.level,
+        "level_downsample": reader.level_downsamples[plan.level], "tile_level0_px": plan.tile_l0,
+        "tile_um": um_tile, "read_px": plan.read_px, "model_px": plan.out_px, "region_origin": list(plan.origin),
+        "grid": [plan.rows, plan.cols], "tiles_total": n_grid, "tiles_tissue": n_tissue,
+        "tiles_predicted": int(len(tiles)), "tiles_new_this_run": n_new, "min_tissue": opts.min_tissue,
+        "tissue_method": opts.tissue_method, "tissue_area_mm2": float(mask.sum() * (mscale * plan.slide_mpp / 1e3) ** 2),
+        "threshold": threshold, "positive_tiles": pos, "positive_area_mm2": pos * tile_mm2,
+        "positive_fraction": pos / len(scores) if len(scores) else 0.0,
+        "max_probability": float(scores.max()) if len(scores) else None,
+        f"top{opts.top_k}_mean_probability": float(np.sort(scores)[-k:].mean()) if k else None,
+        "regions": n_regions, "bundle": getattr(predictor, "source", ""),
+        "timings": {k2: round(v, 3) for k2, v in opts.timings.items()},
+        "outputs": ["tiles.csv", "heatmap.npy", "heatmap.tif", "overlay.png", "slide.geojson", "summary.json"],
+    }
+    atomic_write_json(out / "summary.json", summary)
+    return summary
