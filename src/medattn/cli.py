@@ -101,7 +101,7 @@ def synth(
 
 
 # Each area adds its verbs from medattn/commands/<area>.py (imported lazily inside the verbs).
-_COMMAND_MODULES = ("data", "metrics", "explain", "serve", "engine", "pipelines", "infer")
+_COMMAND_MODULES = ("data", "metrics", "explain", "serve", "engine", "pipelines", "infer", "trust")
 
 
 def _register_all() -> None:

@@ -105,3 +105,18 @@ def test_rest_warns_and_strict_is_422(smoke_pcam_run: Path, tissue_1000: np.ndar
         assert r.status_code == 422
         card = c.get("/v1/model").json()["card"]
         assert card["training_data"]["synthetic"] is True
+
+
+def test_cli_info_prints_the_card(smoke_pcam_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medattn.cli import app
+
+    res = CliRunner().invoke(app, ["info", str(smoke_pcam_run / "bundle")])
+    assert res.exit_code == 0, res.output
+    assert "Research use only" in res.output and "SYNTHETIC" in res.output and "Conformal sets" in res.output
+    res = CliRunner().invoke(app, ["info", str(smoke_pcam_run / "bundle"), "--json"])
+    assert json.loads(res.output)["card"]["training_data"]["synthetic"] is True
+    from medattn.cli import main
+
+    assert main(["info", str(smoke_pcam_run / "nope")]) == 2

@@ -163,9 +163,7 @@ def assess(predictor: Any, images: Sequence[Any], x: torch.Tensor, probs: np.nda
                            f"({100 * ood.get('threshold_quantile', 0.95):.0f}th percentile of validation images); "
                            "the image is unlike the training data"))
         if sets is not None:
-            row.update(prediction_set=sets[i], set_label=_set_label(task, sets[i]), alpha=a,
-                       set_coverage=f"contains the true class for at least {100 * (1 - a):.0f}% of images like "
-                                    "the validation set")
+            row.update(prediction_set=sets[i], set_label=_set_label(task, sets[i]), alpha=a)
         if calp is not None:
             cp = calp[i]
             if task == "binary":

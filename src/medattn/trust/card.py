@@ -54,8 +54,9 @@ def build_card(meta: dict[str, Any]) -> dict[str, Any]:
                          "its outputs on real images mean nothing.")
     if contract:
         h, w = contract.get("height", [None] * 3), contract.get("width", [None] * 3)
-        limits.append(f"Trained on {h[0]}–{h[2]} × {w[0]}–{w[2]} px images ({contract.get('colour')}) resized to "
-                      f"{size} px; larger images must be tiled (`medattn slide`), not shrunk.")
+        seen = f"{h[0]}×{w[0]}" if (h[0], w[0]) == (h[2], w[2]) else f"{h[0]}–{h[2]} × {w[0]}–{w[2]}"
+        limits.append(f"Trained on {seen} px {contract.get('colour')} images resized to {size} px; larger "
+                      "images must be tiled (`medattn predict --tile`, `medattn slide`), not shrunk.")
     splits = td.get("splits") or {}
     groups = (splits.get("train") or {}).get("groups")
     if groups is not None and groups < 30:

@@ -56,7 +56,10 @@ def fit_contract(recipe: Any, data: Any, *, max_items: int = MAX_CONTRACT_ITEMS)
     if not stats:
         return {}
     opts = recipe.data.options
-    res = {k: opts[k] for k in ("mpp", "magnification", "resolution") if k in opts} or None
+    res = {k: opts[k] for k in ("magnification", "resolution") if k in opts}
+    if getattr(recipe.data, "mpp", None):
+        res["mpp"] = recipe.data.mpp  # µm per network-input pixel
+    res = res or None
     return summarise_stats(stats, in_chans=recipe.data.in_chans, input_size=recipe.data.image_size, resolution=res)
 
 
