@@ -79,7 +79,7 @@ def test_upload_shows_prediction_and_overlay(server: str, tmp_path: Path) -> Non
             page.locator("#analyse").click()
             page.get_by_text("Prediction:").wait_for()
             headline = page.locator("#headline").inner_text()
-            assert "confidence" in headline and ("normal" in headline or "tumour" in headline)
+            assert "probability" in headline and ("normal" in headline or "tumour" in headline)
             overlay = page.locator("#overlay-cam img").first
             overlay.wait_for()
             assert overlay.evaluate("e => e.naturalWidth") >= 224

@@ -1,9 +1,12 @@
 """Web dashboard (Gradio Blocks) mounted at ``/`` of the API app.
 
-Upload an image (or a DICOM file) or pick a built-in sample; see the probabilities as a bar
-chart, the top prediction with its confidence, Grad-CAM++ and native-attention overlays for a
-chosen class, the AG-CNN crop (AG-CNN bundles), the segmentation overlay (U-Net bundles), and
-download the result as JSON.
+Upload an image (or a DICOM file) or pick a built-in sample; see the top prediction with its
+probability (calibrated when the bundle has a temperature fitted on validation), the conformal
+prediction set and every input warning (size, channels, intensity, out-of-distribution) above the
+probability bars, Grad-CAM++ and native-attention overlays for a chosen class (each with a colour
+bar and a caption saying what it is), the AG-CNN crop (AG-CNN bundles), the segmentation overlay
+(U-Net bundles), the model card ("research use only"; a banner when the model was trained on
+synthetic data), and download the result as JSON.
 """
 
 from __future__ import annotations
@@ -37,7 +40,42 @@ def _headline(result: dict[str, Any]) -> str:
         top = max(probs, key=probs.get)
         return f"### Findings: **{found}**  \nTop: {top} ({100 * probs[top]:.1f}%)"
     label = result["label"]
-    return f"### Prediction: **{label}**, confidence {100 * probs[label]:.1f}%"
+    cal = result.get("calibrated_probabilities")
+    if cal:
+        return f"### Prediction: **{label}**, calibrated probability {100 * cal[label]:.1f}%"
+    return f"### Prediction: **{label}**, probability {100 * probs[label]:.1f}% (not calibrated)"
+
+
+def _trust_md(result: dict[str, Any]) -> str:
+    """The conformal set and the input warnings, shown above the probability bars."""
+    lines = []
+    if "prediction_set" in result:
+        s = result["prediction_set"]
+        shown = ", ".join(s) if isinstance(s, list) else "; ".join(f"{k}: {'/'.join(v) or '—'}" for k, v in s.items())
+        lines.append(f"**Prediction set** ({100 * (1 - result['alpha']):.0f}% conformal): {{{shown}}} → "
+                     f"**{result['set_label']}**")
+    warns = result.get("warnings") or []
+    if warns:
+        lines.append(f"**⚠ {len(warns)} warning(s)**: the prediction may not be valid for this image:\n"
+                     + "\n".join(f"- **{w['code']}**: {w['message']}" for w in warns))
+    else:
+        lines.append("No input warnings: the image matches what the model was trained on.")
+    if "ood_score" in result:
+        lines.append(f"Out-of-distribution score {result['ood_score']:.1f} (threshold {result['ood_threshold']:.1f}); "
+                     f"entropy {result['uncertainty']['entropy']:.2f}")
+    return "\n\n".join(lines)
+
+
+def _card_md(predictor: Predictor) -> str:
+    from medattn.trust.card import format_card
+
+    return format_card(predictor.card, markdown=True)
+
+
+_CAM_CAPTION = ("Grad-CAM++: where the features that raised the score of the explained class lie "
+                "(gradient-weighted class activation map; red = high, blue = low; not a segmentation).")
+_ATT_CAPTION = ("Native attention: the model's own spatial-attention weights of its last attention "
+                "block (what it emphasised, for every class alike; red = high).")
 
 
 def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], limits: Limits) -> Any:
@@ -51,13 +89,13 @@ def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], li
     arch = predictor.meta["architecture"]["name"]
     out_dir = Path(tempfile.mkdtemp(prefix="medattn_ui_"))
 
-    def analyse(image_path: str | None, dicom: str | None, target: str) -> tuple[Any, ...]:
+    def analyse(image_path: str | None, dicom: str | None, target: str, alpha: float = 0.1) -> tuple[Any, ...]:
         src = dicom or image_path
         if not src:
             raise gr.Error("Upload an image, a DICOM file, or pick a sample first.")
         try:
             img = predictor.to_pil(src)
-            result = predictor.predict([img])[0]
+            result = predictor.predict([img], alpha=float(alpha))[0]
             cam = explainer.render(img, "gradcam++", None if target == "top" else target)
             att = explainer.render(img, "attention") if "attention" in methods else None
             extra = explainer.render(img, "agcnn") if "agcnn" in methods else None
@@ -74,37 +112,55 @@ def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], li
             doc["agcnn"] = {"box": extra["box"], "branches": extra["branches"]}
         path = atomic_write_json(out_dir / f"prediction_{time.strftime('%Y%m%d_%H%M%S')}_{id(doc) % 10000}.json", doc)
         label_value = {k: float(v) for k, v in probs.items()}
-        return (_headline(result), label_value, df, cam["overlay"],
-                att["overlay"] if att else None, extra["crop"] if extra else None,
+        from medattn.serve.views import with_colorbar
+
+        return (_headline(result), _trust_md(result), label_value, df, with_colorbar(cam["overlay"]),
+                with_colorbar(att["overlay"]) if att else None, extra["crop"] if extra else None,
                 segv["overlay"] if segv else None, str(path))
 
+    card = predictor.card
     with gr.Blocks(title=f"medattn · {arch}", analytics_enabled=False) as demo:
         gr.Markdown(f"## medattn · `{arch}`\n{predictor.task} model · classes: {', '.join(names)} · "
-                    f"input {predictor.input_hw[0]}×{predictor.input_hw[1]}")
+                    f"input {predictor.input_hw[0]}×{predictor.input_hw[1]} · **{card['research_use_only']}**",
+                    elem_id="title")
+        if card["training_data"].get("synthetic"):
+            gr.Markdown("### ⚠ This model was trained on SYNTHETIC images. It has never seen real tissue or "
+                        "patients: its answers on real images mean nothing.", elem_id="synthetic-banner")
+        with gr.Accordion("Model card", open=False, elem_id="model-card"):
+            gr.Markdown(_card_md(predictor), elem_id="model-card-text")
         with gr.Row():
             with gr.Column(scale=1):
                 image = gr.Image(type="filepath", format="png", label="Image", sources=["upload", "clipboard"],
                                  elem_id="input-image")
                 dicom = gr.File(label="…or a DICOM file", file_types=[".dcm", ".dicom"], elem_id="input-dicom")
                 target = gr.Dropdown(["top", *names], value="top", label="Explain class", elem_id="target")
+                alpha = gr.Slider(0.01, 0.5, value=float((predictor.meta.get("conformal") or {}).get("default_alpha", 0.1)),
+                                  step=0.01, label="Conformal alpha (1 − coverage of the prediction set)",
+                                  elem_id="alpha", visible=not seg)
                 run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 if samples:
                     gr.Examples([[str(p)] for p in samples], inputs=[image], label="Sample images")
             with gr.Column(scale=2):
                 headline = gr.Markdown(elem_id="headline")
-                label = gr.Label(label="Top prediction", num_top_classes=min(5, len(names)), elem_id="top-label")
+                trust = gr.Markdown(elem_id="trust")
+                label = gr.Label(label="Top prediction (probability)", num_top_classes=min(5, len(names)),
+                                 elem_id="top-label")
                 chart = gr.BarPlot(x="class", y="probability", y_lim=[0, 1], label="Probabilities", elem_id="chart",
                                    sort=None)
                 with gr.Row():
-                    cam = gr.Image(label="Grad-CAM++", elem_id="overlay-cam", interactive=False)
-                    att = gr.Image(label="Native attention", elem_id="overlay-attention", interactive=False,
-                                   visible="attention" in methods)
+                    with gr.Column():
+                        cam = gr.Image(label="Grad-CAM++ (class activation map)", elem_id="overlay-cam",
+                                       interactive=False)
+                        gr.Markdown(_CAM_CAPTION, elem_id="caption-cam")
+                    with gr.Column(visible="attention" in methods):
+                        att = gr.Image(label="Native attention", elem_id="overlay-attention", interactive=False)
+                        gr.Markdown(_ATT_CAPTION, elem_id="caption-attention")
                     crop = gr.Image(label="AG-CNN crop", elem_id="agcnn-crop", interactive=False,
                                     visible="agcnn" in methods)
                     segout = gr.Image(label="Segmentation", elem_id="overlay-seg", interactive=False, visible=seg)
                 download = gr.File(label="Result (JSON)", elem_id="download-json", interactive=False)
-        run.click(analyse, [image, dicom, target], [headline, label, chart, cam, att, crop, segout, download],
-                  concurrency_limit=2)
+        run.click(analyse, [image, dicom, target, alpha], [headline, trust, label, chart, cam, att, crop, segout,
+                                                          download], concurrency_limit=2)
     return demo
 
 

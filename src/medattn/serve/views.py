@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from medattn.bundle import Predictor
 from medattn.errors import ConfigError
 
-__all__ = ["Explainer", "to_png", "DISPLAY_MAX"]
+__all__ = ["Explainer", "to_png", "DISPLAY_MAX", "with_colorbar"]
 
 DISPLAY_MAX = 384  # longest side of rendered overlays
 
@@ -33,6 +33,27 @@ def to_png(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def with_colorbar(rgb: np.ndarray, low: str = "low", high: str = "high", width: int = 14) -> np.ndarray:
+    """``rgb`` with a vertical colour bar of the overlays' colour map (``jet``) on its right,
+    labelled ``high`` at the top and ``low`` at the bottom."""
+    import matplotlib
+    from PIL import Image, ImageDraw
+
+    from medattn.explain.overlay import CMAP
+
+    h, w = rgb.shape[:2]
+    ramp = np.linspace(1, 0, h)[:, None].repeat(width, 1)
+    bar = (matplotlib.colormaps[CMAP](ramp)[..., :3] * 255).astype(np.uint8)
+    pad = 44
+    canvas = Image.new("RGB", (w + 6 + width + pad, h), (255, 255, 255))
+    canvas.paste(Image.fromarray(np.ascontiguousarray(rgb[..., :3])), (0, 0))
+    canvas.paste(Image.fromarray(bar), (w + 6, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((w + 8 + width, 0), high, fill=(0, 0, 0))
+    draw.text((w + 8 + width, h - 12), low, fill=(0, 0, 0))
+    return np.asarray(canvas)
 
 
 def _display(img: Any) -> np.ndarray:

@@ -1,0 +1,96 @@
+"""The dashboard in headless Chromium shows the model card, the synthetic-data banner, the input
+warnings, the conformal set and colour bars on the heatmaps (issue 17 done-when)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+SHOT = Path(os.environ.get("MEDATTN_SCREENSHOT_DIR", "/tmp")) / "medattn_trust_dashboard.png"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(smoke_pcam_run: Path):
+    pytest.importorskip("gradio")
+    import uvicorn
+
+    from medattn.serve.api import create_app
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(smoke_pcam_run / "bundle"), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    for _ in range(300):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    th.join(10)
+
+
+def test_colorbar_is_appended() -> None:
+    from medattn.serve.views import with_colorbar
+
+    out = with_colorbar(np.zeros((100, 120, 3), np.uint8))
+    assert out.shape[0] == 100 and out.shape[1] > 120 + 14
+    bar = out[:, 126:140]
+    assert bar[2, 5, 0] > 100 and bar[-3, 5, 2] > 100  # jet: red at the top (high), blue at the bottom
+
+
+@pytest.mark.browser
+def test_dashboard_shows_card_banner_warning_set_and_colorbar(server: str, tmp_path: Path,
+                                                              tissue_1000: np.ndarray) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("headless Chromium is not installed (/usr/bin/chromium); apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    img = tmp_path / "tissue_1000.png"
+    Image.fromarray(tissue_1000).save(img)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page.set_default_timeout(90_000)
+            page.goto(server + "/")
+            assert "Research use only" in page.locator("#title").inner_text()
+            assert "SYNTHETIC" in page.locator("#synthetic-banner").inner_text()
+            page.locator("#model-card").get_by_text("Model card").first.click()
+            page.locator("#model-card-text").get_by_text("Limitations").first.wait_for()
+            page.locator("#input-image input[type=file]").set_input_files(str(img))
+            page.locator("#input-image img").first.wait_for()
+            page.locator("#analyse").click()
+            page.get_by_text("Prediction:").wait_for()
+            assert "probability" in page.locator("#headline").inner_text()
+            trust = page.locator("#trust")
+            trust.get_by_text("Prediction set").wait_for()
+            text = trust.inner_text()
+            assert "input_size" in text and "medattn slide" in text and "1000×1000" in text
+            overlay = page.locator("#overlay-cam img").first
+            overlay.wait_for()
+            w, h = overlay.evaluate("e => [e.naturalWidth, e.naturalHeight]")
+            assert w > h  # square image + colour bar on its right
+            assert "class activation map" in page.locator("#caption-cam").inner_text()
+            # the warnings sit above the probability bars
+            assert trust.bounding_box()["y"] < page.locator("#chart").bounding_box()["y"]
+            page.screenshot(path=str(SHOT), full_page=True)
+        finally:
+            browser.close()
