@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from medattn.infer.tiling import sliding_window_probs, tile_starts
 from medattn.errors import ConfigError
+from medattn.infer.tiling import sliding_window_probs, tile_starts
 
 
 def test_tile_starts_cover_the_image() -> None:

@@ -101,8 +101,13 @@ def _assemble(out: Path, done: set[str]) -> int:
 def run_slide_segmentation(predictor: Any, slide: str | Path, opts: Any) -> dict[str, Any]:
     """Nuclei of a slide region (or of every tissue block) as QuPath detections."""
     from medattn.infer.geojson import feature, instance_polygons
-    from medattn.infer.instances import instances_of, keep_centred, object_table, postprocess_setting
-    from medattn.infer.predict import semantic_classes, seg_tiling
+    from medattn.infer.instances import (
+        instances_of,
+        keep_centred,
+        object_table,
+        postprocess_setting,
+    )
+    from medattn.infer.predict import seg_tiling, semantic_classes
     from medattn.infer.slide import model_mpp, tissue_overview
     from medattn.infer.tiling import tiled_dense_probs
     from medattn.infer.tissue import tile_tissue_fraction

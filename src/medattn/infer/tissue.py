@@ -1,8 +1,9 @@
 """Tissue detection on a low-resolution image of a slide.
 
 Tissue is coloured and absorbs light; glass is white. The mask is Otsu's threshold on the HSV
-saturation (default) or on the optical density (``-log(I / 255)`` summed over RGB), with small
-holes filled and specks removed. Tiles are kept when the share of their footprint covered by
+saturation (default) or on the optical density (``-log(I / 255)`` averaged over RGB), extended by
+hysteresis to paler tissue connected to it (down to a quarter of the threshold), with small holes
+filled and specks removed. Tiles are kept when the share of their footprint covered by
 tissue reaches ``--min-tissue``.
 """
 
@@ -28,7 +29,7 @@ def tissue_mask(rgb: np.ndarray, method: str = "saturation", min_size_fraction: 
         min_size_fraction: tissue specks smaller than this share of the image are removed.
         fill_holes_fraction: holes smaller than this share of the image are filled.
     """
-    from skimage.filters import threshold_otsu
+    from skimage.filters import apply_hysteresis_threshold, threshold_otsu
     from skimage.morphology import remove_small_holes, remove_small_objects
 
     if method not in TISSUE_METHODS:
@@ -42,7 +43,8 @@ def tissue_mask(rgb: np.ndarray, method: str = "saturation", min_size_fraction: 
     if v.size == 0 or float(np.percentile(v, 99)) < _MIN_CONTRAST[method]:
         return np.zeros(v.shape, bool)
     t = max(float(threshold_otsu(v)), _MIN_CONTRAST[method])
-    m = v > t
+    # hysteresis: pale tissue (fat, loose stroma) joined to clearly stained tissue is kept
+    m = apply_hysteresis_threshold(v, max(t / 4, _MIN_CONTRAST[method]), t)
     n = m.size
     small, holes = max(1, int(min_size_fraction * n)), max(1, int(fill_holes_fraction * n))
     try:  # scikit-image >= 0.26 (max_size removes sizes <= the value)
