@@ -1,0 +1,122 @@
+"""medattn predict: inputs, incremental CSV + resume, bad files, large inputs, instances."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely.geometry
+from PIL import Image
+from tests.infer.conftest import disc_image
+
+from medattn.errors import DataError, OutputError
+from medattn.infer.inputs import output_names, resolve_inputs
+from medattn.infer.predict import PredictOptions, run_predict
+from medattn.infer.records import read_rows
+
+
+def _img(path: Path, h: int, w: int, value: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((h, w, 3), value, np.uint8)).save(path)
+    return path
+
+
+def test_inputs_from_folders_globs_and_manifests(tmp_path: Path) -> None:
+    a = _img(tmp_path / "d" / "a.png", 8, 8, 10)
+    b = _img(tmp_path / "d" / "sub" / "b.png", 8, 8, 10)
+    c = _img(tmp_path / "e" / "a.png", 8, 8, 10)
+    (tmp_path / "d" / "notes.txt").write_text("x")
+    (tmp_path / "m.csv").write_text("path,label\ne/a.png,1\nmissing.png,0\n")
+    got = resolve_inputs([str(tmp_path / "d"), str(tmp_path / "e" / "*.png"), str(tmp_path / "m.csv")])
+    assert got == [a, b, c, tmp_path / "missing.png"]  # duplicates once, missing kept to be reported
+    assert output_names([a, c]) == [f"{a.with_suffix('').as_posix().lstrip('/').replace('/', '__')}",
+                                    f"{c.with_suffix('').as_posix().lstrip('/').replace('/', '__')}"]
+    with pytest.raises(DataError, match="not found"):
+        resolve_inputs([str(tmp_path / "nope")])
+
+
+def test_classification_csv_resume_bad_files_and_tiling(tmp_path: Path, dark_classifier) -> None:
+    src = tmp_path / "in"
+    dark = _img(src / "dark.png", 50, 50, 60)
+    light = _img(src / "light.png", 40, 60, 230)
+    big = np.full((120, 260, 3), 230, np.uint8)
+    big[50:100, 150:200] = 40  # one dark tile in a light field
+    Image.fromarray(big).save(src / "big.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    opts = PredictOptions(out=tmp_path / "out", batch_size=2)
+    res = run_predict(dark_classifier, [str(src)], opts)
+    rows = {Path(r["path"]).name: r for r in read_rows(opts.out / "predictions.csv")}
+    assert set(rows) == {"dark.png", "light.png", "big.png"} and res["n_bad"] == 1
+    assert [Path(r["path"]).name for r in read_rows(opts.out / "bad_files.csv")] == ["broken.png"]
+    direct = dark_classifier.predict([dark, light])
+    for name, d in zip(("dark.png", "light.png"), direct, strict=True):
+        assert float(rows[name]["prob_tumour"]) == pytest.approx(d["probabilities"]["tumour"], abs=1e-5)
+        assert rows[name]["label"] == d["label"] and float(rows[name]["threshold"]) == 0.5
+    assert rows["dark.png"]["handling"] == "as-is" and rows["light.png"]["handling"] == "resized"
+    # 260 > 2 × 50: tiled at its own scale, the dark tile found, not squashed away
+    b = rows["big.png"]
+    assert b["handling"] == "tiled" and int(b["tiles"]) == 3 * 6
+    assert float(b["prob_tumour"]) == pytest.approx(float(b["tile_max"])) and float(b["tile_max"]) > 0.9
+    assert float(b["tile_mean"]) < 0.3 and b["label"] == "tumour"
+    squashed = dark_classifier.predict([src / "big.png"])[0]["probabilities"]["tumour"]
+    assert squashed < 0.5  # what resizing would have said
+    assert (opts.out / b["heatmap"]).is_file()
+
+    # a rerun refuses to mix; --resume predicts only what is new, each item once
+    with pytest.raises(OutputError, match="--resume"):
+        run_predict(dark_classifier, [str(src)], PredictOptions(out=opts.out))
+    _img(src / "new.png", 50, 50, 100)
+    with open(opts.out / "predictions.csv", "a") as fh:
+        fh.write("/half/written.png,5")  # a line cut by a crash
+    res = run_predict(dark_classifier, [str(src)], PredictOptions(out=opts.out, resume=True))
+    names = [Path(r["path"]).name for r in read_rows(opts.out / "predictions.csv")]
+    assert sorted(names) == ["big.png", "dark.png", "light.png", "new.png"] and res["n_new"] == 1
+
+    with pytest.raises(DataError, match="broken.png"):
+        run_predict(dark_classifier, [str(src / "broken.png")], PredictOptions(out=tmp_path / "o2", on_bad_file="error"))
+
+
+def test_bundle_rule_refuses_large_inputs_with_the_fix(tmp_path: Path, dark_classifier) -> None:
+    dark_classifier.meta["large_input"] = {"policy": "refuse", "factor": 3}
+    src = tmp_path / "in"
+    _img(src / "ok.png", 140, 140, 90)  # 2.8× : accepted (resized, and said so)
+    _img(src / "huge.png", 200, 200, 90)
+    res = run_predict(dark_classifier, [str(src)], PredictOptions(out=tmp_path / "out"))
+    assert res["n_done"] == 1 and res["n_bad"] == 1
+    assert read_rows(tmp_path / "out" / "predictions.csv")[0]["handling"] == "resized"
+    why = read_rows(tmp_path / "out" / "bad_files.csv")[0]["error"]
+    assert "3× the model's 50×50" in why and "--tile" in why
+    res = run_predict(dark_classifier, [str(src / "huge.png")], PredictOptions(out=tmp_path / "o2", tile=True))
+    assert res["n_tiled"] == 1
+
+
+def test_segmentation_instances_objects_and_geojson(tmp_path: Path, dark_segmenter) -> None:
+    centres = [(30, 30), (30, 90), (100, 40), (150, 200), (60, 250), (170, 120)]
+    img = disc_image(190, 300, centres, r=9)
+    Image.fromarray(img).save(tmp_path / "field.png")
+    res = run_predict(dark_segmenter, [str(tmp_path / "field.png")], PredictOptions(out=tmp_path / "out"))
+    row = read_rows(tmp_path / "out" / "predictions.csv")[0]
+    assert res["n_done"] == 1 and int(row["objects"]) == len(centres)
+    lab = np.asarray(Image.open(tmp_path / "out" / row["mask"]))
+    assert lab.shape == (190, 300) and lab.dtype == np.uint16 and lab.max() == len(centres)
+    with open(tmp_path / "out" / row["objects_csv"]) as fh:
+        objs = list(csv.DictReader(fh))
+    areas = np.bincount(lab.ravel())[1:]
+    for o in objs:
+        i = int(o["id"])
+        assert float(o["area"]) == areas[i - 1]
+        ys, xs = np.nonzero(lab == i)
+        assert float(o["centroid_x"]) == pytest.approx(xs.mean() + 0.5, abs=1e-3)
+        assert int(float(o["bbox_x0"])) == xs.min() and int(float(o["bbox_y1"])) == ys.max() + 1
+        assert float(o["mean_probability"]) > 0.9
+    got = sorted((round(float(o["centroid_y"]) - 0.5), round(float(o["centroid_x"]) - 0.5)) for o in objs)
+    assert got == sorted(centres)
+    doc = json.loads((tmp_path / "out" / row["geojson"]).read_text())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == len(centres)
+    for f in doc["features"]:
+        g = shapely.geometry.shape(f["geometry"])
+        assert g.is_valid and f["properties"]["objectType"] == "detection"
+        assert g.area == pytest.approx(areas[f["properties"]["id_in_mask"] - 1], rel=0.15)
