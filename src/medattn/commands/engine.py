@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         smoke: Annotated[bool, typer.Option(help="Shrink the recipe to seconds; synthetic data when --data is omitted.")] = False,
         set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
         resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this directory.")] = None,
+        folds: Annotated[int | None, typer.Option(
+            help="Grouped, stratified K-fold cross-validation over train + valid (the test split stays untouched): "
+                 "OUT/fold_k runs, cv_summary.json/csv, out-of-fold test_predictions.csv.")] = None,
         on_bad_file: Annotated[str | None, typer.Option(
             "--on-bad-file", help="Unreadable/truncated/empty images: 'error' (stop, naming the file) or "
             "'skip' (leave them out, listed in RUN/bad_files.txt). Default: the recipe's data.on_bad_file.")] = None,
@@ -42,6 +45,17 @@ def register(app: typer.Typer) -> None:
             set_ = [*(set_ or []), f"data.on_bad_file={on_bad_file}"]
         if resume is None and out is None:
             out = Path("runs") / Path(recipe).stem
+        if folds is not None:
+            if resume is not None:
+                raise ConfigError("--folds starts a new cross-validation; --resume continues a single run")
+            from medattn.engine.cv import cross_validate
+
+            cv = cross_validate(recipe, out=out, folds=folds, data=data, smoke=smoke, overrides=set_)
+            typer.echo(f"cross-validation {out}: {cv['folds']} folds, {cv['items']} items, {cv['groups']} groups "
+                       f"({cv['seconds']} s)")
+            for name, m in list(cv["metrics"].items())[:6]:
+                typer.echo(f"  {name:<20} {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
+            return
         summary = train_run(recipe, out=resume or out, data=data, smoke=smoke, overrides=set_,
                             resume=resume is not None)
         if is_rank_zero() and "metrics" in summary:

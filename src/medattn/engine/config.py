@@ -183,6 +183,9 @@ class TrainerConfig(_Strict):
     limit_train_batches: int | float | None = None
     limit_val_batches: int | float | None = None
     progress: bool = True
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
+    """Keep an exponential moving average of the weights (decay per step, e.g. 0.999; Lightning's
+    ``EMAWeightAveraging``): validation, checkpoints and the bundle use the averaged weights."""
     record_seen: bool = False
     """Write ``seen/rank<R>.json`` with the item indices each rank trained on (sharding check)."""
     checkpoint_every_n_steps: int | None = Field(None, ge=1)
@@ -244,6 +247,18 @@ class SearchConfig(_Strict):
     pruner: bool = True
 
 
+class CardConfig(_Strict):
+    """Model-card text carried by the bundle (``medattn info``, dashboard); see ``medattn.trust.card``."""
+
+    intended_use: str = ""
+    """What the model is for (default: the recipe's ``description``)."""
+    users: str = "researchers"
+    data_source: str = ""
+    """Where the training data came from (dataset, sites, scanners, licence)."""
+    limitations: list[str] = []
+    """Known limits; medattn adds the ones it can tell (synthetic data, input size, few groups)."""
+
+
 class Recipe(_Strict):
     """A complete, validated training recipe."""
 
@@ -258,6 +273,8 @@ class Recipe(_Strict):
     trainer: TrainerConfig = TrainerConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     search: SearchConfig = SearchConfig()
+    card: CardConfig = CardConfig()
+    """Model card: intended use, users, data source, limitations."""
     smoke: dict[str, Any] = {}
     """Extra ``a.b: value`` overrides applied by ``--smoke`` on top of the generic shrinking."""
 

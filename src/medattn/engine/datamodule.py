@@ -20,7 +20,7 @@ from medattn.engine.config import Recipe
 from medattn.engine.loaders import EpochShuffleSampler, make_eval_loader, make_train_loader
 from medattn.errors import ConfigError, DataError
 
-__all__ = ["RunData", "build_data", "EpochShuffleSampler", "make_train_loader",
+__all__ = ["RunData", "build_data", "scan_table", "RepeatedDataset", "table_of_all", "EpochShuffleSampler", "make_train_loader",
            "make_eval_loader", "SegEvalTransform", "transforms_for", "write_bad_files", "BAD_FILES_NAME"]
 
 BAD_FILES_NAME = "bad_files.txt"
@@ -101,7 +101,7 @@ def transforms_for(recipe: Recipe, train: bool) -> Any:
     d = recipe.data
     if recipe.task.type != "segmentation":
         return build_transforms(d.augment, train=train, size=d.image_size, mean=d.mean, std=d.std,
-                                stain_jitter=d.stain_jitter)
+                                stain_jitter=d.stain_jitter, stain_range=(d.stain_sigma, d.stain_bias))
     if not train:
         return SegEvalTransform(d.mean, d.std, max_size=d.options.get("eval_max_size"))
     ops: list[Any] = [v2.RandomCrop(d.image_size, pad_if_needed=True)]
@@ -112,7 +112,7 @@ def transforms_for(recipe: Recipe, train: bool) -> Any:
     if d.augment == "histo" and d.stain_jitter:
         from medattn.data.transforms import HEDJitter
 
-        ops.append(HEDJitter())
+        ops.append(HEDJitter(d.stain_sigma, d.stain_bias))
     ops.append(v2.Normalize(list(d.mean), list(d.std)))
     return PairedTransform(v2.Compose(ops))
 
@@ -128,13 +128,67 @@ def _subset(df: Any, n: int | None, seed: int) -> Any:
     return out
 
 
-def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None = None) -> RunData:
+class RepeatedDataset(Dataset):
+    """``base`` listed ``repeats`` times per epoch (each draw re-runs the random augmentation, so a
+    segmentation image yields ``repeats`` different random crops); other attributes of ``base``
+    (``labels()``, ``item_ids()``, ``bad_files``) are the base dataset's."""
+
+    def __init__(self, base: Dataset, repeats: int) -> None:
+        self.base = base
+        self.repeats = int(repeats)
+
+    def __len__(self) -> int:
+        return len(self.base) * self.repeats  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> Any:
+        return self.base[i % len(self.base)]  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("base", "repeats"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
+def table_of_all(table: Any, split: str = "test") -> Any:
+    """A split table that puts every scanned item in ``split`` (external evaluation: nothing of the
+    new data is used for choosing anything, so every item is scored)."""
+    import pandas as pd
+
+    from medattn.data.splits import _groups
+
+    out = pd.DataFrame({"file": table["file"].astype(str).to_numpy(), "split": split, "group": _groups(table),
+                        "label": table["label"].to_numpy() if "label" in table.columns else ""})
+    out.attrs = dict(table.attrs)
+    return out
+
+
+def scan_table(recipe: Recipe, root: str | Path) -> Any:
+    """Every item under ``root`` as the recipe's format reads it (``file, label, group, …``)."""
+    from medattn.data.formats.registry import scan
+
+    d = recipe.data
+    scan_kw = {k: v for k, v in d.options.items() if k not in ("eval_max_size", "binary", "mode")}
+    if d.format in ("folders", "csv") and d.class_names:
+        scan_kw.setdefault("classes", d.class_names)
+    return scan(Path(root).expanduser(), d.format, **scan_kw)
+
+
+def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None = None, *,
+               required: tuple[str, ...] | None = None, every_item: bool = False) -> RunData:
     """Scan ``root``, split it (or reuse ``split_table``, e.g. a run's ``split.csv``), open datasets.
+
+    Args:
+        recipe: the run's recipe (format, options, transforms, split fractions).
+        root: data folder (``None``: ``data.root``).
+        split_table: fixed ``file, split, group, label`` rows instead of a new split.
+        required: splits that must have items (default: train and valid, plus test unless
+            ``data.split.test_fraction`` is 0).
+        every_item: put every scanned item in ``test`` (external evaluation).
 
     Raises:
         ConfigError: no data path; DataError: the adapters' own errors (missing files, …).
     """
-    from medattn.data.formats.registry import open_dataset, scan
+    from medattn.data.formats.registry import open_dataset
 
     d = recipe.data
     r = root if root is not None else d.root
@@ -144,10 +198,9 @@ def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None 
     if not r.exists():
         raise DataError(f"field 'data.root': data path '{r}' does not exist; pass --data PATH")
     fmt = d.format
-    scan_kw = {k: v for k, v in d.options.items() if k not in ("eval_max_size", "binary", "mode")}
-    if fmt in ("folders", "csv") and d.class_names:
-        scan_kw.setdefault("classes", d.class_names)
-    table = scan(r, fmt, **scan_kw)
+    table = scan_table(recipe, r)
+    if every_item and split_table is None:
+        split_table = table_of_all(table)
     if split_table is None:
         from medattn.data.splits import make_split
 
@@ -163,7 +216,9 @@ def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None 
         from medattn.data.validate import apply_bad_file_policy
 
         st, policy = apply_bad_file_policy(r, st, d.on_bad_file, workers=max(2, d.num_workers))
-    for s in SPLITS:
+    if required is None:
+        required = ("test",) if every_item else ("train", "valid") + (("test",) if d.split.test_fraction > 0 else ())
+    for s in required:
         if not (st["split"] == s).any():
             raise DataError(f"data under '{r}' has no '{s}' items after splitting; add data or change data.split")
     names = list(d.class_names or table.attrs.get("classes") or [])
@@ -183,5 +238,7 @@ def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None 
     for s in SPLITS:
         tf = transforms_for(recipe, train=s == "train")
         out[s] = open_dataset(r, fmt, split=s, split_table=st, transform=tf, on_bad_file=d.on_bad_file, **ds_kw)
+    if d.train_repeats > 1:
+        out["train"] = RepeatedDataset(out["train"], d.train_repeats)
     return RunData(out["train"], out["valid"], out["test"], names, st, fmt, r, extra=dict(table.attrs),
                    bad_policy=policy)

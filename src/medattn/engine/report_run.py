@@ -49,11 +49,19 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
         "metrics": {k: v for k, v in ev["metrics"].items()}, "recipe": recipe.model_dump(mode="json"),
         "split_hash": split_hash, "tta": recipe.evaluation.tta,
     }
+    meta["training_data"] = training_data_record(recipe, data)
+    if ev.get("valid_calibration"):
+        meta["validation_calibration"] = ev["valid_calibration"]
+        if "temperature" in ev["valid_calibration"]:
+            meta["temperature"] = ev["valid_calibration"]["temperature"]
     th = ev.get("thresholds")
     if isinstance(th, float):
         meta["threshold"] = th
     elif isinstance(th, dict):
         meta["thresholds"] = [th[n] for n in data.class_names]
+    from medattn.trust.fit import bundle_trust  # issue 17: conformal, input contract, OOD model, synthetic flag
+
+    meta.update(bundle_trust(recipe, model, data, ev, path))
     if ev.get("postprocess"):  # segmentation: instance setting chosen on validation, reused by evaluate
         meta["postprocess"] = ev["postprocess"]
         meta["recipe"]["evaluation"]["postprocess"] = ev["postprocess"]
@@ -62,11 +70,33 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
 
 
 
+def training_data_record(recipe: Recipe, data: Any) -> dict[str, Any]:
+    """What the bundle was trained and validated on: data path, format, items and groups per split,
+    class prevalence of the training split (external evaluation compares against these)."""
+    import numpy as np
+
+    from medattn.engine.evaluate_run import class_prevalence
+
+    table = data.table
+    splits = {}
+    for name in ("train", "valid", "test"):
+        rows = table[table["split"] == name]
+        splits[name] = {"items": int(len(rows)), "groups": int(rows["group"].nunique()) if len(rows) else 0}
+    rec: dict[str, Any] = {"path": str(Path(data.root).resolve()), "format": data.fmt, "splits": splits}
+    kind = "multilabel" if recipe.task.type == "agcnn" else recipe.task.type
+    if kind != "segmentation":
+        y = np.asarray(getattr(data.train, "base", data.train).labels())
+        rec["prevalence_train"] = class_prevalence(y, kind, list(data.class_names))
+    return rec
+
+
 def _pick_items(split_csv: Path, n: int, split: str = "test") -> list[str]:
     """Up to ``n`` items of ``split``, taken round-robin over the labels (every class shown)."""
     import pandas as pd
 
     t = pd.read_csv(split_csv, dtype=str, keep_default_na=False)
+    if not (t["split"] == split).any():  # a final model (no test split) shows validation images
+        split = "valid"
     t = t[t["split"] == split]
     by_label = [list(g["file"]) for _, g in t.groupby("label", sort=True)] if "label" in t else [list(t["file"])]
     out: list[str] = []
@@ -245,6 +275,10 @@ def write_report(recipe: Recipe, run_dir: Path, summary: dict[str, Any], info: d
     rep.add("training", "Training", table_html(["stage", f"best {recipe.default_monitor()}", "epochs"], stages)
             + _img(run_dir / "training_history.png"))
     _metrics_sections(rep, run_dir)
+    from medattn.report.trust_plots import trust_section  # issue 17: risk–coverage (AURC), conformal sets
+
+    if (sec := trust_section(run_dir)) is not None:
+        rep.add(*sec)
     figs = "".join(_img(run_dir / f) for f in ("confusion_matrix.png", "roc_curve.png", "pr_curve.png"))
     figs += _img(run_dir / "progress.gif", "image/gif")
     figs += "".join(_img(p) for p in sorted((run_dir / "overlays").glob("*.png"))[:_GALLERY_MAX])

@@ -127,8 +127,11 @@ def _fit_all(recipe: Recipe, model: Any, data: Any, run_dir: Path, resume: bool,
 
 def train_run(recipe: Recipe | str | Path, *, out: str | Path, data: str | Path | None = None,
               smoke: bool = False, overrides: list[str] | None = None, resume: bool = False,
-              evaluate: bool = True) -> dict[str, Any]:
+              evaluate: bool = True, split_table: Any | None = None) -> dict[str, Any]:
     """Train a recipe into ``out`` (or continue the interrupted run ``out`` when ``resume``).
+
+    ``split_table`` fixes the ``file, split, group, label`` rows (cross-validation folds); by
+    default the recipe's ``data.split`` makes them (a resumed run re-reads its ``split.csv``).
 
     Returns a summary: run directory, best validation score, test metrics (point values).
     """
@@ -159,7 +162,8 @@ def train_run(recipe: Recipe | str | Path, *, out: str | Path, data: str | Path 
     from medattn.engine.datamodule import build_data
 
     split_csv = run_dir / "split.csv"
-    split_table = read_split_csv(split_csv) if resume and split_csv.is_file() else None
+    if resume and split_csv.is_file():
+        split_table = read_split_csv(split_csv)
     rd = build_data(recipe, root, split_table)
     if is_rank_zero() and not resume:
         atomic_write_text(run_dir / "recipe.yaml", recipe_to_yaml(recipe))

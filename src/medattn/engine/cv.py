@@ -1,0 +1,172 @@
+"""Grouped, stratified K-fold cross-validation of a recipe (``medattn train RECIPE --folds K``).
+
+The items outside the recipe's test split (all of them with ``data.split.test_fraction: 0``) are
+cut into K folds of whole groups (patients, source images), class-balanced. Fold ``k`` is scored
+as the test split of run ``OUT/fold_k``; the other folds are split again by group into train and
+valid (``data.split.val_fraction``), so checkpoints, thresholds and post-processing are chosen on
+data that is neither trained on nor scored. The recipe's own test split, when present, is never
+touched.
+
+``OUT/`` holds ``fold_0 … fold_{K-1}`` (ordinary run directories with bundles), ``folds.csv``
+(file, group, label, fold), ``cv_summary.json`` and ``cv_summary.csv`` (every metric per fold, the
+mean across folds with a 95% t-interval, and the pooled out-of-fold value with a group-bootstrap
+CI) and ``test_predictions.csv`` (the out-of-fold predictions, each made by the fold's own model
+and threshold, with a ``fold`` column), so ``medattn compare CV_A CV_B`` pairs two CV runs item by
+item.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medattn.errors import ConfigError
+from medattn.io import atomic_write_json, atomic_write_text, ensure_dir
+
+__all__ = ["cross_validate", "fold_tables", "summarise_folds"]
+
+
+def fold_tables(table: Any, recipe: Any, folds: int) -> tuple[Any, list[Any]]:
+    """Assign folds to the non-test items of a scanner ``table`` and build each fold's split.
+
+    Returns:
+        ``(folds_table, splits)``: the rows with their ``fold`` (``-1`` = the recipe's untouched test
+        split) and, per fold, a ``file, split, group, label`` table (fold ``k`` = test, the other
+        folds split by group into train/valid; the recipe's test rows are left out).
+    """
+    import pandas as pd
+
+    from medattn.data.splits import make_split
+
+    sp = recipe.data.split
+    if folds < 2:
+        raise ConfigError(f"--folds must be >= 2, got {folds}")
+    base = make_split(table, ratios=(1.0 - sp.test_fraction, 0.0, sp.test_fraction), seed=sp.seed, folds=folds,
+                      respect_official=sp.use_official)
+    fold_of = dict(zip(base["file"].astype(str), base["fold"], strict=True))
+    files = table["file"].astype(str)
+    splits = []
+    for k in range(folds):
+        rest = table[files.map(lambda f, k=k: fold_of.get(f, -1) not in (-1, k)).to_numpy()]
+        rest = rest.drop(columns=[c for c in ("split",) if c in rest.columns])
+        rest.attrs = dict(table.attrs)
+        inner = make_split(rest, ratios=(1.0 - sp.val_fraction, sp.val_fraction, 0.0), seed=sp.seed + 1 + k,
+                           respect_official=False)
+        held = base[base["fold"] == k][["file", "group", "label"]].assign(split="test")
+        st = pd.concat([inner[["file", "split", "group", "label"]], held[["file", "split", "group", "label"]]],
+                       ignore_index=True)
+        st.attrs = dict(inner.attrs)
+        splits.append(st)
+    return base, splits
+
+
+def _t_interval(values: list[float], alpha: float = 0.05) -> tuple[float, float, float, float]:
+    """Mean, standard deviation and the two-sided t-interval of the mean across folds."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x == x], dtype=np.float64)
+    if len(v) == 0:
+        return (math.nan,) * 4
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan, math.nan
+    sd = float(v.std(ddof=1))
+    h = float(stats.t.ppf(1 - alpha / 2, len(v) - 1) * sd / math.sqrt(len(v)))
+    return m, sd, m - h, m + h
+
+
+def summarise_folds(per_fold: list[dict[str, float]], alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+    """Per metric: the fold values, their mean, SD and t-interval of the mean."""
+    names: list[str] = []
+    for row in per_fold:
+        names += [k for k in row if k not in names]
+    out = {}
+    for n in names:
+        vals = [float(r.get(n, math.nan)) for r in per_fold]
+        m, sd, lo, hi = _t_interval(vals, alpha)
+        out[n] = {"folds": vals, "mean": m, "sd": sd, "ci_low": lo, "ci_high": hi}
+    return out
+
+
+def _oof_predictions(out: Path, folds: int) -> Path | None:
+    """Concatenate the folds' ``test_predictions.csv`` (with a ``fold`` column)."""
+    import pandas as pd
+
+    parts = []
+    for k in range(folds):
+        p = out / f"fold_{k}" / "test_predictions.csv"
+        if p.is_file():
+            parts.append(pd.read_csv(p, dtype=str, keep_default_na=False).assign(fold=k))
+    if not parts:
+        return None
+    df = pd.concat(parts, ignore_index=True)
+    return atomic_write_text(out / "test_predictions.csv", df.to_csv(index=False))
+
+
+def _pooled(recipe: Any, out: Path) -> dict[str, Any] | None:
+    """Out-of-fold metrics of classification runs with group-bootstrap CIs (``medattn compare``'s
+    metric definitions, so pooled and paired figures agree)."""
+    from medattn.metrics.bootstrap import bootstrap_ci
+    from medattn.metrics.compare import _metric_fn, load_predictions
+
+    if recipe.task.type == "segmentation":
+        return None
+    csv, df = load_predictions(out)
+    fn = _metric_fn(df, csv)
+    groups = df["group"].astype(str).tolist() if "group" in df.columns else None
+    ev = recipe.evaluation
+    return bootstrap_ci(fn, len(df), groups, max(ev.n_boot, 1), ev.ci_alpha, recipe.trainer.seed)
+
+
+def cross_validate(recipe_ref: Any, *, out: str | Path, folds: int, data: str | Path | None = None,
+                   smoke: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train and score ``folds`` runs of a recipe; write the CV summary into ``out``."""
+    from medattn.data.splits import write_split_csv
+    from medattn.engine.config import Recipe, recipe_to_yaml
+    from medattn.engine.datamodule import scan_table
+    from medattn.engine.runner import _data_root, resolve_recipe, train_run
+
+    recipe = recipe_ref if isinstance(recipe_ref, Recipe) else resolve_recipe(recipe_ref, overrides, smoke)
+    root_dir = ensure_dir(out)
+    if (root_dir / "cv_summary.json").is_file():
+        raise ConfigError(f"--out '{root_dir}' already holds a cross-validation; choose another --out")
+    t0 = time.time()
+    root = _data_root(recipe, data, root_dir, smoke)
+    base, splits = fold_tables(scan_table(recipe, root), recipe, folds)
+    atomic_write_text(root_dir / "recipe.yaml", recipe_to_yaml(recipe))
+    write_split_csv(base, root_dir / "folds.csv")
+    per_fold, seconds = [], []
+    for k, st in enumerate(splits):
+        t = time.time()
+        res = train_run(recipe, out=root_dir / f"fold_{k}", data=root, smoke=smoke, split_table=st)
+        per_fold.append(res.get("metrics", {}))
+        seconds.append(round(time.time() - t, 1))
+    _oof_predictions(root_dir, folds)
+    pooled = _pooled(recipe, root_dir)
+    summary = {"recipe": recipe.name, "folds": folds, "data": str(Path(root).resolve()),
+               "items": int((base["fold"] >= 0).sum()), "groups": int(base.loc[base["fold"] >= 0, "group"].nunique()),
+               "held_out_test_items": int((base["fold"] < 0).sum()),
+               "interval": "mean across folds with a 95% t-interval; pooled: out-of-fold predictions, "
+                           "group bootstrap",
+               "metrics": summarise_folds(per_fold, recipe.evaluation.ci_alpha),
+               "pooled": pooled, "fold_seconds": seconds, "seconds": round(time.time() - t0, 1)}
+    atomic_write_json(root_dir / "cv_summary.json", summary)
+    lines = ["metric,mean,sd,ci_low,ci_high," + ",".join(f"fold_{k}" for k in range(folds))]
+    for name, m in summary["metrics"].items():
+        lines.append(",".join([name, *(f"{m[c]:.6g}" for c in ("mean", "sd", "ci_low", "ci_high")),
+                               *(f"{v:.6g}" for v in m["folds"])]))
+    atomic_write_text(root_dir / "cv_summary.csv", "\n".join(lines) + "\n")
+    return summary
+
+
+def read_cv_summary(path: str | Path) -> dict[str, Any]:
+    """``cv_summary.json`` of a cross-validation directory."""
+    p = Path(path) / "cv_summary.json"
+    if not p.is_file():
+        raise ConfigError(f"'{path}' holds no cv_summary.json; run `medattn train RECIPE --folds K --out {path}`")
+    return json.loads(p.read_text())

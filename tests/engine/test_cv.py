@@ -1,0 +1,84 @@
+"""Grouped K-fold cross-validation (``medattn train RECIPE --folds K``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medattn.engine.config import load_recipe
+from medattn.engine.cv import cross_validate, fold_tables, summarise_folds
+from medattn.engine.smoke import write_smoke_data
+from medattn.errors import ConfigError
+
+
+def _table(n_groups: int = 30, per: int = 4, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(n_groups):
+        for i in range(per):
+            rows.append({"file": f"p{g}/img{i}.png", "group": f"p{g}", "label": int(rng.random() < 0.4)})
+    return pd.DataFrame(rows)
+
+
+def test_fold_tables_hold_out_whole_groups_and_keep_test_untouched() -> None:
+    recipe = load_recipe("idc-cpu", ["data.split.test_fraction=0.2"])
+    table = _table()
+    base, splits = fold_tables(table, recipe, 4)
+    test_files = set(base.loc[base["fold"] < 0, "file"])
+    assert test_files and len(test_files) == pytest.approx(0.2 * len(table), abs=2 * 4)
+    seen_test: list[str] = []
+    for k, st in enumerate(splits):
+        assert set(st["split"]) == {"train", "valid", "test"}
+        assert not set(st["file"]) & test_files  # the recipe's test split is never used
+        held = st[st["split"] == "test"]
+        assert set(held["file"]) == set(base.loc[base["fold"] == k, "file"])
+        by_group = st.groupby("group")["split"].nunique()
+        assert (by_group == 1).all()  # no patient on two sides inside a fold
+        seen_test += list(held["file"])
+    assert sorted(seen_test) == sorted(set(table["file"]) - test_files)  # every CV item scored once
+
+
+def test_final_cv_uses_every_item() -> None:
+    recipe = load_recipe("idc-cpu", ["data.split.test_fraction=0"])
+    base, splits = fold_tables(_table(), recipe, 3)
+    assert (base["fold"] >= 0).all()
+    assert sum(int((st["split"] == "test").sum()) for st in splits) == len(base)
+
+
+def test_summary_t_interval_against_scipy() -> None:
+    from scipy import stats
+
+    vals = [0.81, 0.84, 0.79, 0.88, 0.83]
+    s = summarise_folds([{"auroc": v} for v in vals])["auroc"]
+    lo, hi = stats.t.interval(0.95, len(vals) - 1, loc=np.mean(vals), scale=stats.sem(vals))
+    assert s["mean"] == pytest.approx(np.mean(vals))
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((lo, hi))
+
+
+def test_folds_must_be_two_or_more() -> None:
+    with pytest.raises(ConfigError, match="--folds must be >= 2"):
+        fold_tables(_table(), load_recipe("idc-cpu"), 1)
+
+
+@pytest.mark.slow
+def test_cross_validation_run_and_paired_compare(tmp_path: Path) -> None:
+    from medattn.metrics.compare import compare_prediction_tables
+
+    data = write_smoke_data("idc", tmp_path / "data", seed=0)
+    over = ["trainer.progress=false", "evaluation.n_cams=0", "data.split.test_fraction=0"]
+    a = cross_validate("idc-cpu-baseline", out=tmp_path / "a", folds=2, data=data, smoke=True, overrides=over)
+    b = cross_validate("idc-cpu", out=tmp_path / "b", folds=2, data=data, smoke=True, overrides=over)
+    for s, d in ((a, tmp_path / "a"), (b, tmp_path / "b")):
+        assert (d / "fold_0" / "bundle" / "bundle.json").is_file() and (d / "fold_1" / "metrics.json").is_file()
+        oof = pd.read_csv(d / "test_predictions.csv")
+        assert len(oof) == s["items"] == 72 and oof["file"].is_unique
+        assert set(oof["fold"]) == {0, 1}
+        fold_auc = [json.loads((d / f"fold_{k}" / "metrics.json").read_text())["metrics"]["auroc"]["value"]
+                    for k in range(2)]
+        assert s["metrics"]["auroc"]["folds"] == pytest.approx(fold_auc)
+    res = compare_prediction_tables(tmp_path / "a", tmp_path / "b", n_boot=50)
+    assert res["n_items"] == 72
