@@ -31,6 +31,9 @@ CASES = {
     "cbam_resnet": ("resnet18", {"attention": "cbam", "num_classes": 5}, "multiclass", list("abcde"), 32),
     "unet": ("unet", {"num_classes": 1, "depth": 2, "width": 8, "skip_attention": "ag"}, "segmentation",
              ["background", "nucleus"], 32),
+    # data-dependent crop (torch-only labelling + RoIAlign as matrix products) inside the graph
+    "agcnn": ("agcnn", {"num_classes": 3, "backbone": "resnet18", "crop_size": 32}, "multilabel",
+              ["a", "b", "c"], 48),
 }
 
 
@@ -38,6 +41,7 @@ CASES = {
     "pcam_cnn",
     pytest.param("cbam_resnet", marks=pytest.mark.slow),
     "unet",
+    pytest.param("agcnn", marks=pytest.mark.slow),
 ])
 def test_onnx_and_torchscript_parity(tmp_path: Path, case: str) -> None:
     import onnxruntime as ort

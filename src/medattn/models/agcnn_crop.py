@@ -2,31 +2,34 @@
 
 heatmap = max over channels of |features| → resized to the mask grid → min-max normalised per
 image → mask = heatmap > τ (or Otsu) → largest 8-connected component → bounding box → the box is
-cropped from the *input* image and resized with ``torchvision.ops.roi_align``. An empty mask
-(e.g. a constant heatmap) falls back to the whole image.
+cropped from the *input* image and resized as RoIAlign does. An empty mask (e.g. a constant
+heatmap) falls back to the whole image.
+
+Everything is tensor operations with static shapes (no SciPy, no data-dependent Python control
+flow), so the whole AG-CNN traces to ONNX: the connected components come from a fixed number of
+label-propagation rounds (:func:`component_labels`), the crop from two matrix products.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
-from torchvision.ops import roi_align
 
 from medattn.errors import ModelError
 
 __all__ = [
     "attention_heatmap",
     "otsu_threshold",
+    "component_labels",
+    "label_rounds",
     "largest_component",
     "mask_boxes",
     "attention_boxes",
     "check_threshold",
     "crop_boxes",
 ]
-
-_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def attention_heatmap(features: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -61,22 +64,80 @@ def otsu_threshold(heat: torch.Tensor, bins: int = 256) -> torch.Tensor:
     return centers[between.argmax(1)].to(heat.dtype)
 
 
-def largest_component(mask: torch.Tensor) -> torch.Tensor:
+def label_rounds(h: int, w: int) -> int:
+    """Propagation rounds run by :func:`component_labels` on an ``h×w`` grid: ``2·⌈log2(h·w)⌉ + 4``.
+
+    Hooking plus pointer jumping merges components in about ``log2`` rounds (8 rounds for a
+    224×224 serpentine, the worst shape measured), so the bound leaves a wide margin.
+    """
+    return 2 * math.ceil(math.log2(max(h * w, 2))) + 4
+
+
+def _exporting() -> bool:
+    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting())
+
+
+def component_labels(mask: torch.Tensor, rounds: int | None = None, exact: bool | None = None) -> torch.Tensor:
+    """8-connected component labels of ``B×H×W`` boolean masks, in torch only.
+
+    Every foreground pixel starts as its own parent (its raster index + 1; background is 0). Each
+    round (1) *hooks*: the parent of every pixel takes the largest parent among the pixel's 8
+    neighbours (a 3×3 max-pool plus a scatter-max), and (2) *jumps* twice: each pixel takes its
+    parent's parent. Labels never leave a component and only grow, so at the fixed point all pixels
+    of a component share one label (the index of one of its pixels) and components differ.
+
+    Args:
+        mask: ``B×H×W`` boolean.
+        rounds: rounds to run (default :func:`label_rounds`).
+        exact: after ``rounds``, go on until nothing changes, so the labels are exact for any
+            mask. Default: on in eager mode, off while tracing/exporting (the graph then runs
+            exactly ``rounds``).
+
+    Returns:
+        ``B×H×W`` float labels (0 = background), exact integers.
+    """
+    b, h, w = mask.shape
+    n = h * w
+    m = mask.reshape(b, 1, h, w).to(torch.float32)
+    idx = torch.arange(1, n + 1, device=mask.device, dtype=torch.float32).reshape(1, 1, h, w)
+    parent = torch.cat([torch.zeros(b, 1, device=mask.device), (idx * m).reshape(b, n)], 1)
+
+    def step(p: torch.Tensor) -> torch.Tensor:
+        nb = F.max_pool2d(p[:, 1:].reshape(b, 1, h, w), 3, stride=1, padding=1) * m
+        p = p.scatter_reduce(1, p[:, 1:].long(), nb.reshape(b, n), "amax", include_self=True)
+        p = torch.gather(p, 1, p.long())
+        return torch.gather(p, 1, p.long())
+
+    for _ in range(rounds or label_rounds(h, w)):
+        parent = step(parent)
+    if exact if exact is not None else not _exporting():  # finish pathological masks exactly
+        while True:
+            nxt = step(parent)
+            if torch.equal(nxt, parent):
+                break
+            parent = nxt
+    return parent[:, 1:].reshape(b, h, w)
+
+
+def largest_component(mask: torch.Tensor, rounds: int | None = None, exact: bool | None = None) -> torch.Tensor:
     """Largest 8-connected component of each ``B×H×W`` boolean mask (empty stays empty).
 
-    Labelling runs in ``scipy.ndimage.label`` on a CPU copy of the boolean mask (a few hundred
-    microseconds per 224² mask); the result comes back on the mask's device. Ties keep the
-    component met first in raster order.
+    Ties keep the component met first in raster order (as ``scipy.ndimage.label`` numbers them).
+    Pure torch (:func:`component_labels`, which ``rounds`` and ``exact`` are passed to), on the
+    mask's device.
     """
-    arr = mask.detach().bool().cpu().numpy()
-    out = np.zeros_like(arr)
-    for i, m in enumerate(arr):
-        lab, n = ndimage.label(m, structure=_EIGHT)
-        if n:
-            sizes = np.bincount(lab.ravel())
-            sizes[0] = 0
-            out[i] = lab == sizes.argmax()
-    return torch.from_numpy(out).to(mask.device)
+    b, h, w = mask.shape
+    n = h * w
+    fg = mask.reshape(b, n).bool()
+    lab = component_labels(mask, rounds, exact).reshape(b, n).long()
+    sizes = torch.zeros(b, n + 1, dtype=torch.long, device=mask.device)
+    sizes = sizes.scatter_add(1, lab, fg.long())
+    size_at = torch.gather(sizes, 1, lab)
+    # largest size first, then the smallest raster index (the component met first)
+    order = torch.arange(n, 0, -1, device=mask.device, dtype=torch.long)[None]
+    score = torch.where(fg, size_at * (n + 1) + order, torch.full_like(size_at, -1))
+    chosen = torch.gather(lab, 1, score.argmax(1, keepdim=True))
+    return ((lab == chosen) & fg).reshape(b, h, w)
 
 
 def mask_boxes(mask: torch.Tensor) -> torch.Tensor:
@@ -125,9 +186,36 @@ def attention_boxes(
     return boxes * torch.tensor([sx, sy, sx, sy], device=boxes.device)
 
 
+def _axis_weights(lo: torch.Tensor, hi: torch.Tensor, n_out: int, n_in: int) -> torch.Tensor:
+    """``B×n_out×n_in`` RoIAlign weights along one axis (``aligned=True``, adaptive sampling).
+
+    Output pixel ``i`` averages ``s = ⌈(hi − lo)/n_out⌉`` bilinear samples at
+    ``lo − 0.5 + (i + (k + 0.5)/s)·(hi − lo)/n_out``; samples beyond one pixel outside the image
+    count as zero, the others are clamped to the border. ``s`` varies per box but never exceeds
+    ``⌈n_in/n_out⌉``, so unused sample slots are masked instead of changing the shapes.
+    """
+    s_max = max(1, math.ceil(n_in / n_out))
+    span = (hi - lo)[:, None, None]
+    s = torch.ceil(span / n_out).clamp(1, s_max)
+    k = torch.arange(s_max, device=lo.device, dtype=lo.dtype)[None, None, :]
+    i = torch.arange(n_out, device=lo.device, dtype=lo.dtype)[None, :, None]
+    pos = lo[:, None, None] - 0.5 + (i + (k + 0.5) / s) * (span / n_out)  # B×n_out×s_max
+    valid = (k < s) & (pos >= -1.0) & (pos <= float(n_in))
+    r = torch.arange(n_in, device=lo.device, dtype=lo.dtype)
+    hat = (1.0 - (pos.clamp(0.0, n_in - 1.0)[..., None] - r).abs()).clamp_min(0.0)  # B×n_out×s_max×n_in
+    return (hat * valid[..., None].to(lo.dtype)).sum(2) / s
+
+
 def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Crop ``B`` boxes (one per image, input-pixel ``x1, y1, x2, y2``) and resize them to ``size``."""
-    out = (size, size) if isinstance(size, int) else tuple(size)
-    idx = torch.arange(images.shape[0], device=images.device, dtype=images.dtype)[:, None]
-    rois = torch.cat([idx, boxes.to(images.dtype)], 1)
-    return roi_align(images, rois, output_size=out, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    """Crop ``B`` boxes (one per image, input-pixel ``x1, y1, x2, y2``) and resize them to ``size``.
+
+    The same values as ``torchvision.ops.roi_align(aligned=True, sampling_ratio=-1)``, computed as
+    two matrix products with per-box interpolation weights (:func:`_axis_weights`): static shapes,
+    so the crop exports to ONNX.
+    """
+    oh, ow = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    h, w = images.shape[-2:]
+    bx = boxes.to(images.dtype)
+    wy = _axis_weights(bx[:, 1], bx[:, 3], oh, h)  # B×OH×H
+    wx = _axis_weights(bx[:, 0], bx[:, 2], ow, w)  # B×OW×W
+    return wy[:, None] @ images @ wx[:, None].transpose(-1, -2)
