@@ -110,3 +110,26 @@ def test_too_few_items_admit_every_class_and_bad_alpha_raises() -> None:
         conformal_quantile(cal["strata"]["1"], 1.5)
     with pytest.raises(ConfigError):
         fit_conformal("segmentation", np.array([0]), np.array([0.1]), ["a"])
+
+
+def test_evaluation_trust_external_reuses_the_bundle_calibration() -> None:
+    from types import SimpleNamespace
+
+    from medattn.trust.fit import evaluation_trust
+
+    rng = np.random.default_rng(4)
+    recipe = SimpleNamespace(evaluation=SimpleNamespace(n_boot=50, ci_alpha=0.05), trainer=SimpleNamespace(seed=0))
+    yv, pv = _binary(3000, rng)
+    yt, pt = _binary(3000, rng)
+    own = evaluation_trust(recipe, kind="binary", names=["a", "b"], valid=(yv, pv), test=(yt, pt), groups=None,
+                           fixed=None, threshold=0.5)
+    c = own["metrics"]["conformal"]["alpha_0.1"]
+    assert c["coverage"]["ci_low"] <= c["coverage"]["value"] <= c["coverage"]["ci_high"]
+    assert abs(c["coverage"]["value"] - 0.9) <= 0.03 and own["conformal"]["n"] == 3000
+    ext = evaluation_trust(recipe, kind="binary", names=["a", "b"], valid=(None, None), test=(yt, pt), groups=None,
+                           fixed={"conformal": own["conformal"]}, threshold=0.5)
+    assert ext["metrics"]["conformal"]["alpha_0.2"]["coverage"] == own["metrics"]["conformal"]["alpha_0.2"]["coverage"]
+    assert ext["metrics"]["conformal"]["calibrated_on"] == "the bundle's validation split"
+    same = evaluation_trust(recipe, kind="binary", names=["a", "b"], valid=(yv, pv), test=(yv, pv), groups=None,
+                            fixed=None, split="valid")
+    assert "conformal" not in same["metrics"] and "aurc" in same["metrics"]["selective"]
