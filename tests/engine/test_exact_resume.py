@@ -114,7 +114,7 @@ def _recipe(extra: dict | None = None):
 
     ov = {"trainer.max_epochs": 3, "trainer.limit_train_batches": None, "data.max_items": 40,
           "data.num_workers": 2, "trainer.deterministic": True, "model.args.width": 0.25,
-          "trainer.batch_size": 8, "trainer.seed": 7, **(extra or {})}
+          "trainer.batch_size": 8, "trainer.seed": 7, "scheduler.patience": 0, **(extra or {})}
     return resolve_recipe("pcam-attention", ov, smoke=True)
 
 
@@ -138,6 +138,8 @@ def _weights(task) -> dict[str, torch.Tensor]:
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory, synth_pcam: Path):
     run = tmp_path_factory.mktemp("ref")
     task, res = _fit(_recipe({"trainer.checkpoint_every_n_steps": 3}), synth_pcam, run)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 15  # written after every epoch, improving or not
     return _weights(task), res.history
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from medattn.io import atomic_path, atomic_write_json, ensure_dir
 
-__all__ = ["AtomicCheckpointIO", "RNGStateCallback", "MidEpochCheckpoint", "PartialEpochMetrics", "SeenItemsCallback",
+__all__ = ["AtomicCheckpointIO", "RNGStateCallback", "LastCheckpoint", "PartialEpochMetrics", "SeenItemsCallback",
            "SegProgressGIF"]
 
 
@@ -70,20 +70,40 @@ class RNGStateCallback(L.Callback):
         random.setstate((p[0], tuple(p[1]), p[2]))
 
 
-class MidEpochCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` every ``every_n_train_steps`` optimiser steps, except on an epoch's last batch
-    (the epoch-end checkpoint follows it; one saved before the epoch's validation would make
-    Lightning skip that validation and the epoch-end hooks on resume)."""
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt`` at the end of every training epoch and, with ``every_n_steps``, every that
+    many optimiser steps inside an epoch (never on an epoch's last batch: the epoch-end one
+    follows, and one saved before the epoch's validation would make Lightning skip that
+    validation and the epoch-end hooks on resume).
 
-    def __init__(self, dirpath: str | Path, every_n_train_steps: int) -> None:
-        super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, enable_version_counter=False,
-                         every_n_train_steps=every_n_train_steps)
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it also writes
+    a top-k checkpoint, i.e. after improving epochs: a run killed after a non-improving epoch
+    resumed from the best epoch and trained the later ones again. As a ``Checkpoint``, this runs
+    after the other callbacks' epoch-end hooks (early stopping, best checkpoint), so their updated
+    state is what it saves.
+    """
+
+    def __init__(self, path: str | Path, every_n_steps: int | None = None) -> None:
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self._last_step = -1
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        self._last_step = trainer.global_step
+        trainer.save_checkpoint(self.path)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if batch_idx + 1 >= trainer.num_training_batches:
+        n = self.every_n_steps
+        step = trainer.global_step
+        if not n or step % n or step == self._last_step or batch_idx + 1 >= trainer.num_training_batches:
             return
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)
 
 
 class PartialEpochMetrics(L.Callback):

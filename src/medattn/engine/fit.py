@@ -19,7 +19,7 @@ from torch import nn
 
 from medattn.engine.callbacks import (
     AtomicCheckpointIO,
-    MidEpochCheckpoint,
+    LastCheckpoint,
     PartialEpochMetrics,
     RNGStateCallback,
     SeenItemsCallback,
@@ -133,10 +133,10 @@ def build_trainer(recipe: Recipe, ckpt_dir: Path, callbacks: list[L.Callback], *
     t = recipe.trainer
     monitor = recipe.default_monitor()
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=t.mode, save_top_k=1,
-                           save_last=True, enable_version_counter=False, save_on_train_epoch_end=True)
-    cbs: list[L.Callback] = [*callbacks, RNGStateCallback(), ckpt]
-    if t.checkpoint_every_n_steps:  # mid-epoch "last" (the loader's position travels in it)
-        cbs += [PartialEpochMetrics(), MidEpochCheckpoint(ckpt_dir, t.checkpoint_every_n_steps)]
+                           enable_version_counter=False, save_on_train_epoch_end=True)
+    # last.ckpt (what --resume continues from) after every epoch, and every n steps when asked
+    cbs: list[L.Callback] = [*callbacks, RNGStateCallback(), PartialEpochMetrics(), ckpt,
+                             LastCheckpoint(ckpt_dir / "last.ckpt", t.checkpoint_every_n_steps)]
     if t.early_stopping.enabled:
         cbs.append(EarlyStopping(monitor, mode=t.mode, patience=t.early_stopping.patience,
                                  min_delta=t.early_stopping.min_delta, check_on_train_epoch_end=True))
