@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from medattn.demo import DEMO_MODELS, DemoConfig, run_demo
+from medattn.cli import main
+from medattn.demo import DEMO_MODELS, DEMO_RECIPES, DemoConfig, run_demo
 
 SECTIONS = ("data", "metrics", "per-model", "comparison", "curves", "calibration", "training", "confusion",
             "explanations", "reproducibility")
@@ -42,16 +44,48 @@ def test_tiny_demo_writes_every_output(tiny_demo):
         assert metrics["metrics"]["accuracy"]["resampled"] == "groups"
         preds = pd.read_csv(run / "test_predictions.csv")
         assert len(preds) == 32 and {"file", "group", "label", "prediction"} <= set(preds.columns)
-        # the validation threshold is applied unchanged (probabilities written with float32 precision)
+        # the validation threshold is applied unchanged (the CSV rounds probabilities to 6 decimals)
         prob = preds.filter(like="prob_").iloc[:, 0].to_numpy()
-        assert np.array_equal(preds["prediction"].to_numpy(), (prob.astype(np.float32) >= np.float32(metrics["threshold"])).astype(int))
+        clear = np.abs(prob - metrics["thresholds"]) > 1e-6
+        assert clear.any()
+        assert np.array_equal(preds["prediction"].to_numpy()[clear], (prob >= metrics["thresholds"])[clear].astype(int))
         assert (run / "bundle" / "model.safetensors").is_file()
+        # a normal `medattn train` run directory, trained from the shipped recipe with the demo's sizes
+        for f in ("recipe.yaml", "split.csv", "training_history.csv", "report.html", "localisation.json"):
+            assert (run / f).is_file(), f
+        recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+        assert recipe["name"] == DEMO_RECIPES[name] and recipe["model"]["name"] == name
+        assert recipe["model"]["args"]["width"] == 0.25 and recipe["trainer"]["max_epochs"] == 1
+        assert recipe["data"]["root"] == str(root / "data")
         assert (run / "confusion_matrix.png").is_file()
         assert len(list((run / "cams").glob("*.png"))) >= 1
         loc = summary["models"][name]["localisation"]
         assert set(loc) == {"gradcam", "random", "centre_gaussian"}
         assert 0 <= loc["gradcam"]["energy_in_mask"] <= 1
     assert json.loads((root / "demo_summary.json").read_text())["config"]["n_train"] == 64
+
+
+def test_demo_comparison_is_medattn_compare(tiny_demo, tmp_path):
+    """The demo's comparison is `medattn compare` of its two run folders, number for number."""
+    root, _ = tiny_demo
+    out = tmp_path / "cmp.json"
+    a, b = (str(root / n) for n in DEMO_MODELS)
+    assert main(["compare", a, b, "--n-boot", "50", "--seed", "0", "--out", str(out)]) == 0
+    cli = json.loads(out.read_text())
+    demo = json.loads((root / "comparison.json").read_text())
+    assert cli["resampled"] == demo["resampled"] == "groups"
+    assert cli["metrics"] == demo["metrics"]
+
+
+def test_demo_rerun_replaces_its_runs(tmp_path):
+    """Running the demo again into the same folder replaces its runs instead of refusing."""
+    cfg = DemoConfig(out=str(tmp_path / "demo"), n_train=32, n_valid=16, n_test=16, epochs=1, width=0.25,
+                     n_boot=0, n_cam=2, progress=False)
+    run_demo(cfg)
+    summary = run_demo(cfg)
+    for name in DEMO_MODELS:
+        assert len(list((tmp_path / "demo" / name / "checkpoints").glob("best*.ckpt"))) == 1
+        assert summary["models"][name]["epochs"] >= 1
 
 
 @pytest.mark.browser

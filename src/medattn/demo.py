@@ -1,40 +1,38 @@
-"""``medattn demo``: SynthPCam → baseline vs attention CNN → metrics, CAM localisation, report."""
+"""``medattn demo``: SynthPCam → two recipe runs → paired comparison, CAM localisation, report.
+
+The demo is the user's path in miniature: it writes SynthPCam in the real PCam HDF5 layout, trains
+the shipped ``pcam-baseline`` and ``pcam-attention`` recipes (with the demo's sizes as overrides)
+through :func:`medattn.engine.runner.train_run` exactly as ``medattn train`` does, compares the two
+runs with ``medattn compare``'s code, and scores how much of each bundle's Grad-CAM falls inside the
+known tumour masks, against a random and a centre-Gaussian map.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from medattn.bundle import save_bundle
-from medattn.data.formats.pcam_h5 import PCamH5Dataset
 from medattn.data.synthetic import PCamDifficulty, write_pcam
-from medattn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
-from medattn.engine.evaluate import evaluate_binary
-from medattn.engine.train import FitConfig, fit_classifier
-from medattn.explain.cam import compute_cams
-from medattn.explain.faithfulness import centre_gaussian_map, localisation_scores, random_map
-from medattn.explain.overlay import overlay
+from medattn.engine.config import Recipe, load_recipe
 from medattn.io import atomic_write_json, ensure_dir
-from medattn.metrics import binary_metrics
-from medattn.metrics.calibration import expected_calibration_error
-from medattn.metrics.compare import paired_bootstrap
-from medattn.models import create_model
-from medattn.report.eval_plots import save_pr_curve, save_reliability
 from medattn.report.html import Report, img_tag, table_html
-from medattn.report.plots import save_history, save_roc
 from medattn.report.sections import comparison_table, metrics_ci_table
 
-__all__ = ["DemoConfig", "run_demo", "DEMO_MODELS"]
+__all__ = ["DemoConfig", "run_demo", "demo_recipe", "demo_overrides", "DEMO_MODELS", "DEMO_RECIPES"]
 
-DEMO_MODELS = ("patch_cnn_baseline", "patch_cnn_attention")
-CLASS_NAMES = ["normal", "tumour"]
+DEMO_RECIPES = {"patch_cnn_baseline": "pcam-baseline", "patch_cnn_attention": "pcam-attention"}
+"""Run directory (= model name) → shipped recipe it trains."""
+DEMO_MODELS = tuple(DEMO_RECIPES)
+_COLS = ("auroc", "balanced_accuracy", "f1", "recall", "specificity")
+_SHORT = {"auroc": "AUROC", "balanced_accuracy": "bal. acc", "f1": "F1", "recall": "sensitivity",
+          "specificity": "specificity"}
 
 
 @dataclass
@@ -57,6 +55,20 @@ class DemoConfig:
     progress: bool = True
 
 
+def demo_overrides(cfg: DemoConfig, data: str | Path) -> dict[str, Any]:
+    """The ``--set`` overrides that turn a shipped PCam recipe into the demo's run."""
+    return {
+        "data.root": str(data), "data.num_workers": cfg.num_workers, "model.args.width": cfg.width,
+        "optimizer.lr": cfg.lr, "trainer.max_epochs": cfg.epochs, "trainer.batch_size": cfg.batch_size,
+        "trainer.seed": cfg.seed, "trainer.progress": cfg.progress, "evaluation.n_boot": cfg.n_boot,
+    }
+
+
+def demo_recipe(model: str, cfg: DemoConfig, data: str | Path) -> Recipe:
+    """The validated recipe of one demo model (``model`` is a key of :data:`DEMO_RECIPES`)."""
+    return load_recipe(DEMO_RECIPES[model], demo_overrides(cfg, data))
+
+
 def _data(cfg: DemoConfig, root: Path) -> Path:
     data = root / "data"
     sizes = {"train": cfg.n_train, "valid": cfg.n_valid, "test": cfg.n_test}
@@ -68,33 +80,40 @@ def _data(cfg: DemoConfig, root: Path) -> Path:
     return data
 
 
-def _audit(data: Path, root: Path) -> dict[str, Any]:
-    """Leakage audit of the three splits (slides across splits, copies of patches)."""
-    from medattn.data.audit import audit
-    from medattn.data.formats.pcam_h5 import scan_pcam
+def _fresh_run_dir(run: Path) -> Path:
+    """Clear the previous demo run in ``run`` (``train_run`` refuses to overwrite a run).
 
-    result = audit(data, scan_pcam(data))
-    atomic_write_json(root / "audit.json", result)
-    return result
+    Only a folder the demo wrote itself is removed: one whose ``run.json`` names a PCam recipe.
+    """
+    info = run / "run.json"
+    if info.is_file() and json.loads(info.read_text()).get("recipe") in DEMO_RECIPES.values():
+        shutil.rmtree(run)
+    elif run.exists() and any(run.iterdir()):
+        from medattn.errors import ConfigError
+
+        raise ConfigError(f"--out: '{run}' exists and is not a demo run; choose another --out")
+    return run
 
 
-def _groups(data: Path, split: str) -> list[str]:
-    return pd.read_csv(data / f"camelyonpatch_level_2_split_{split}_meta.csv")["wsi"].astype(str).tolist()
-
-
-def _cam_study(model: torch.nn.Module, data: Path, n_cam: int, seed: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
-    ds = PCamH5Dataset(data, "test", build_transforms("none", train=False), with_masks=False)
-    y = ds.labels()
-    pos = np.nonzero(y == 1)[0][:n_cam]
-    sub = PCamH5Dataset(data, "test", build_transforms("none", train=False), indices=pos)
-    x = torch.stack([sub[i][0] for i in range(len(sub))])
+def _cam_study(bundle: Path, data: Path, n_cam: int, seed: int) -> dict[str, Any]:
+    """Grad-CAM of the bundle on up to ``n_cam`` positive test patches, scored against their
+    tumour masks beside a random and a centre-Gaussian map (the chance levels)."""
     import h5py
 
-    with h5py.File(data / "camelyonpatch_level_2_split_test_mask.h5", "r") as f:
-        masks = np.asarray(f["mask"][np.sort(pos)])
-    with h5py.File(data / "camelyonpatch_level_2_split_test_x.h5", "r") as f:
-        raw = np.asarray(f["x"][np.sort(pos)])
-    cams = compute_cams(model, x, method="gradcam")
+    from medattn.bundle import load_bundle
+    from medattn.data.formats.pcam_h5 import pcam_files
+    from medattn.explain.cam import compute_cams
+    from medattn.explain.faithfulness import centre_gaussian_map, localisation_scores, random_map
+
+    files = pcam_files(data, "test")
+    with h5py.File(files["y"], "r") as f:
+        pos = np.nonzero(np.asarray(f["y"]).reshape(-1) == 1)[0][:n_cam]
+    with h5py.File(files["mask"], "r") as f:
+        masks = np.asarray(f["mask"][pos])
+    with h5py.File(files["x"], "r") as f:
+        raw = np.asarray(f["x"][pos])
+    pred = load_bundle(bundle, device="cpu")
+    cams = compute_cams(pred.model, pred.preprocess(list(raw)), method="gradcam")
     rng = np.random.default_rng(seed)
     h, w = masks.shape[1:]
     scores = {
@@ -102,7 +121,42 @@ def _cam_study(model: torch.nn.Module, data: Path, n_cam: int, seed: int) -> tup
         "random": localisation_scores(np.stack([random_map(h, w, rng) for _ in masks]), masks),
         "centre_gaussian": localisation_scores(np.stack([centre_gaussian_map(h, w)] * len(masks)), masks),
     }
-    return scores, cams, raw, masks
+    return {"scores": scores, "cams": cams, "raw": raw}
+
+
+def _train_one(name: str, cfg: DemoConfig, data: Path, root: Path, con: Any) -> dict[str, Any]:
+    """Train one recipe into ``root/name`` and add the demo's CAM-localisation study to the run."""
+    from PIL import Image
+
+    from medattn.engine.runner import train_run
+    from medattn.explain.overlay import overlay
+
+    recipe = demo_recipe(name, cfg, data)
+    con.print(f"training [cyan]{name}[/] (recipe {DEMO_RECIPES[name]}, width {cfg.width}, ≤{cfg.epochs} epochs)")
+    run = _fresh_run_dir(root / name)
+    summary = train_run(recipe, out=run)
+    doc = json.loads((run / "metrics.json").read_text())
+    study = _cam_study(run / "bundle", data, cfg.n_cam, cfg.seed)
+    cam_dir = ensure_dir(run / "cams")
+    for i in range(min(8, len(study["cams"]))):
+        Image.fromarray(overlay(study["raw"][i], study["cams"][i])).save(cam_dir / f"test_pos_{i:03d}_gradcam.png")
+    atomic_write_json(run / "localisation.json", study["scores"])
+    stage = summary["stages"]["main"]
+    return {"metrics": doc["metrics"], "threshold": doc["thresholds"], "ece": doc["metrics"]["ece"]["value"],
+            "localisation": study["scores"], "best_val_auroc": stage["best_val"], "epochs": stage["epochs"],
+            "seconds": summary.get("seconds"), "run": str(run), "recipe": DEMO_RECIPES[name]}
+
+
+def _curves(results: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Test labels and probabilities of every run, from its ``test_predictions.csv``."""
+    from medattn.metrics.compare import load_predictions
+
+    out = {}
+    for name, r in results.items():
+        _, df = load_predictions(r["run"])
+        prob = next(c for c in df.columns if c.startswith("prob_"))
+        out[name] = (df["label"].astype(int).to_numpy(), df[prob].to_numpy(np.float64))
+    return out
 
 
 def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
@@ -110,100 +164,87 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
     import sys
 
     from rich.console import Console
-    from rich.table import Table
+
+    from medattn.metrics.compare import compare_prediction_tables
+    from medattn.report.eval_plots import save_pr_curve, save_reliability
+    from medattn.report.plots import save_roc
 
     con = console or Console(width=None if sys.stdout.isatty() else 150)
     t0 = time.time()
-    torch.manual_seed(cfg.seed)
     root = ensure_dir(cfg.out)
     con.print(f"[bold]medattn demo[/]: SynthPCam {cfg.n_train}/{cfg.n_valid}/{cfg.n_test} patches → {root}")
     data = _data(cfg, root)
-    audit_result = _audit(data, root)
-    tf_train = build_transforms("histo", train=True)
-    tf_eval = build_transforms("histo", train=False)
-    train = PCamH5Dataset(data, "train", tf_train)
-    valid = PCamH5Dataset(data, "valid", tf_eval)
-    test = PCamH5Dataset(data, "test", tf_eval)
-    groups = _groups(data, "test")
-    results: dict[str, Any] = {}
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    report = Report("medattn demo: baseline vs attention CNN on SynthPCam")
-    for name in DEMO_MODELS:
-        t1 = time.time()
-        con.print(f"training [cyan]{name}[/] (width {cfg.width}, ≤{cfg.epochs} epochs)")
-        model = create_model(name, width=cfg.width)
-        run = ensure_dir(root / name)
-        fit = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                        num_workers=cfg.num_workers, progress=cfg.progress)
-        best, info = fit_classifier(model, train, valid, run, fit)
-        ev = evaluate_binary(best, valid, test, run, class_names=CLASS_NAMES, test_ids=test.item_ids(),
-                             test_groups=groups, n_boot=cfg.n_boot, seed=cfg.seed)
-        save_history(info["history"], run / "training_history.png", name)
-        cam_scores, cams, raw, masks = _cam_study(best, data, cfg.n_cam, cfg.seed)
-        cam_dir = ensure_dir(run / "cams")
-        from PIL import Image
-
-        for i in range(min(8, len(cams))):
-            Image.fromarray(overlay(raw[i], cams[i])).save(cam_dir / f"test_pos_{i:03d}_gradcam.png")
-        atomic_write_json(run / "localisation.json", cam_scores)
-        save_bundle(best, {
-            "task": "binary", "class_names": CLASS_NAMES, "input_size": 96, "in_chans": 3,
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "threshold": ev["threshold"],
-            "metrics": ev["metrics"], "recipe": {"demo": asdict(cfg)},
-        }, run / "bundle")
-        curves[name] = (ev["y"], ev["prob"])
-        results[name] = {"metrics": ev["metrics"], "threshold": ev["threshold"], "localisation": cam_scores,
-                         "best_val_auroc": info["best_score"], "epochs": info["epochs_run"],
-                         "seconds": round(time.time() - t1, 1), "history": info["history"], "run": str(run)}
+    results = {name: _train_one(name, cfg, data, root, con) for name in DEMO_MODELS}
+    base, att = DEMO_MODELS
+    shutil.copyfile(root / base / "audit.json", root / "audit.json")  # same data: one audit for both runs
+    audit_result = json.loads((root / "audit.json").read_text())
+    curves = _curves(results)
     save_roc(curves, root / "roc_curve.png")
     save_pr_curve(curves, root / "pr_curve.png")
     save_reliability(curves, root / "calibration.png")
-    base, att = DEMO_MODELS
-    (ya, pa), (_, pb) = curves[base], curves[att]
-    ta, tb = results[base]["threshold"], results[att]["threshold"]
-    comparison = paired_bootstrap(lambda i: binary_metrics(ya[i], pa[i], ta), lambda i: binary_metrics(ya[i], pb[i], tb),
-                                  len(ya), groups, n_boot=cfg.n_boot, seed=cfg.seed)
-    atomic_write_json(root / "comparison.json", {"a": base, "b": att, "groups": "slides", "metrics": comparison})
-    for name, (y, p) in curves.items():
-        results[name]["ece"] = expected_calibration_error(y, p)
-    table = Table(title="SynthPCam test split (95% bootstrap CIs over slides)")
-    cols = ["auroc", "balanced_accuracy", "f1", "recall", "specificity"]
-    short = {"auroc": "AUROC", "balanced_accuracy": "bal. acc", "f1": "F1", "recall": "sensitivity",
-             "specificity": "specificity"}
-    table.add_column("model", no_wrap=True, min_width=19)
-    for c in cols:
-        table.add_column(short[c], justify="center")
-    table.add_column("ECE")
-    table.add_column("CAM pointing")
-    table.add_column("CAM energy in mask")
-    rows = []
-    for name, r in results.items():
-        m = r["metrics"]
-        cells = [f"{m[c]['value']:.3f}\n[{m[c]['ci_low']:.3f}, {m[c]['ci_high']:.3f}]" for c in cols]
-        loc = r["localisation"]["gradcam"]
-        cells += [f"{r['ece']:.3f}", f"{loc['pointing_game']:.3f}", f"{loc['energy_in_mask']:.3f}"]
-        table.add_row(name, *cells)
-        rows.append([name, *cells])
-    for ref in ("random", "centre_gaussian"):
-        loc = next(iter(results.values()))["localisation"][ref]
-        cells = [*[""] * (len(cols) + 1), f"{loc['pointing_game']:.3f}", f"{loc['energy_in_mask']:.3f}"]
-        table.add_row(f"({ref} map)", *cells)
-        rows.append([f"({ref} map)", *cells])
-    con.print(table)
-    d = comparison["auroc"]
-    con.print(f"{att} − {base}: AUROC {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.3f} "
-              f"(paired bootstrap over slides); audit passed: {audit_result['passed']}")
-    _write_report(report, root, cfg, results, rows, cols, comparison, audit_result)
-    summary = {"config": asdict(cfg), "seconds": round(time.time() - t0, 1),
-               "models": {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in results.items()}}
+    comparison = compare_prediction_tables(root / base, root / att, n_boot=cfg.n_boot, seed=cfg.seed)
+    atomic_write_json(root / "comparison.json", {"a": base, "b": att, **comparison})
+    rows = _print_table(con, results)
+    d = {k: "n/a" if v is None or v != v else f"{v:+.3f}"
+         for k, v in comparison["metrics"]["auroc"].items()}  # type: ignore[index]
+    con.print(f"{att} − {base}: AUROC {d['diff']} [{d['ci_low']}, {d['ci_high']}], "
+              f"p = {d['p_value'].lstrip('+')} (paired bootstrap over {comparison['resampled']}, "
+              f"as `medattn compare {root / base} {root / att}`); audit passed: {audit_result['passed']}")
+    _write_report(root, cfg, data, results, rows, comparison, audit_result)
+    summary = {"config": asdict(cfg), "seconds": round(time.time() - t0, 1), "models": results,
+               "comparison": comparison["metrics"]}
     atomic_write_json(root / "demo_summary.json", summary)
     con.print(f"report: [bold]{(root / 'report.html').resolve()}[/]  ({summary['seconds']:.0f} s)")
     return summary
 
 
-def _write_report(report: Report, root: Path, cfg: DemoConfig, results: dict[str, Any],
-                  rows: list[list[str]], cols: list[str], comparison: dict[str, Any],
-                  audit_result: dict[str, Any]) -> None:
+def _f(v: float | None) -> str:
+    """Three decimals; ``n/a`` for a missing or NaN value (e.g. CIs with ``--n-boot 0``)."""
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
+def _print_table(con: Any, results: dict[str, Any]) -> list[list[str]]:
+    """Print the side-by-side table (test metrics with CIs, ECE, CAM localisation); return its rows."""
+    from rich.table import Table
+
+    table = Table(title="SynthPCam test split (95% bootstrap CIs over slides)")
+    table.add_column("model", no_wrap=True, min_width=19)
+    for c in _COLS:
+        table.add_column(_SHORT[c], justify="center")
+    for c in ("ECE", "CAM pointing", "CAM energy in mask"):
+        table.add_column(c)
+    rows = []
+    for name, r in results.items():
+        m = r["metrics"]
+        cells = [f"{_f(m[c]['value'])}\n[{_f(m[c]['ci_low'])}, {_f(m[c]['ci_high'])}]" for c in _COLS]
+        loc = r["localisation"]["gradcam"]
+        cells += [_f(r["ece"]), _f(loc["pointing_game"]), _f(loc["energy_in_mask"])]
+        rows.append([name, *cells])
+    first = next(iter(results.values()))["localisation"]
+    for ref in ("random", "centre_gaussian"):
+        loc = first[ref]
+        rows.append([f"({ref} map)", *[""] * (len(_COLS) + 1), _f(loc["pointing_game"]), _f(loc["energy_in_mask"])])
+    for row in rows:
+        table.add_row(*row)
+    con.print(table)
+    return rows
+
+
+def _commands(cfg: DemoConfig, data: Path, root: Path) -> str:
+    """The ``medattn`` commands that reproduce the demo's runs and comparison one by one."""
+    ov = demo_overrides(cfg, data)
+    sets = " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in ov.items()
+                    if k != "data.root")
+    lines = [f"# {data}: SynthPCam written by the demo (generator settings in SYNTHETIC.txt)"]
+    lines += [f"medattn train {rec} --data {data} --out {root / name} {sets}" for name, rec in DEMO_RECIPES.items()]
+    a, b = DEMO_MODELS
+    lines.append(f"medattn compare {root / a} {root / b} --n-boot {cfg.n_boot} --seed {cfg.seed}")
+    return "\n".join(lines)
+
+
+def _write_report(root: Path, cfg: DemoConfig, data: Path, results: dict[str, Any], rows: list[list[str]],
+                  comparison: dict[str, Any], audit_result: dict[str, Any]) -> None:
+    report = Report("medattn demo: baseline vs attention CNN on SynthPCam")
     splits = [[s, v["items"], v["groups"], ", ".join(f"{k}: {n}" for k, n in v["classes"].items())]
               for s, v in audit_result["splits"].items()]
     leak = audit_result["leakage"]
@@ -215,27 +256,29 @@ def _write_report(report: Report, root: Path, cfg: DemoConfig, results: dict[str
                f"across splits {leak['exact_cross_split']}, near-identical {leak['near_cross_split']}; "
                f"passed: {audit_result['passed']}.</p>")
     report.add("metrics", "Test metrics with 95% CIs",
-               table_html(["model", *cols, "ECE", "CAM pointing", "CAM energy in mask"], rows)
-               + "<p class=note>Threshold chosen on validation (Youden's J), applied unchanged to test; "
-               "CIs resample slides.</p>")
-    per_model = "".join(f"<h3>{n}</h3>" + metrics_ci_table(r["metrics"]) for n, r in results.items())
+               table_html(["model", *_COLS, "ECE", "CAM pointing", "CAM energy in mask"], rows)
+               + "<p class=note>Each model is a recipe run (its own report.html in its folder). Threshold "
+               "chosen on validation (Youden's J), applied unchanged to test; CIs resample slides.</p>")
+    per_model = "".join(f"<h3>{n} (recipe {r['recipe']})</h3>" + metrics_ci_table(r["metrics"])
+                        for n, r in results.items())
     report.add("per-model", "All metrics per model", per_model)
     a, b = DEMO_MODELS
     report.add("comparison", "Attention vs baseline (paired)",
-               f"<p>A = {a}, B = {b}; same test patches, slides resampled together.</p>"
-               + comparison_table({"alpha": 0.05, "metrics": comparison}))
+               f"<p>A = {a}, B = {b}; same test patches, slides resampled together "
+               "(the comparison of <code>medattn compare</code>).</p>" + comparison_table(comparison))
     report.add("curves", "ROC and precision-recall",
                img_tag(root / "roc_curve.png", "ROC") + img_tag(root / "pr_curve.png", "PR"))
     report.add("calibration", "Calibration", img_tag(root / "calibration.png", "reliability diagram"))
-    curves = "".join(img_tag(Path(r["run"]) / "training_history.png", f"{n} history", 520) for n, r in results.items())
-    report.add("training", "Training curves", curves)
+    hist = "".join(img_tag(Path(r["run"]) / "training_history.png", f"{n} history", 520) for n, r in results.items())
+    report.add("training", "Training curves", hist)
     cms = "".join(img_tag(Path(r["run"]) / "confusion_matrix.png", f"{n} confusion", 300) for n, r in results.items())
     report.add("confusion", "Confusion matrices", cms)
     gal = ""
     for n, r in results.items():
-        imgs = sorted((Path(r["run"]) / "cams").glob("*.png"))
+        imgs = sorted((Path(r["run"]) / "cams").glob("test_pos_*.png"))
         gal += f"<h3>{n}</h3><div class=gallery>" + "".join(img_tag(p, p.name, 128) for p in imgs) + "</div>"
     report.add("explanations", "Grad-CAM on tumour patches", gal)
     report.add("reproducibility", "Reproducibility", "<pre>" + json.dumps(asdict(cfg), indent=2) + "\n"
-               + f"torch {torch.__version__}</pre>")
+               + f"torch {torch.__version__}\n\nThe same runs, one command at a time:\n"
+               + _commands(cfg, data, root) + "</pre>")
     report.write(root / "report.html")
