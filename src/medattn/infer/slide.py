@@ -103,14 +103,15 @@ def plan_tiles(reader: SlideReader, meta: dict[str, Any], opts: SlideOptions, in
     return TilePlan(level, read_px, input_px, tile_l0, float(smpp), mmpp, cols, rows, (int(x0), int(y0)))
 
 
-def tissue_overview(reader: SlideReader, method: str, max_px: int = 2048) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(thumbnail RGB, tissue mask, level-0 px per mask px)`` from the coarsest level with at
-    most ``max_px`` on its longer side (or a resized coarsest level)."""
+def tissue_overview(reader: SlideReader, method: str, target_ds: float = 16.0,
+                    max_px: int = 2048) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(thumbnail RGB, tissue mask, level-0 px per mask px)`` from the coarsest level whose
+    downsample is at most ``target_ds`` (a few mask pixels per tile edge are enough), resized
+    when its longer side exceeds ``max_px``."""
     from PIL import Image
 
-    dims, dss = reader.level_dimensions, reader.level_downsamples
-    fits = [i for i, (w, h) in enumerate(dims) if max(w, h) <= max_px]
-    level = fits[0] if fits else len(dims) - 1
+    dss = reader.level_downsamples
+    level = choose_level(dss, max(target_ds, 1.0))
     img = reader.read_level(level)
     scale = dss[level]
     if max(img.shape[:2]) > max_px:
@@ -177,7 +178,7 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
         raise ConfigError(f"slides need a square model input, the bundle's is {h}×{w}")
     plan = plan_tiles(reader, predictor.meta, opts, h, f"bundle '{getattr(predictor, 'source', '')}'")
     t0 = time.perf_counter()
-    thumb, mask, mscale = tissue_overview(reader, opts.tissue_method)
+    thumb, mask, mscale = tissue_overview(reader, opts.tissue_method, plan.tile_l0 / 8)
     ox, oy = plan.origin
     cc, rr = np.meshgrid(np.arange(plan.cols), np.arange(plan.rows))
     xs, ys = ox + cc.ravel() * plan.tile_l0, oy + rr.ravel() * plan.tile_l0

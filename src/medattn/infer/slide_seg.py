@@ -133,7 +133,7 @@ def run_slide_segmentation(predictor: Any, slide: str | Path, opts: Any) -> dict
     blocks = block_grid(x0, y0, w, h, opts.block * f)
     t0 = time.perf_counter()
     if opts.region is None:  # all tissue: skip blocks without any
-        _, mask, mscale = tissue_overview(reader, opts.tissue_method)
+        _, mask, mscale = tissue_overview(reader, opts.tissue_method, 16.0 * f)
         keep = [b for b in blocks if tile_tissue_fraction(mask, np.array([b[0]]), np.array([b[1]]),
                                                           max(b[2], b[3]), mscale)[0] > 0]
         blocks = keep
