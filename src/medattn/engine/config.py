@@ -183,6 +183,11 @@ class TrainerConfig(_Strict):
     limit_train_batches: int | float | None = None
     limit_val_batches: int | float | None = None
     progress: bool = True
+    """Report training progress: a rich bar on a terminal, one line per epoch (epoch, losses,
+    monitored metric, seconds) when stdout is not a terminal (SLURM logs, pipes)."""
+    logger: Literal["none", "csv", "tensorboard"] = "none"
+    """Lightning logger under ``RUN/logs/``: ``csv`` (``metrics.csv``) or ``tensorboard`` (needs the
+    ``tensorboard`` package); ``training_history.csv`` is written either way."""
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
     """Keep an exponential moving average of the weights (decay per step, e.g. 0.999; Lightning's
     ``EMAWeightAveraging``): validation, checkpoints and the bundle use the averaged weights."""

@@ -27,6 +27,7 @@ from medattn.engine.callbacks import (
 from medattn.engine.config import Recipe
 from medattn.engine.datamodule import RunData, make_eval_loader, make_train_loader
 from medattn.engine.history import HistoryCSV
+from medattn.engine.progress import build_logger, progress_callbacks
 from medattn.errors import ConfigError
 
 __all__ = ["build_model", "build_task", "build_trainer", "fit_stage", "StageResult", "balanced_weights",
@@ -133,21 +134,26 @@ def build_trainer(recipe: Recipe, ckpt_dir: Path, callbacks: list[L.Callback], *
     t = recipe.trainer
     monitor = recipe.default_monitor()
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=t.mode, save_top_k=1,
-                           enable_version_counter=False, save_on_train_epoch_end=True)
+                           enable_version_counter=False, save_on_train_epoch_end=True,
+                           save_weights_only=True)  # best.ckpt only gives weights; resume uses last.ckpt
     # last.ckpt (what --resume continues from) after every epoch, and every n steps when asked
     cbs: list[L.Callback] = [*callbacks, RNGStateCallback(), PartialEpochMetrics(), ckpt,
                              LastCheckpoint(ckpt_dir / "last.ckpt", t.checkpoint_every_n_steps)]
     if t.early_stopping.enabled:
         cbs.append(EarlyStopping(monitor, mode=t.mode, patience=t.early_stopping.patience,
                                  min_delta=t.early_stopping.min_delta, check_on_train_epoch_end=True))
-    if t.progress:
-        from lightning.pytorch.callbacks import RichProgressBar
+    stage = ckpt_dir.name.removeprefix("stage_") if ckpt_dir.name.startswith("stage_") else ""
+    if stage:  # a finished AG-CNN stage resumes from best.ckpt; its last.ckpt is dead weight
+        from medattn.engine.ckpt_prune import DropLastWhenFinished
 
-        cbs.append(RichProgressBar(leave=False))
+        cbs.append(DropLastWhenFinished(ckpt_dir / "last.ckpt"))
+    shown, bar = progress_callbacks(t.progress, monitor, prefix=f"[{stage}] " if stage else "")
+    cbs += shown  # rich bar on a terminal, one line per epoch otherwise
     trainer = L.Trainer(
         max_epochs=max_epochs or t.max_epochs, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=t.strategy, precision=_precision(t.precision),  # type: ignore[arg-type]
-        deterministic=t.deterministic, logger=False, callbacks=cbs, enable_progress_bar=t.progress,
+        deterministic=t.deterministic, logger=build_logger(t.logger, root_dir or ckpt_dir, stage),
+        callbacks=cbs, enable_progress_bar=bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(root_dir or ckpt_dir),
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
