@@ -20,7 +20,7 @@ _MIN_CONTRAST = {"saturation": 0.04, "od": 0.08}  # below this everywhere: a bla
 
 
 def tissue_mask(rgb: np.ndarray, method: str = "saturation", min_size_fraction: float = 1e-4,
-                fill_holes_fraction: float = 1e-3) -> np.ndarray:
+                fill_holes_fraction: float = 1e-4) -> np.ndarray:
     """Boolean tissue mask of an ``H×W×3`` ``uint8`` image.
 
     Args:
