@@ -17,6 +17,7 @@ energy in mask. CIs resample the 13 images.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    REPO,
     RUNS,
     command_line,
     fmt_ci,
@@ -88,45 +90,55 @@ def score_maps(maps: dict[str, np.ndarray], m: np.ndarray, groups: np.ndarray, n
     return numbers, rows
 
 
+def train_synthetic(name: str, data: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one demo recipe (``medattn demo``'s sizes and overrides) into ``out`` with
+    ``medattn train``'s code; a finished run is reused unless ``--retrain``."""
+    import shutil
+
+    from medattn.demo import DemoConfig, demo_recipe
+    from medattn.engine.runner import train_run
+
+    if (out / "summary.json").is_file() and not args.retrain:
+        return json.loads((out / "summary.json").read_text())
+    if out.exists():
+        shutil.rmtree(out)
+    cfg = DemoConfig(seed=args.seed, n_boot=args.n_boot, progress=False)
+    return train_run(demo_recipe(name, cfg, data), out=out)
+
+
 def synthetic_study(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     """Baseline and CBAM patch CNNs trained on SynthPCam; maps scored against the lesion masks."""
     import h5py
     import pandas as pd
-    import torch
 
-    from medattn.data.formats.pcam_h5 import PCamH5Dataset
+    from medattn.bundle import load_bundle
+    from medattn.data.formats.pcam_h5 import pcam_files
     from medattn.data.synthetic import write_pcam
-    from medattn.data.transforms import build_transforms
-    from medattn.engine.evaluate import evaluate_binary
-    from medattn.engine.train import FitConfig, fit_classifier
+    from medattn.demo import DEMO_RECIPES, DemoConfig
     from medattn.explain import attention_maps, compute_cams
     from medattn.explain.attention_maps import spatial_maps
-    from medattn.models import create_model
 
     base = RUNS / STUDY / "synthpcam"
-    sizes = {"train": 2048, "valid": 512, "test": 512}
+    dcfg = DemoConfig()
+    sizes = {"train": dcfg.n_train, "valid": dcfg.n_valid, "test": dcfg.n_test}
     data = write_pcam(base / "data", sizes, seed=args.seed)
-    tr, ev = build_transforms("histo", train=True), build_transforms("histo", train=False)
-    test = PCamH5Dataset(data, "test", ev)
-    pos = np.nonzero(test.labels() == 1)[0][:args.n_synth]
-    sub = PCamH5Dataset(data, "test", build_transforms("none", train=False), indices=pos)
-    x = torch.stack([sub[i][0] for i in range(len(sub))])
-    with h5py.File(data / "camelyonpatch_level_2_split_test_mask.h5", "r") as f:
-        m = np.asarray(f["mask"][np.sort(pos)]).astype(bool)
-    groups = pd.read_csv(data / "camelyonpatch_level_2_split_test_meta.csv")["wsi"].astype(str).to_numpy()[np.sort(pos)]
+    files = pcam_files(data, "test")
+    with h5py.File(files["y"], "r") as f:
+        pos = np.nonzero(np.asarray(f["y"]).reshape(-1) == 1)[0][:args.n_synth]
+    with h5py.File(files["mask"], "r") as f:
+        m = np.asarray(f["mask"][pos]).astype(bool)
+    with h5py.File(files["x"], "r") as f:
+        raw = np.asarray(f["x"][pos])
+    groups = pd.read_csv(files["meta"])["wsi"].astype(str).to_numpy()[pos]
     keep = m.reshape(len(m), -1).any(1)
     maps: dict[str, np.ndarray] = {}
     aurocs = {}
-    for name in ("patch_cnn_baseline", "patch_cnn_attention"):
-        torch.manual_seed(args.seed)
-        model = create_model(name, width=0.5)
-        cfg = FitConfig(epochs=4, batch_size=64, lr=2e-3, seed=args.seed, progress=False, accelerator="cpu")
-        best, _ = fit_classifier(model, PCamH5Dataset(data, "train", tr), PCamH5Dataset(data, "valid", ev),
-                                 base / name, cfg)
-        res = evaluate_binary(best, PCamH5Dataset(data, "valid", ev), test, base / name, class_names=["n", "t"],
-                              test_ids=test.item_ids(), n_boot=0, seed=args.seed)
-        aurocs[name] = res["metrics"]["auroc"]["value"]
-        short = "baseline" if name.endswith("baseline") else "CBAM"
+    for name, recipe in DEMO_RECIPES.items():
+        summary = train_synthetic(name, data, base / name, args)
+        aurocs[name] = summary["metrics"]["auroc"]
+        pred = load_bundle(base / name / "bundle", device="cpu")
+        best, x = pred.model, pred.preprocess(list(raw))
+        short = "baseline" if recipe.endswith("baseline") else "CBAM"
         maps[f"{short} CNN: Grad-CAM"] = compute_cams(best, x, method="gradcam")
         maps[f"{short} CNN: Grad-CAM++"] = compute_cams(best, x, method="gradcam++")
         if short == "CBAM":
@@ -142,8 +154,11 @@ def synthetic_study(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]
     md = [
         "### The same scores against known lesion masks (SynthPCam)",
         "",
-        f"Two patch CNNs (width 0.5, 4 epochs) trained on SynthPCam ({sizes['train']}/{sizes['valid']}/"
-        f"{sizes['test']} patches, seed {args.seed}; test AUROC baseline {aurocs['patch_cnn_baseline']:.3f}, "
+        f"Recipes `pcam-baseline` and `pcam-attention` with `medattn demo`'s overrides (width {dcfg.width}, "
+        f"≤{dcfg.epochs} epochs, lr {dcfg.lr}) trained by `medattn train`'s code on SynthPCam "
+        f"({sizes['train']}/{sizes['valid']}/{sizes['test']} patches, seed {args.seed}; run folders "
+        f"`{base.relative_to(REPO) if base.is_relative_to(REPO) else base}/<model>`); "
+        f"test AUROC baseline {aurocs['patch_cnn_baseline']:.3f}, "
         f"CBAM {aurocs['patch_cnn_attention']:.3f}); maps of the first {int(keep.sum())} positive test patches "
         f"scored against their tumour masks (mean lesion share of a patch {area.mean():.3f}); CIs resample slides.",
         "",
@@ -161,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-synth", type=int, default=128, help="positive SynthPCam test patches scored")
     ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=True,
                     help="also train on SynthPCam and score the maps against its lesion masks")
+    ap.add_argument("--retrain", action="store_true", help="replace finished SynthPCam runs instead of reusing them")
     args = ap.parse_args(argv)
     root = require_data("monuseg_train_subset")
     if not BUNDLE.is_dir():
