@@ -294,7 +294,13 @@ class Predictor:
             return {"probabilities": {names[0]: 1 - pp, names[1]: pp},
                     "label": names[int(pp >= self.threshold)], "threshold": self.threshold}
         if self.task == "multiclass":
-            return {"probabilities": dict(zip(names, map(float, p), strict=True)), "label": names[int(np.argmax(p))]}
+            out = {"probabilities": dict(zip(names, map(float, p), strict=True)), "label": names[int(np.argmax(p))]}
+            view = self.meta.get("positive_view")
+            if view:  # e.g. abnormal vs normal cells: summed probability at the validation threshold
+                pv = float(sum(float(v) for n, v in zip(names, p, strict=True) if n in view["classes"]))
+                out[view["name"]] = {"probability": pv, "positive": pv >= float(view["threshold"]),
+                                     "threshold": float(view["threshold"])}
+            return out
         if self.task == "segmentation":
             lab = self.mask_from_probs(p)
             frac = {n: float((lab == i).mean()) for i, n in enumerate(names)}

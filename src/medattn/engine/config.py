@@ -219,6 +219,12 @@ class EvaluationConfig(_Strict):
     """Test-time augmentation for orientation-free images (histology, cytology; not X-rays):
     classification averages the 8 rotated/mirrored views, segmentation the 4 flipped tiles. The
     bundle records it and its predictions do the same."""
+    positive_classes: list[str] | None = None
+    """Multiclass: also score these classes together against the rest (e.g. Herlev's abnormal
+    cells): sensitivity, specificity and balanced accuracy at a threshold on their summed
+    probability chosen on validation (stored in the bundle), and AUROC."""
+    positive_name: str = Field("positive", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    """Name of that 2-class view in metrics (``abnormal`` → ``abnormal_sensitivity`` …)."""
     postprocess: dict[str, Any] | None = None
     """Segmentation: instance post-processing, e.g. ``{method: three_class, seed_threshold: 0.7}``
     (see ``medattn.metrics.postprocess.instances_from_output``). Empty: the setting with the best

@@ -230,6 +230,8 @@ def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None 
     ds_kw: dict[str, Any] = {}
     if fmt == "folders" and d.class_names:
         ds_kw["classes"] = d.class_names
+    if fmt == "folders" and d.options.get("class_pattern"):
+        ds_kw["class_pattern"] = d.options["class_pattern"]
     if fmt in ("seg_pairs", "monuseg") and "binary" in d.options:
         ds_kw["binary"] = bool(d.options["binary"])
     if fmt in ("cxr14", "folders", "csv") and "mode" in d.options:

@@ -109,7 +109,7 @@ def _with_bundle_classes(recipe: Any, names: list[str], data: str | Path) -> Any
         from medattn.errors import DataError
 
         try:
-            found = class_order(Path(data), None)
+            found = class_order(Path(data), None, recipe.data.options.get("class_pattern"))
         except DataError as exc:
             raise BundleError(f"'{data}': {exc}") from None
         if sorted(found) != sorted(names):
@@ -131,6 +131,8 @@ def _bundle_choices(meta: dict[str, Any]) -> dict[str, Any]:
         out["thresholds"] = [0.5] * len(meta["class_names"])
     if meta.get("temperature") is not None:
         out["temperature"] = float(meta["temperature"])
+    if meta.get("positive_view"):
+        out["positive_view"] = meta["positive_view"]
     return out
 
 
@@ -146,7 +148,8 @@ def _external_record(path: Path, meta: dict[str, Any], data: str | Path, rd: Any
         doc["validation_calibration"] = meta["validation_calibration"]
     if "prevalence" in doc:
         doc["prevalence"] = {"external": doc["prevalence"], "training": trained.get("prevalence_train")}
-    doc["chosen_by_bundle"] = {k: meta[k] for k in ("threshold", "thresholds", "temperature", "postprocess", "tta")
+    doc["chosen_by_bundle"] = {k: meta[k] for k in ("threshold", "thresholds", "temperature", "postprocess", "tta",
+                                                    "positive_view")
                                if meta.get(k) is not None}
     atomic_write_json(path, doc)
     return doc

@@ -285,8 +285,11 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         )
         from medattn.metrics.ordinal import ordinal_metrics
 
+        view = positive_view(recipe, names, pt, yt, None if fixed is not None else (pv, yv),
+                             None if fixed is None else fixed.get("positive_view"))
+
         def mc_fn(i: np.ndarray) -> dict[str, float]:  # ordered grades (task.ordinal) add kappa & co
-            row = {**multiclass_metrics(yt[i], pt[i]), **ece(i)}
+            row = {**multiclass_metrics(yt[i], pt[i]), **ece(i), **(view["metrics"](i) if view else {})}
             return {**row, **ordinal_metrics(yt[i], pt[i], len(names))} if recipe.task.ordinal else row
 
         res = bootstrap_ci(mc_fn, len(yt), gset, ev.n_boot, ev.ci_alpha, seed)
@@ -310,6 +313,8 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         thresholds = dict(zip(names, thr_list, strict=True))
         write_per_class_csv(multilabel_per_label(yt, pt, names, thr_arr), out / "per_class_metrics.csv")
         prob_cols, header = [pt], [f"prob_{n}" for n in names]
+    if kind == "multiclass" and view:
+        doc["positive_view"] = view["record"]
     doc["thresholds"] = thresholds
     doc["threshold_method"] = ("argmax" if kind == "multiclass" else
                                f"{ev.threshold} on validation" + (" (the bundle's)" if fixed is not None else ""))
@@ -335,6 +340,8 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
     write_bad_files(data, out)
     result = {"metrics": res, "thresholds": thresholds, "y": yt, "prob": pt, "prevalence": doc["prevalence"],
               "conformal": trust["conformal"]}
+    if kind == "multiclass" and view:
+        result["positive_view"] = view["record"]
     if fixed is None:
         flat = kind == "multilabel"
         vy, vp = (yv.ravel(), pv.ravel()) if flat else (yv, pv)
@@ -343,6 +350,43 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
                                        **({"temperature": doc["calibration"]["temperature"]}
                                           if "temperature" in doc["calibration"] else {})}
     return result
+
+
+def positive_view(recipe: Recipe, names: list[str], pt: np.ndarray, yt: np.ndarray,
+                  valid: tuple[np.ndarray, np.ndarray] | None, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The 2-class view of a multiclass task (``evaluation.positive_classes``, e.g. Herlev's
+    abnormal cells): the summed probability of those classes, thresholded at Youden's J on
+    validation (or the bundle's ``stored`` threshold), scored as sensitivity, specificity,
+    balanced accuracy and AUROC with the same bootstrap as the other metrics."""
+    from medattn.errors import ConfigError
+    from medattn.metrics.classification import binary_metrics
+    from medattn.metrics.threshold import choose_threshold
+
+    ev = recipe.evaluation
+    classes = stored["classes"] if stored else ev.positive_classes
+    if not classes:
+        return None
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise ConfigError(f"field 'evaluation.positive_classes': {unknown} are not classes of the data {names}")
+    name = stored["name"] if stored else ev.positive_name
+    pos = np.asarray([n in classes for n in names])
+    p_pos, y_pos = pt[:, pos].sum(1), pos[yt].astype(int)
+    if stored:
+        thr = float(stored["threshold"])
+    else:
+        pv, yv = valid  # type: ignore[misc]
+        yv_pos = pos[yv].astype(int)
+        thr = choose_threshold(yv_pos, pv[:, pos].sum(1), "youden") if 0 < yv_pos.sum() < len(yv_pos) else 0.5
+
+    def metrics(i: np.ndarray) -> dict[str, float]:
+        m = binary_metrics(y_pos[i], p_pos[i], thr)
+        return {f"{name}_sensitivity": m["recall"], f"{name}_specificity": m["specificity"],
+                f"{name}_balanced_accuracy": m["balanced_accuracy"], f"{name}_auroc": m["auroc"]}
+
+    return {"metrics": metrics, "record": {"name": name, "classes": list(classes), "threshold": float(thr),
+                                           "threshold_method": "youden on validation" if not stored
+                                           else "the bundle's (youden on its validation split)"}}
 
 
 def class_prevalence(y: np.ndarray, kind: str, names: list[str]) -> dict[str, float]:

@@ -50,6 +50,8 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
         "split_hash": split_hash, "tta": recipe.evaluation.tta,
     }
     meta["training_data"] = training_data_record(recipe, data)
+    if ev.get("positive_view"):
+        meta["positive_view"] = ev["positive_view"]
     if ev.get("valid_calibration"):
         meta["validation_calibration"] = ev["valid_calibration"]
         if "temperature" in ev["valid_calibration"]:

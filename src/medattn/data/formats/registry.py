@@ -142,7 +142,7 @@ def open_dataset(root: str | Path, fmt: str | None = None, *, split: str | None 
             idx = sorted(int(f.split("#")[1]) for f in files if f.startswith(prefix))
         return pcam_h5.PCamH5Dataset(root, split, transform, indices=idx, **kw)
     # folders: label indices follow the explicit class order, else the dataset's labels would disagree
-    scan_kw = {"classes": kw["classes"]} if fmt == "folders" and kw.get("classes") else {}
+    scan_kw = {k: kw[k] for k in ("classes", "class_pattern") if fmt == "folders" and kw.get(k)}
     table = select_split(scan(root, fmt, **scan_kw), split_table, split)
     common = {"transform": transform, "on_bad_file": on_bad_file}
     if fmt == "folders":
