@@ -1,9 +1,14 @@
-"""Fit a classifier with Lightning: early stopping, best-by-validation checkpoint, history CSV."""
+"""Legacy trainer, kept only until ``benchmarks/real/breast_idc.py`` trains through recipes.
+
+Everything else trains through :func:`medattn.engine.runner.train_run` → ``engine/fit.py`` (the one
+training loop). Delete this module once that script no longer imports :func:`fit_classifier`;
+:func:`quiet_lightning` lives in :mod:`medattn.engine.lightning_quiet` and is re-exported here only
+for old imports.
+"""
 
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +25,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from medattn.engine.history import HistoryCSV
+from medattn.engine.lightning_quiet import quiet_lightning
 from medattn.engine.tasks import ClassificationTask
 from medattn.io import ensure_dir
 from medattn.runtime import tune_allocator
 
-__all__ = ["FitConfig", "fit_classifier", "make_loader", "quiet_lightning"]
+__all__ = ["FitConfig", "fit_classifier", "quiet_lightning"]
 
 
 @dataclass
@@ -50,18 +56,7 @@ class FitConfig:
     ``step``, ``onecycle`` or ``none``."""
 
 
-def quiet_lightning() -> None:
-    """Silence Lightning's start-up chatter (tips, device summaries) for CLI runs."""
-    import logging
-
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # AG-CNN frozen branches
-
-
-def make_loader(ds: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int = 0) -> DataLoader:
+def _loader(ds: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int = 0) -> DataLoader:
     """DataLoader with a seeded generator and persistent workers when workers are used."""
     g = torch.Generator()
     g.manual_seed(seed)
@@ -98,8 +93,8 @@ def fit_classifier(
         deterministic=cfg.deterministic, default_root_dir=str(out), num_sanity_val_steps=0,
         limit_train_batches=cfg.max_steps_per_epoch or 1.0,
     )
-    train_dl = make_loader(train_ds, cfg.batch_size, True, cfg.num_workers, cfg.seed)
-    val_dl = make_loader(val_ds, cfg.batch_size * 2, False, cfg.num_workers, cfg.seed)
+    train_dl = _loader(train_ds, cfg.batch_size, True, cfg.num_workers, cfg.seed)
+    val_dl = _loader(val_ds, cfg.batch_size * 2, False, cfg.num_workers, cfg.seed)
     trainer.fit(task, train_dl, val_dl)
     best = copy.deepcopy(model)
     if ckpt.best_model_path:
