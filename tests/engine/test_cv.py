@@ -82,3 +82,23 @@ def test_cross_validation_run_and_paired_compare(tmp_path: Path) -> None:
         assert s["metrics"]["auroc"]["folds"] == pytest.approx(fold_auc)
     res = compare_prediction_tables(tmp_path / "a", tmp_path / "b", n_boot=50)
     assert res["n_items"] == 72
+
+
+def test_compare_segmentation_runs_pairs_images(tmp_path: Path) -> None:
+    from medattn.metrics.compare import compare_prediction_tables
+
+    rng = np.random.default_rng(0)
+    files = [f"img{i}.png" for i in range(8)]
+    a = pd.DataFrame({"file": files, "group": files, "dice": rng.uniform(0.6, 0.8, 8), "aji": rng.uniform(0.4, 0.6, 8),
+                      "pq": rng.uniform(0.3, 0.5, 8)})
+    b = a.copy()
+    b[["dice", "aji", "pq"]] += 0.05
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a.to_csv(tmp_path / "a" / "test_predictions.csv", index=False)
+    b.sample(frac=1, random_state=1).to_csv(tmp_path / "b" / "test_predictions.csv", index=False)  # other order
+    res = compare_prediction_tables(tmp_path / "a", tmp_path / "b", n_boot=200)
+    for k in ("dice", "aji", "pq"):
+        m = res["metrics"][k]
+        assert m["value_a"] == pytest.approx(a[k].mean()) and m["diff"] == pytest.approx(0.05)
+        assert m["ci_low"] == pytest.approx(0.05) and m["ci_high"] == pytest.approx(0.05)

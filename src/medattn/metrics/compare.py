@@ -87,20 +87,30 @@ def load_predictions(path: str | Path) -> tuple[Path, pd.DataFrame]:
     except Exception as exc:  # noqa: BLE001 - any parser failure is a malformed file
         raise DataError(f"{csv}: cannot be read as CSV ({exc})") from exc
     probs = [c for c in df.columns if c.startswith("prob_")]
-    if "file" not in df.columns or "label" not in df.columns or not probs:
-        raise DataError(f"{csv}: needs columns file, label and prob_<class> (found {list(df.columns)})")
+    seg = "file" in df.columns and not probs and all(c in df.columns for c in _SEG_METRICS)
+    if not seg and ("file" not in df.columns or "label" not in df.columns or not probs):
+        raise DataError(f"{csv}: needs columns file, label and prob_<class>, or a segmentation run's per-image "
+                        f"{', '.join(_SEG_METRICS)} (found {list(df.columns)})")
     if df["file"].duplicated().any():
         dup = df["file"][df["file"].duplicated()].iloc[0]
         raise DataError(f"{csv}: item '{dup}' appears more than once in column 'file'")
     return csv, df
 
 
+_SEG_METRICS = ("dice", "aji", "pq")
+
+
 def _metric_fn(df: pd.DataFrame, csv: Path) -> MetricFn:
-    """Headline metrics of one prediction table (binary or multiclass) on resampled rows."""
+    """Headline metrics of one prediction table (binary, multiclass, multilabel, or a segmentation
+    run's per-image metrics, averaged over the resampled images) on resampled rows."""
     from medattn.metrics.classification import binary_metrics
     from medattn.metrics.multiclass import multiclass_metrics
 
     probs = [c for c in df.columns if c.startswith("prob_")]
+    if not probs:
+        cols = [c for c in ("dice", "iou", "aji", "aji_plus", "dq", "sq", "pq") if c in df.columns]
+        per = {c: df[c].to_numpy(np.float64) for c in cols}
+        return lambda i: {c: float(np.nanmean(v[i])) for c, v in per.items()}
     labels = [str(v) for v in df["label"]]
     if len(probs) > 1 and labels and all(len(v) == len(probs) and set(v) <= {"0", "1"} for v in labels):
         return _multilabel_fn(df, probs, labels, csv)
@@ -183,7 +193,7 @@ def compare_prediction_tables(
             f"{csv_a} and {csv_b} were evaluated on different items ({len(only_a)} only in A, e.g. "
             f"{only_a[:2]}; {len(only_b)} only in B, e.g. {only_b[:2]}); re-evaluate both on the same split")
     b = b.set_index("file").loc[list(a["file"])].reset_index()
-    if [str(v) for v in a["label"]] != [str(v) for v in b["label"]]:
+    if "label" in a.columns and [str(v) for v in a["label"]] != [str(v) for v in b.get("label", a["label"])]:
         raise DataError(f"{csv_a} and {csv_b} disagree on the labels of the same items; "
                         "they were evaluated against different ground truth")
     groups = None
