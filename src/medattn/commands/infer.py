@@ -53,6 +53,9 @@ def predict(
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda when present, else cpu).")] = None,
     max_megapixels: Annotated[float, typer.Option(help="Largest input image, megapixels (checked before "
                                                        "decoding; larger ones are bad files).")] = 50.0,
+    alpha: Annotated[float | None, typer.Option(help="Classification: conformal miscoverage for the "
+                                                     "prediction_set column (bundles with conformal "
+                                                     "calibration; default: the bundle's).")] = None,
 ) -> None:
     """Predict images with BUNDLE: predictions.csv (classification) or instance masks, per-object CSV
     and QuPath GeoJSON (segmentation), written as they come (--resume continues)."""
@@ -61,7 +64,7 @@ def predict(
 
     pred = load_bundle(bundle, device=device, max_pixels=int(max_megapixels * 1e6))
     opts = PredictOptions(out=out, resume=resume, on_bad_file=on_bad_file, tile=tile, batch_size=batch_size,
-                          progress=Progress("predict"))
+                          progress=Progress("predict"), predict_kwargs={} if alpha is None else {"alpha": alpha})
     res = run_predict(pred, inputs, opts)
     typer.echo(f"wrote {res['predictions']}: {res['n_done']} predicted ({res['n_new']} new"
                + (f", {res['n_tiled']} tiled" if res["n_tiled"] else "") + f"), {res['n_bad']} unreadable"

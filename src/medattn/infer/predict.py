@@ -20,7 +20,7 @@ import csv
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class PredictOptions:
     ``False``: resize every input to the model input (recorded as ``resized``)."""
     batch_size: int = 16
     progress: Callable[[int, int], None] | None = None
+    predict_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of ``predictor.predict`` (e.g. ``alpha`` of conformal sets)."""
 
 
 def large_input_rule(meta: dict[str, Any]) -> tuple[str, float]:
@@ -139,7 +141,7 @@ def _classify_batch(predictor: Any, items: list[tuple[Path, str, Any]], opts: Pr
             rows[i] = {**base, "handling": "as-is" if (W, H) == (w, h) else "resized"}
             plain.append((i, img))
     if plain:
-        results = predictor.predict([img for _, img in plain])
+        results = predictor.predict([img for _, img in plain], **opts.predict_kwargs)
         for (i, _), res in zip(plain, results, strict=True):
             rows[i] = {**rows[i], **flatten_result(res)}  # type: ignore[dict-item]
     return [r for r in rows if r is not None]
