@@ -52,7 +52,7 @@ def setup_torch(threads: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads or int(os.environ.get("MEDATTN_THREADS", "1")))
-    from medattn.engine.train import quiet_lightning
+    from medattn.engine.lightning_quiet import quiet_lightning
 
     quiet_lightning()
 

@@ -16,9 +16,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ORDER = ("breast_idc", "monuseg_unet", "herlev", "herlev_grade", "nih_cxr", "explanations")
-SCRIPTS = {"breast_idc": "breast_idc.py", "monuseg_unet": "monuseg_unet.py", "herlev": "herlev.py", "herlev_grade": "herlev_grade.py",
-           "nih_cxr": "nih_cxr.py", "explanations": "explanations.py"}
+ORDER = ("cpu_idc", "cpu_nuclei", "cpu_herlev", "herlev", "herlev_grade", "nih_cxr", "ood", "explanations")
+SCRIPTS = {"cpu_idc": "cpu_recipes.py --study idc --folds 3 --final",
+           "cpu_nuclei": "cpu_recipes.py --study nuclei --folds 3 --final",
+           "cpu_herlev": "cpu_recipes.py --study herlev --folds 3 --final",
+           "herlev": "herlev.py", "herlev_grade": "herlev_grade.py", "nih_cxr": "nih_cxr.py", "ood": "ood.py",
+           "explanations": "explanations.py"}
 
 HEADER = """# Results on real data
 
@@ -66,7 +69,7 @@ def build_doc() -> Path:
     if missing:
         parts.append("## Not yet run\n\n" + "\n".join(
             f"- `{s}`: no results yet (`.venv/bin/python benchmarks/real/{SCRIPTS[s]}`"
-            f"{'' if (HERE / SCRIPTS[s]).is_file() else ', script not written yet'})." for s in missing))
+            f"{'' if (HERE / SCRIPTS[s].split()[0]).is_file() else ', script not written yet'})." for s in missing))
     out = REPO / "docs" / "results.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".md.tmp")
@@ -82,15 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if not args.doc_only:
         for study in ORDER:
-            script = HERE / SCRIPTS[study]
-            if not script.is_file():
+            script, *script_args = SCRIPTS[study].split()
+            if not (HERE / script).is_file():
                 continue
             t = time.time()
-            print(f"== {script.name}", flush=True)
-            rc = subprocess.call([sys.executable, str(script)], cwd=REPO)
-            print(f"== {script.name}: exit {rc} in {time.time() - t:.0f} s", flush=True)
+            print(f"== {SCRIPTS[study]}", flush=True)
+            rc = subprocess.call([sys.executable, str(HERE / script), *script_args], cwd=REPO)
+            print(f"== {SCRIPTS[study]}: exit {rc} in {time.time() - t:.0f} s", flush=True)
             if rc:
-                failed.append(script.name)
+                failed.append(SCRIPTS[study])
     print(f"wrote {build_doc()}")
     if failed:
         print("failed: " + ", ".join(failed), file=sys.stderr)

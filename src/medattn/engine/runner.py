@@ -135,7 +135,7 @@ def train_run(recipe: Recipe | str | Path, *, out: str | Path, data: str | Path 
 
     Returns a summary: run directory, best validation score, test metrics (point values).
     """
-    from medattn.engine.train import quiet_lightning
+    from medattn.engine.lightning_quiet import quiet_lightning
 
     run_dir = Path(out)
     if resume:

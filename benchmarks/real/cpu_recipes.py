@@ -1,0 +1,162 @@
+"""The CPU-budget recipes against their plain baselines: grouped cross-validation, then final models.
+
+Run from the repo root::
+
+    .venv/bin/python benchmarks/real/cpu_recipes.py --study idc --folds 3 [--final]
+
+For a study (``idc``: breast IDC patches, ``nuclei``: MoNuSeg image/mask pairs, ``herlev``: Herlev
+cells) the driver runs, exactly as a user would type them:
+
+1. ``medattn train RECIPE --data DATA --folds K --out runs/real/cpu/<study>/<recipe>`` for the
+   attention recipe and its plain baseline (same folds: the split depends only on the data and
+   the recipe's seed);
+2. ``medattn compare BASELINE_CV RECIPE_CV --out …`` (out-of-fold predictions paired by item,
+   resampling patients / source images / images);
+3. with ``--final``: ``medattn train RECIPE --data DATA --set data.split.test_fraction=0`` (the
+   model a user takes to new data), timing it against the 20-minute budget.
+
+It then writes its section of ``docs/results.md`` (``sections/cpu_<study>.md``) from the files
+those commands wrote. Nothing is chosen on a held-out fold: each fold's checkpoint, threshold and
+post-processing come from its own inner validation split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RUNS, REPO, command_line, fmt, machine_note, md_table, require_data, write_section  # noqa: E402
+
+STUDIES: dict[str, dict[str, Any]] = {
+    "idc": {"data": "breast_idc", "recipes": ("idc-cpu-baseline", "idc-cpu"),
+            "title": "Breast IDC patches: `idc-cpu` vs its plain baseline",
+            "metrics": ("balanced_accuracy", "auroc", "f1", "sensitivity", "specificity"),
+            "peer": "timm ResNet-18, 12 epochs, on other unseen patients: BA 0.841, AUROC 0.912, F1 0.724; "
+                    "goal BA ≥ 0.87, AUROC ≥ 0.94"},
+    "nuclei": {"data": "monuseg_train_subset", "recipes": ("nuclei-cpu-baseline", "nuclei-cpu"),
+               "title": "Nuclei instances (MoNuSeg): `nuclei-cpu` vs its plain baseline",
+               "metrics": ("dice", "aji", "pq", "dq", "sq"),
+               "peer": "SMP U-Net ResNet-18 + distance watershed on the MoNuSeg test images: Dice 0.754, "
+                       "AJI 0.510, PQ 0.409; goal Dice ≥ 0.80, AJI ≥ 0.58, PQ ≥ 0.52"},
+    "herlev": {"data": "herlev_dev/images", "recipes": ("herlev-cpu-baseline", "herlev-cpu"),
+               "title": "Herlev cells, 7 classes, grouped by source image: `herlev-cpu` vs its plain baseline",
+               "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
+                           "abnormal_specificity", "abnormal_auroc"),
+               "peer": "timm ResNet-18, 128 px, 20 epochs, on cells of unseen source images: accuracy 0.500, "
+                       "abnormal sensitivity 0.939 / specificity 0.571; goal accuracy ≥ 0.68, sensitivity ≥ 0.93 "
+                       "at specificity ≥ 0.85"},
+}
+
+
+def medattn(*args: str) -> tuple[list[str], float]:
+    """Run ``medattn ARGS`` like a user (one line per epoch in the log); returns the command and minutes."""
+    cmd = [str(REPO / ".venv" / "bin" / "medattn"), *args]
+    t0 = time.time()
+    print("$ " + " ".join(["medattn", *map(shlex.quote, args)]), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return cmd, (time.time() - t0) / 60.0
+
+
+def shown(args: list[str]) -> str:
+    rel = [a.replace(str(REPO) + "/", "") for a in args[1:]]
+    return "`medattn " + " ".join(map(shlex.quote, rel)) + "`"
+
+
+def cv_rows(study: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for name, s in summaries.items():
+        row = [f"`{name}`"]
+        for m in study["metrics"]:
+            v = s["metrics"].get(m)
+            row.append("n/a" if v is None else f"{fmt(v['mean'])} [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]")
+        row.append(" / ".join(fmt(v, 3) for v in s["metrics"][study["metrics"][0]]["folds"]))
+        row.append(f"{sum(s['fold_seconds']) / 60:.1f}")
+        rows.append(row)
+    return rows
+
+
+def compare_rows(res: dict[str, Any], metrics: tuple[str, ...]) -> list[list[str]]:
+    rows = []
+    for m in metrics:
+        r = res["metrics"].get(m)
+        if r is None:
+            continue
+        rows.append([m, fmt(r["value_a"]), fmt(r["value_b"]), f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                     fmt(r["p_value"])])
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--study", required=True, choices=sorted(STUDIES))
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--final", action="store_true", help="also train the final model (test_fraction 0) and time it")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="extra --set for every run (e.g. a shorter schedule for a quick look)")
+    args = ap.parse_args()
+    study = STUDIES[args.study]
+    data = require_data(study["data"])
+    out = RUNS / "cpu" / args.study
+    extra = [a for o in args.overrides for a in ("--set", o)]
+    summaries, commands = {}, []
+    for recipe in study["recipes"]:
+        cv_dir = out / f"{recipe}-cv{args.folds}"
+        if not (cv_dir / "cv_summary.json").is_file():
+            cmd, _ = medattn("train", recipe, "--data", str(data), "--folds", str(args.folds), "--out", str(cv_dir),
+                             "--set", "trainer.progress=false", *extra)
+            commands.append(shown(cmd))
+        summaries[recipe] = json.loads((cv_dir / "cv_summary.json").read_text())
+    base, att = study["recipes"]
+    cmp_json = out / f"compare-cv{args.folds}.json"
+    cmd, _ = medattn("compare", str(out / f"{base}-cv{args.folds}"), str(out / f"{att}-cv{args.folds}"),
+                     "--out", str(cmp_json))
+    commands.append(shown(cmd))
+    res = json.loads(cmp_json.read_text())
+    final_rows = []
+    if args.final:
+        for recipe in study["recipes"]:
+            fdir = out / f"{recipe}-final"
+            tfile = fdir / "wall_minutes.txt"
+            if not tfile.is_file():
+                cmd, minutes = medattn("train", recipe, "--data", str(data), "--set", "data.split.test_fraction=0",
+                                       "--set", "trainer.progress=false", "--out", str(fdir), *extra)
+                tfile.write_text(f"{minutes:.2f}\n")
+                commands.append(shown(cmd))
+            meta = json.loads((fdir / "bundle" / "bundle.json").read_text())
+            final_rows.append([f"`{recipe}`", f"{float(tfile.read_text()):.1f}",
+                               meta["training_data"]["splits"]["train"]["items"],
+                               meta["training_data"]["splits"]["valid"]["items"]])
+    first = next(iter(summaries.values()))
+    md = [f"## {study['title']}", "",
+          f"Command: `{command_line()}`. It ran: " + "; ".join(commands) + ".", "",
+          f"Data: `{study['data']}` ({first['items']} items, {first['groups']} groups), {args.folds} grouped, "
+          "stratified folds; each fold's model, threshold and post-processing were chosen on an inner "
+          "validation split of the other folds, and the held-out fold was scored once. Table: mean across "
+          "folds [95% t-interval], then the per-fold values of the first metric and the CV wall time.", "",
+          md_table(["recipe", *study["metrics"], f"{study['metrics'][0]} per fold", "minutes"],
+                   cv_rows(study, summaries)), "",
+          f"Paired on the same out-of-fold items (`medattn compare`, {res['n_items']} items, resampling "
+          f"{res['resampled']}{' (' + str(res['n_groups']) + ' groups)' if res.get('n_groups') else ''}): "
+          f"A = `{base}`, B = `{att}`.", "",
+          md_table(["metric", "A", "B", "B − A [95% CI]", "p"], compare_rows(res, study["metrics"])), "",
+          f"Plain peer (DESIGN.md): {study['peer']}."]
+    if final_rows:
+        md += ["", "Final models (`--set data.split.test_fraction=0`, what a user takes to new data), wall time "
+               "of `medattn train` on this machine:", "",
+               md_table(["recipe", "minutes", "train items", "valid items"], final_rows)]
+    total = sum(sum(v["fold_seconds"]) for v in summaries.values()) / 60 + sum(float(r[1]) for r in final_rows)
+    md += ["", f"Wall time: {total:.1f} min for the runs above (cross-validation folds + final models), on "
+           f"{machine_note()}."]
+    numbers = {"summaries": summaries, "compare": res, "final": final_rows}
+    write_section(f"cpu_{args.study}", "\n".join(md), numbers)
+
+
+if __name__ == "__main__":
+    main()
