@@ -1,7 +1,8 @@
 """REST API (FastAPI) for a model bundle, with the Gradio dashboard mounted at ``/``.
 
 Endpoints: ``POST /v1/predict`` (multipart ``file``, repeatable), ``POST /v1/explain``,
-``GET /v1/model``, ``GET /healthz``, ``GET /readyz``, ``/openapi.json`` and ``/docs``.
+``GET /v1/model``, ``GET /healthz``, ``GET /readyz``, ``/openapi.json``, ``/docs`` and ``/redoc``
+(served from local files, :mod:`medattn.serve.docs`).
 Inference runs in a micro-batching worker thread, decoding in the thread pool: the event loop
 never blocks. Every bad input is answered with a 4xx JSON body ``{"error", "detail"}``.
 """
@@ -93,8 +94,14 @@ def create_app(
         yield
         batcher.stop()
 
-    app = FastAPI(title="medattn model server", version=__version__, lifespan=lifespan,
+    from medattn.serve.docs import add_offline_docs, docs_assets_dir
+
+    assets = docs_assets_dir()  # local Swagger UI/ReDoc files: /docs works offline
+    offline = {"docs_url": None, "redoc_url": None} if assets is not None else {}
+    app = FastAPI(title="medattn model server", version=__version__, lifespan=lifespan, **offline,
                   description=f"Serving `{ident['id']}` ({predictor.task}, classes: {', '.join(predictor.class_names)}).")
+    if assets is not None:
+        add_offline_docs(app, assets)
     app.state.predictor, app.state.batcher, app.state.explainer, app.state.limits = predictor, batcher, explainer, lim
 
     async def require_key(key: Annotated[str | None, Depends(_KEY_HEADER)]) -> None:
