@@ -41,3 +41,25 @@ def test_cli_predict_and_slide(tmp_path: Path, tiny_bundle: Path, capsys: pytest
     assert summary["tile_level0_px"] == pytest.approx(64) and summary["model_mpp"] == 2.0
     assert main(["slide", str(tiny_bundle), str(slide), "--out", str(tmp_path / "x"), "--region", "1,2"]) == 2
     assert "x,y,w,h" in capsys.readouterr().err
+
+
+def test_slide_cam_covers_exactly_the_positive_tiles(tmp_path: Path, tiny_bundle: Path) -> None:
+    from medattn.bundle import load_bundle
+    from medattn.infer.records import read_rows
+    from medattn.infer.slide import SlideOptions, run_slide
+
+    pred = load_bundle(tiny_bundle, device="cpu")
+    slide, _ = synthetic_slide(tmp_path / "s.svs", grid=(2, 3), mpp=1.0, fill=1.0)
+    rows = run_slide(pred, slide, SlideOptions(out=tmp_path / "a", workers=0))["grid"][0]
+    scores = sorted(float(r["score"]) for r in read_rows(tmp_path / "a" / "tiles.csv"))
+    m = len(scores) // 2
+    pred.meta["threshold"] = (scores[m - 1] + scores[m]) / 2  # half the tiles are "positive"
+    s = run_slide(pred, slide, SlideOptions(out=tmp_path / "b", workers=0, cam=True))
+    cam = np.load(tmp_path / "b" / "cam.npy")
+    assert cam.shape == (rows * 8, s["grid"][1] * 8) and "cam.png" in s["outputs"]
+    hot = {(int(r["row"]), int(r["col"])) for r in read_rows(tmp_path / "b" / "tiles.csv")
+           if float(r["score"]) >= pred.threshold}
+    assert hot and {(r, c) for r in range(s["grid"][0]) for c in range(s["grid"][1])
+                    if np.isfinite(cam[r * 8, c * 8])} == hot
+    vals = cam[np.isfinite(cam)]
+    assert vals.min() >= 0 and vals.max() <= 1

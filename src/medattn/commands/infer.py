@@ -105,6 +105,8 @@ def slide(
                                             "nuclei on block borders are kept once).")] = 2048,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run: finished tiles/blocks are "
                                               "skipped.")] = False,
+    cam: Annotated[bool, typer.Option(help="Classifiers: also stitch the Grad-CAM of tiles over the threshold "
+                                           "into cam.npy and cam.png.")] = False,
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda when present, else cpu).")] = None,
 ) -> None:
     """Run BUNDLE over whole slides. Classifiers: tissue tiles at the bundle's scale → tiles.csv,
@@ -120,7 +122,7 @@ def slide(
     for s in slides:
         opts = SlideOptions(out=out / s.stem, mpp=mpp, model_mpp=model_mpp, min_tissue=min_tissue,
                             tissue_method=tissue_method, batch_size=batch_size, workers=workers, resume=resume,
-                            top_k=top_k, region=_region(region), block=block, progress=Progress(s.name))
+                            top_k=top_k, region=_region(region), block=block, cam=cam, progress=Progress(s.name))
         res = run_slide(pred, s, opts)
         if res.get("task") == "segmentation":
             typer.echo(f"{s.name}: {res['nuclei']} nuclei in {res['blocks']} blocks -> {opts.out / 'nuclei.geojson'} "

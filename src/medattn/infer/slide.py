@@ -50,6 +50,8 @@ class SlideOptions:
     """Level-0 ``(x, y, w, h)``: only this region (segmentation: the nuclei region)."""
     block: int = 2048
     """Segmentation: block edge in model pixels (each block is predicted with a halo)."""
+    cam: bool = False
+    """Also stitch the Grad-CAM of tiles over the threshold into ``cam.npy`` / ``cam.png``."""
     progress: Callable[[int, int], None] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -194,10 +196,20 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
                        list(predictor.meta["std"]), int(predictor.meta.get("in_chans", 3)))
     loader = DataLoader(ds, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers,
                         persistent_workers=False, prefetch_factor=2 if opts.workers else None)
+    cam = None
+    if opts.cam:
+        from medattn.infer.slide_cam import CamStitcher
+
+        cam = CamStitcher(opts.out, plan.rows, plan.cols, resume=opts.resume)
+    threshold = float(predictor.threshold) if predictor.task == "binary" else 0.5
     t0, done = time.perf_counter(), 0
     for x, idx in loader:
         probs = np.asarray(predictor.predict_tensor(x))
         score, cols, pm = _score_columns(predictor, probs)
+        if cam is not None:
+            hot = np.flatnonzero(score >= threshold)
+            ks = [todo[int(idx[j])] for j in hot]
+            cam.add(predictor, x[hot], [int(rr.ravel()[k]) for k in ks], [int(cc.ravel()[k]) for k in ks])
         rows = []
         for j, i in enumerate(idx.tolist()):
             k = todo[i]
@@ -212,5 +224,15 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
     t_infer = time.perf_counter() - t0
     reader.close()
     opts.timings.update(tissue_s=t_tissue, inference_s=t_infer)
-    return write_slide_outputs(predictor, reader, plan, opts, thumb, mask, mscale, n_grid=int(plan.cols * plan.rows),
-                               n_tissue=len(keep), n_new=len(todo), t_start=t_start)
+    summary = write_slide_outputs(predictor, reader, plan, opts, thumb, mask, mscale,
+                                  n_grid=int(plan.cols * plan.rows), n_tissue=len(keep), n_new=len(todo),
+                                  t_start=t_start)
+    if cam is not None:
+        extent = (ox / mscale, (ox + plan.cols * plan.tile_l0) / mscale, (oy + plan.rows * plan.tile_l0) / mscale,
+                  oy / mscale)
+        cam.write_png(thumb, extent, f"{Path(reader.path).name}: Grad-CAM of tiles over {threshold:.3g}")
+        summary["outputs"] += ["cam.npy", "cam.png"]
+        from medattn.io import atomic_write_json
+
+        atomic_write_json(Path(opts.out) / "summary.json", summary)
+    return summary
