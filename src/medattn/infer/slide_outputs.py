@@ -133,7 +133,7 @@ def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb
     extent = (ox / mscale, (ox + plan.cols * plan.tile_l0) / mscale, (oy + plan.rows * plan.tile_l0) / mscale,
               oy / mscale)
     write_overlay(out / "overlay.png", thumb, grid, extent, threshold,
-                  f"{Path(reader.path).name}: P({predictor.class_names[-1]}) per {um_tile:.0f} µm tile")
+                  f"{Path(reader.path).name}: P({predictor.class_names[-1]}) per {um_tile:.0f} um tile")
     n_regions = _geojson(predictor, tiles, plan, threshold, out / "slide.geojson") if len(tiles) else 0
     scores = tiles["score"].to_numpy(float) if len(tiles) else np.zeros(0)
     k = min(opts.top_k, len(scores))
