@@ -120,3 +120,19 @@ def test_cli_info_prints_the_card(smoke_pcam_run: Path) -> None:
     from medattn.cli import main
 
     assert main(["info", str(smoke_pcam_run / "nope")]) == 2
+
+
+def test_external_evaluation_reports_coverage_and_lands_in_the_card(smoke_pcam_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from medattn.engine.evaluate_cli import evaluate_path
+
+    b = tmp_path / "bundle"
+    shutil.copytree(smoke_pcam_run / "bundle", b)
+    data = json.loads((smoke_pcam_run / "run.json").read_text())["data"]
+    res = evaluate_path(b, data=data, external=True, out=tmp_path / "ext")
+    doc = json.loads((tmp_path / "ext" / "metrics.json").read_text())
+    assert res["external"] and doc["conformal"]["calibrated_on"] == "the bundle's validation split"
+    assert 0 <= doc["conformal"]["alpha_0.1"]["coverage"]["value"] <= 1
+    card = json.loads((b / "bundle.json").read_text())["card"]
+    assert card["evaluation"]["external"][-1]["n_items"] == doc["n_items"]

@@ -133,6 +133,8 @@ def _bundle_choices(meta: dict[str, Any]) -> dict[str, Any]:
         out["temperature"] = float(meta["temperature"])
     if meta.get("positive_view"):
         out["positive_view"] = meta["positive_view"]
+    if meta.get("conformal"):  # issue 17: coverage of the bundle's own conformal sets on the new data
+        out["conformal"] = meta["conformal"]
     return out
 
 
