@@ -50,7 +50,8 @@ def save_reliability(
     of the predictions, for ``{label: (y_true, prob)}``; ``prob`` may be ``(N,)`` or ``(N, C)``."""
     from medattn.metrics.calibration import reliability_curve
 
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]},
+                                   layout="constrained")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfect calibration")
     for name, (y, p) in curves.items():
         rc = reliability_curve(y, p, n_bins)
@@ -61,10 +62,12 @@ def save_reliability(
     ax.set_ylabel("observed frequency")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title or "calibration (test)")
     hist.set_xlabel("predicted probability")
     hist.set_ylabel("items")
+    # below both panels, outside the axes: the legend never hides a reliability curve
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, frameon=False)
     return save_figure(fig, path)
 
 

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from medattn.io import atomic_path  # noqa: E402
 
-__all__ = ["save_confusion_matrix", "save_roc", "save_history", "save_figure"]
+__all__ = ["save_confusion_matrix", "confusion_title", "save_roc", "save_history", "save_figure"]
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> Path:
@@ -24,8 +24,14 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     return Path(path)
 
 
-def save_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | Path, title: str = "") -> Path:
-    """Annotated confusion matrix (rows = truth, columns = prediction)."""
+def save_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | Path, title: str = "",
+                          model: str = "") -> Path:
+    """Annotated confusion matrix (rows = truth, columns = prediction).
+
+    The title names the model: ``title`` when given, else ``confusion matrix — <model>``, where
+    ``model`` defaults to the name of the folder the PNG is written to (a run directory is named
+    after its recipe), so two matrices side by side in a report are told apart.
+    """
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
@@ -35,8 +41,13 @@ def save_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | Pa
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or "confusion matrix")
+    ax.set_title(confusion_title(path, title, model), fontsize=9)
     return save_figure(fig, path)
+
+
+def confusion_title(path: str | Path, title: str = "", model: str = "") -> str:
+    """``title``, else ``confusion matrix — <model or the PNG's folder name>``."""
+    return title or f"confusion matrix — {model or Path(path).resolve().parent.name}"
 
 
 def save_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
@@ -56,15 +67,17 @@ def save_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path)
 
 
 def save_history(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Loss and validation AUROC per epoch."""
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3))
+    """Loss and validation AUROC per epoch (two panels; labels kept inside the figure)."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3), layout="constrained")
     ep = [r["epoch"] for r in rows]
     for key in ("train_loss", "val_loss"):
         axes[0].plot(ep, [r.get(key, np.nan) for r in rows], marker="o", label=key)
     axes[0].set_xlabel("epoch")
-    axes[0].legend()
+    axes[0].set_title("loss", fontsize=9)
+    axes[0].legend(fontsize=8)
     axes[1].plot(ep, [r.get("val_auroc", np.nan) for r in rows], marker="o", c="tab:green")
     axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("validation AUROC")
-    fig.suptitle(title)
+    axes[1].set_title("validation AUROC", fontsize=9)  # a title, not a y label squeezed between panels
+    if title:
+        fig.suptitle(title)
     return save_figure(fig, path)
