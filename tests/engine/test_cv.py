@@ -83,6 +83,21 @@ def test_cross_validation_run_and_paired_compare(tmp_path: Path) -> None:
     res = compare_prediction_tables(tmp_path / "a", tmp_path / "b", n_boot=50)
     assert res["n_items"] == 72
 
+    from medattn.bundle import load_bundle
+    from medattn.engine.cv import ensemble_bundle
+    from medattn.metrics.threshold import choose_threshold
+
+    out = ensemble_bundle(tmp_path / "b", tmp_path / "ens")
+    oof = pd.read_csv(tmp_path / "b" / "test_predictions.csv")
+    assert out["threshold"] == pytest.approx(choose_threshold(oof["label"].to_numpy(), oof["prob_IDC"].to_numpy()))
+    ens = load_bundle(tmp_path / "ens")
+    members = [load_bundle(tmp_path / "b" / f"fold_{k}" / "bundle") for k in range(2)]
+    import torch
+
+    x = torch.randn(3, 3, 50, 50)
+    want = np.mean([m.predict_tensor(x) for m in members], 0)
+    assert np.allclose(ens.predict_tensor(x), want, atol=1e-5)
+
 
 def test_compare_segmentation_runs_pairs_images(tmp_path: Path) -> None:
     from medattn.metrics.compare import compare_prediction_tables
@@ -102,3 +117,24 @@ def test_compare_segmentation_runs_pairs_images(tmp_path: Path) -> None:
         m = res["metrics"][k]
         assert m["value_a"] == pytest.approx(a[k].mean()) and m["diff"] == pytest.approx(0.05)
         assert m["ci_low"] == pytest.approx(0.05) and m["ci_high"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+def test_ensemble_returns_logits_of_the_mean_probability(activation: str) -> None:
+    import torch
+
+    from medattn.models import create_model, model_spec
+
+    k = 1 if activation == "sigmoid" else 4
+    member = create_model("patch_cnn_baseline", num_classes=k, width=0.25)
+    ens = create_model("ensemble", member=model_spec(member), n_members=3, activation=activation).eval()
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        if activation == "sigmoid":
+            want = torch.stack([torch.sigmoid(m(x)) for m in ens.members]).mean(0)
+            got = torch.sigmoid(ens(x))
+        else:
+            want = torch.stack([torch.softmax(m(x), 1) for m in ens.members]).mean(0)
+            got = torch.softmax(ens(x), 1)
+    assert torch.allclose(got, want, atol=1e-5)

@@ -64,6 +64,19 @@ def register(app: typer.Typer) -> None:
                        f"({summary.get('seconds')} s)")
 
     @app.command()
+    def ensemble(
+        cv_dir: Annotated[Path, typer.Argument(help="A cross-validation directory (medattn train RECIPE --folds K).")],
+        out: Annotated[Path, typer.Option(help="Bundle folder (or .zip) to write.")],
+    ) -> None:
+        """Save the fold models of a classification cross-validation as one bundle (mean of their
+        probabilities; threshold chosen on the out-of-fold predictions)."""
+        from medattn.engine.cv import ensemble_bundle
+
+        res = ensemble_bundle(cv_dir, out)
+        thr = res["threshold"] if res["threshold"] is not None else res["thresholds"]
+        typer.echo(f"wrote {res['bundle']}: {res['members']} fold models, threshold(s) {thr}")
+
+    @app.command()
     def search(
         recipe: Annotated[str, typer.Argument(help="Recipe name or YAML path (its search: section is the space).")],
         trials: Annotated[int, typer.Option(help="Number of Optuna trials.")] = 10,

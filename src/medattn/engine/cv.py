@@ -12,7 +12,8 @@ touched.
 mean across folds with a 95% t-interval, and the pooled out-of-fold value with a group-bootstrap
 CI) and ``test_predictions.csv`` (the out-of-fold predictions, each made by the fold's own model
 and threshold, with a ``fold`` column), so ``medattn compare CV_A CV_B`` pairs two CV runs item by
-item.
+item. :func:`ensemble_bundle` (``medattn ensemble CV_DIR --out BUNDLE``) saves the fold models as
+one bundle.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from medattn.errors import ConfigError
 from medattn.io import atomic_write_json, atomic_write_text, ensure_dir
 
-__all__ = ["cross_validate", "fold_tables", "summarise_folds"]
+__all__ = ["cross_validate", "fold_tables", "summarise_folds", "ensemble_bundle", "read_cv_summary"]
 
 
 def fold_tables(table: Any, recipe: Any, folds: int) -> tuple[Any, list[Any]]:
@@ -170,3 +171,52 @@ def read_cv_summary(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"'{path}' holds no cv_summary.json; run `medattn train RECIPE --folds K --out {path}`")
     return json.loads(p.read_text())
+
+
+def ensemble_bundle(cv_dir: str | Path, out: str | Path) -> dict[str, Any]:
+    """Save the K fold models of a classification cross-validation as one bundle.
+
+    The bundle's model averages the members' probabilities (:mod:`medattn.models.ensemble`); its
+    decision threshold(s) are chosen (Youden's J) on the out-of-fold predictions of the
+    cross-validation, i.e. on items none of the fold models trained on or selected with. Per-fold
+    calibration, conformal and out-of-distribution fits are not carried over (they belonged to
+    single models).
+    """
+    import pandas as pd
+
+    from medattn.bundle import load_bundle, save_bundle
+    from medattn.metrics.threshold import choose_threshold
+    from medattn.models import create_model, model_spec
+
+    cv = Path(cv_dir)
+    summary = read_cv_summary(cv)
+    preds = [load_bundle(cv / f"fold_{k}" / "bundle", device="cpu") for k in range(summary["folds"])]
+    meta0 = dict(preds[0].meta)
+    task = meta0["task"]
+    if task == "segmentation":
+        raise ConfigError(f"'{cv}' is a segmentation cross-validation; fold ensembles are built for classification")
+    spec = model_spec(preds[0].model)
+    model = create_model("ensemble", member=spec, n_members=len(preds),
+                         activation="softmax" if task == "multiclass" else "sigmoid")
+    for member, p in zip(model.members, preds, strict=True):  # type: ignore[attr-defined]
+        member.load_state_dict(p.model.state_dict())
+    oof = pd.read_csv(cv / "test_predictions.csv", dtype={"label": str}, keep_default_na=False)
+    names = list(meta0["class_names"])
+    keep = {k: meta0[k] for k in ("class_names", "input_size", "in_chans", "mean", "std", "recipe", "tta", "mpp",
+                                  "training_data", "positive_view") if k in meta0}
+    meta: dict[str, Any] = {**keep, "task": task, "metrics": summary.get("pooled") or {},
+                            "ensemble": {"members": len(preds), "cross_validation": str(cv.resolve()),
+                                         "combination": "mean of probabilities",
+                                         "thresholds_from": "out-of-fold predictions (Youden's J)"}}
+    meta["training_data"] = {**meta0.get("training_data", {}), "path": summary["data"],
+                             "cv_items": summary["items"], "cv_groups": summary["groups"]}
+    if task == "binary":
+        meta["threshold"] = choose_threshold(oof["label"].astype(int).to_numpy(),
+                                             oof[[c for c in oof.columns if c.startswith("prob_")][0]].to_numpy(float))
+    elif task == "multilabel":
+        y = np.asarray([[int(c) for c in s] for s in oof["label"]])
+        meta["thresholds"] = [choose_threshold(y[:, k], oof[f"prob_{n}"].to_numpy(float))
+                              if 0 < y[:, k].sum() < len(y) else 0.5 for k, n in enumerate(names)]
+    path = save_bundle(model, meta, out)
+    return {"bundle": str(path), "members": len(preds), "threshold": meta.get("threshold"),
+            "thresholds": meta.get("thresholds")}

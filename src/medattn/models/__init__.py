@@ -6,6 +6,7 @@ from medattn.models import (  # noqa: F401  (register)
     agcnn,
     densenet,
     efficientnet,
+    ensemble,
     patch_cnn,
     resnet,
     unet,
