@@ -92,3 +92,22 @@ def test_report_has_provenance_with_absolute_output_folder(tmp_path: Path) -> No
     assert "<figcaption>confusion matrix — patch_cnn_baseline</figcaption>" in out
     fixed = rep.render(now=datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
     assert "generated 2026-12-01 09:30:00 UTC by medattn" in fixed
+
+
+def test_crowded_roc_legend_goes_beside_the_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medattn.report.plots as pl
+
+    seen = {}
+
+    def keep(fig, path):  # noqa: ANN001, ANN202
+        fig.canvas.draw()
+        seen["fig"] = fig
+        return Path(path)
+
+    monkeypatch.setattr(pl, "save_figure", keep)
+    rng = np.random.default_rng(1)
+    curves = {f"finding {k}": (rng.integers(0, 2, 50), rng.random(50)) for k in range(8)}
+    pl.save_roc(curves, tmp_path / "roc.png")
+    fig = seen["fig"]
+    r = fig.canvas.get_renderer()
+    assert not fig.axes[0].get_legend().get_window_extent(r).overlaps(fig.axes[0].get_window_extent(r))

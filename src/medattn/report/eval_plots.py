@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medattn.errors import DataError
-from medattn.report.plots import plt, save_figure
+from medattn.report.plots import legend_beside_if_crowded, plt, save_figure
 
 __all__ = ["save_pr_curve", "save_reliability", "seg_overlay_rgb", "save_seg_overlay", "OVERLAY_COLOURS"]
 
@@ -38,7 +38,7 @@ def save_pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | 
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall (sensitivity)")
     ax.set_ylabel("precision (PPV)")
-    ax.legend(loc="lower left", fontsize=8)
+    legend_beside_if_crowded(ax, "lower left", len(curves))
     ax.set_title(title or "precision-recall (test)")
     return save_figure(fig, path)
 

@@ -31,6 +31,7 @@ img{max-width:100%;height:auto}figure{display:inline-block;margin:.3rem .6rem .3
 figcaption{font-size:.8rem;color:#444;text-align:center;max-width:100%}
 .generated{color:#555;font-size:.85rem;margin-top:-.6rem}
 #provenance{margin-top:2.5rem;border-top:1px solid #ddd;font-size:.85rem}
+section{overflow-x:auto}
 """
 
 

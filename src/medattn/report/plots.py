@@ -13,7 +13,8 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from medattn.io import atomic_path  # noqa: E402
 
-__all__ = ["save_confusion_matrix", "confusion_title", "save_roc", "save_history", "save_figure"]
+__all__ = ["save_confusion_matrix", "confusion_title", "save_roc", "save_history", "save_figure",
+           "legend_beside_if_crowded"]
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> Path:
@@ -61,9 +62,18 @@ def save_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set_xlabel("1 − specificity")
     ax.set_ylabel("sensitivity")
-    ax.legend(loc="lower right", fontsize=8)
+    legend_beside_if_crowded(ax, "lower right", len(curves))
     ax.set_title("ROC (test)")
     return save_figure(fig, path)
+
+
+def legend_beside_if_crowded(ax: plt.Axes, loc: str, n: int, max_inside: int = 3) -> None:
+    """A legend inside ``ax`` at ``loc`` for a few curves; beside the axes when there are more
+    (one-vs-rest curves of 14 findings would cover the plot)."""
+    if n <= max_inside:
+        ax.legend(loc=loc, fontsize=8)
+    else:
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
 
 
 def save_history(rows: list[dict], path: str | Path, title: str = "") -> Path:
