@@ -53,7 +53,7 @@ def predict_masks(model: nn.Module, ds: Dataset, mean: tuple[float, ...] = (0.0,
     Probabilities come from overlapping ``tile``-pixel windows (:func:`sliding_window_probs`);
     ``image`` is the network input un-normalised with ``mean``/``std`` (``uint8`` ``H×W×C``).
     """
-    from medattn.infer.tiling import sliding_window_probs
+    from medattn.infer.tiling import effective_overlap, sliding_window_probs
 
     m_, s_ = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     out = []
@@ -63,7 +63,7 @@ def predict_masks(model: nn.Module, ds: Dataset, mean: tuple[float, ...] = (0.0,
         rows, cols = np.nonzero(gt >= 0)
         h, w = (rows.max() + 1, cols.max() + 1) if len(rows) else gt.shape
         x = x[:, :h, :w]
-        prob = sliding_window_probs(model, x, tile, min(overlap, tile - 1), tta=tta)
+        prob = sliding_window_probs(model, x, tile, effective_overlap(tile, overlap), tta=tta)
         c = x.shape[0]
         img = ((x.float().cpu() * s_[:c] + m_[:c]).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
         out.append((gt[:h, :w], prob, img.permute(1, 2, 0).numpy().squeeze()))

@@ -30,7 +30,7 @@ import torch
 from medattn.errors import ConfigError, DataError
 from medattn.infer.inputs import output_names, resolve_inputs
 from medattn.infer.records import ResultLog, flatten_result, read_rows
-from medattn.infer.tiling import tiled_dense_probs, tiled_patch_probs
+from medattn.infer.tiling import effective_overlap, tiled_dense_probs, tiled_patch_probs
 
 __all__ = ["PredictOptions", "run_predict", "large_input_rule", "seg_tiling", "normalised", "BASE_COLUMNS"]
 
@@ -68,7 +68,7 @@ def seg_tiling(meta: dict[str, Any]) -> tuple[int, int]:
     ev = ((meta.get("recipe") or {}).get("evaluation") or {})
     size = meta["input_size"]
     window = int(ev.get("tile_size") or (size if isinstance(size, (int, float)) else size[0]))
-    overlap = min(int(ev.get("tile_overlap", 64)), window // 2)
+    overlap = effective_overlap(window, int(ev.get("tile_overlap", 64)))
     return window, overlap
 
 

@@ -25,12 +25,18 @@ from medattn.errors import ConfigError
 from medattn.infer.tta import dihedral_mean
 
 __all__ = [
-    "ProbsFn", "tile_starts", "tile_boxes", "pad_to_window", "iter_tile_batches", "model_probs_fn",
+    "ProbsFn", "effective_overlap", "tile_starts", "tile_boxes", "pad_to_window", "iter_tile_batches", "model_probs_fn",
     "class_probs", "tiled_dense_probs", "tiled_patch_probs", "sliding_window_probs",
 ]
 
 ProbsFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 """A normalised ``B×C×h×w`` batch → probabilities (``B``, ``B×K`` or ``B×K×h×w``)."""
+
+
+def effective_overlap(window: int, overlap: int) -> int:
+    """The overlap actually used: at most half a window (more only repeats work: every pixel is
+    already seen by two windows per axis)."""
+    return max(0, min(int(overlap), int(window) // 2))
 
 
 def tile_starts(length: int, window: int, overlap: int) -> list[int]:
