@@ -70,3 +70,18 @@ def test_tta_averages_flips_for_a_position_dependent_model() -> None:
     np.testing.assert_allclose(tta[1], 0.5, atol=1e-6)  # p(x) and p(flipped x) average to 1/2
     with pytest.raises(ConfigError, match="C×H×W"):
         sliding_window_probs(m, x[None], 16, 0)
+
+
+def test_tile_tensors_equal_the_bundle_preprocessing() -> None:
+    """Slide regions, blocks and tiles are normalised exactly as the bundle's predictor does."""
+    from medattn.bundle import Predictor
+    from medattn.infer.tiling import to_model_tensor
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    meta = {"input_size": 40, "in_chans": 3, "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3],
+            "class_names": ["a", "b"]}
+    p = Predictor(model=nn.Identity(), meta=meta)
+    torch.testing.assert_close(to_model_tensor(a, meta["mean"], meta["std"]), p.preprocess([a])[0])
+    grey = to_model_tensor(a[..., 0], [0.5], [0.5])
+    assert grey.shape == (1, 40, 40)

@@ -30,7 +30,12 @@ import torch
 from medattn.errors import ConfigError, DataError
 from medattn.infer.inputs import output_names, resolve_inputs
 from medattn.infer.records import ResultLog, flatten_result, read_rows
-from medattn.infer.tiling import effective_overlap, tiled_dense_probs, tiled_patch_probs
+from medattn.infer.tiling import (
+    effective_overlap,
+    tiled_dense_probs,
+    tiled_patch_probs,
+    to_model_tensor,
+)
 
 __all__ = ["PredictOptions", "run_predict", "large_input_rule", "seg_tiling", "normalised", "BASE_COLUMNS"]
 
@@ -74,10 +79,7 @@ def seg_tiling(meta: dict[str, Any]) -> tuple[int, int]:
 
 def normalised(predictor: Any, image: Any) -> torch.Tensor:
     """``C×H×W`` float tensor of a PIL image at its own size, normalised like training."""
-    from torchvision.transforms.v2 import functional as TF
-
-    x = TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True)
-    return TF.normalize(x, list(predictor.meta["mean"]), list(predictor.meta["std"]))
+    return to_model_tensor(np.asarray(image), list(predictor.meta["mean"]), list(predictor.meta["std"]))
 
 
 def _heatmap_png(grid: np.ndarray, path: Path) -> None:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from medattn.errors import ConfigError
 from medattn.infer.records import ResultLog
 from medattn.infer.slide_io import SlideReader, choose_level, open_slide
+from medattn.infer.tiling import to_model_tensor
 from medattn.infer.tissue import tile_tissue_fraction, tissue_mask
 
 __all__ = ["SlideOptions", "TilePlan", "plan_tiles", "model_mpp", "RegionDataset", "run_slide", "tissue_overview"]
@@ -132,8 +133,7 @@ class RegionDataset(Dataset):
                  mean: list[float], std: list[float], in_chans: int = 3) -> None:
         self.reader, self.boxes, self.level = reader, boxes, level
         self.read_px, self.out_px, self.in_chans = read_px, out_px, in_chans
-        self.mean = torch.tensor(mean[:in_chans]).view(-1, 1, 1)
-        self.std = torch.tensor(std[:in_chans]).view(-1, 1, 1)
+        self.mean, self.std = list(mean), list(std)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -148,9 +148,7 @@ class RegionDataset(Dataset):
             img = img.convert("L")
         if self.read_px != self.out_px:
             img = img.resize((self.out_px, self.out_px), Image.Resampling.BILINEAR, reducing_gap=None)
-        t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
-        t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
-        return (t - self.mean) / self.std, i
+        return to_model_tensor(np.asarray(img), self.mean, self.std), i
 
 
 def _score_columns(predictor: Any, probs: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from medattn.errors import ConfigError
 from medattn.infer.records import ResultLog, read_rows
 from medattn.infer.slide_io import SlideReader, choose_level, open_slide
+from medattn.infer.tiling import to_model_tensor
 
 __all__ = ["run_slide_segmentation", "BlockDataset", "block_grid"]
 
@@ -46,7 +47,7 @@ class BlockDataset(Dataset):
     def __init__(self, reader: SlideReader, blocks: list[tuple[int, int, int, int]], f: float, halo: int,
                  level: int, ds: float, mean: list[float], std: list[float]) -> None:
         self.reader, self.blocks, self.f, self.halo, self.level, self.ds = reader, blocks, f, halo, level, ds
-        self.mean, self.std = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+        self.mean, self.std = list(mean), list(std)
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -61,8 +62,7 @@ class BlockDataset(Dataset):
         a = self.reader.read_region(int(round(ox)), int(round(oy)), self.level, rw, rh)
         if (rw, rh) != (mw, mh):
             a = np.asarray(Image.fromarray(a).resize((mw, mh), Image.Resampling.BILINEAR))
-        t = torch.from_numpy(a.astype(np.float32) / 255.0).permute(2, 0, 1)
-        return (t - self.mean) / self.std, i
+        return to_model_tensor(a, self.mean, self.std), i
 
 
 def _assemble(out: Path, done: set[str]) -> int:

@@ -25,12 +25,25 @@ from medattn.errors import ConfigError
 from medattn.infer.tta import dihedral_mean
 
 __all__ = [
-    "ProbsFn", "effective_overlap", "tile_starts", "tile_boxes", "pad_to_window", "iter_tile_batches", "model_probs_fn",
+    "ProbsFn", "to_model_tensor", "effective_overlap", "tile_starts", "tile_boxes", "pad_to_window", "iter_tile_batches", "model_probs_fn",
     "class_probs", "tiled_dense_probs", "tiled_patch_probs", "sliding_window_probs",
 ]
 
 ProbsFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 """A normalised ``B×C×h×w`` batch → probabilities (``B``, ``B×K`` or ``B×K×h×w``)."""
+
+
+def to_model_tensor(image: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
+    """``C×H×W`` float tensor of an ``H×W×C`` (or ``H×W``) ``uint8`` image at its own size,
+    scaled to [0, 1] and normalised with ``mean``/``std``: the bundle's preprocessing without the
+    resize (:meth:`medattn.bundle.Predictor.preprocess`), for tiles, slide regions and blocks."""
+    a = np.asarray(image)
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / 255.0)
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+    c = t.shape[0]
+    m = torch.tensor(list(mean)[:c], dtype=torch.float32).view(-1, 1, 1)
+    s = torch.tensor(list(std)[:c], dtype=torch.float32).view(-1, 1, 1)
+    return (t - m) / s
 
 
 def effective_overlap(window: int, overlap: int) -> int:
