@@ -113,17 +113,25 @@ def slide(
     heatmap.tif/.npy, overlay.png, summary.json and slide.geojson (tiles as QuPath detections,
     regions over the bundle threshold as annotations). Segmenters: nuclei.geojson + nuclei.csv."""
     from medattn.bundle import load_bundle
-    from medattn.errors import ConfigError
+    from medattn.errors import ConfigError, DataError
     from medattn.infer.slide import SlideOptions, run_slide
 
     if batch_size < 1 or workers < 0 or top_k < 1:
         raise ConfigError("--batch-size and --top-k must be >= 1 and --workers >= 0")
     pred = load_bundle(bundle, device=device)
+    failed: list[str] = []
     for s in slides:
         opts = SlideOptions(out=out / s.stem, mpp=mpp, model_mpp=model_mpp, min_tissue=min_tissue,
                             tissue_method=tissue_method, batch_size=batch_size, workers=workers, resume=resume,
                             top_k=top_k, region=_region(region), block=block, cam=cam, progress=Progress(s.name))
-        res = run_slide(pred, s, opts)
+        try:
+            res = run_slide(pred, s, opts)
+        except DataError as exc:  # an unreadable slide does not stop the others
+            if len(slides) == 1:
+                raise
+            failed.append(s.name)
+            typer.echo(f"error: {exc}", err=True)
+            continue
         if res.get("task") == "segmentation":
             typer.echo(f"{s.name}: {res['nuclei']} nuclei in {res['blocks']} blocks -> {opts.out / 'nuclei.geojson'} "
                        f"({res['timings']['total_s']:.1f}s)")
@@ -132,6 +140,8 @@ def slide(
                        f"{res['threshold']:.3g} ({100 * res['positive_fraction']:.1f}%), max "
                        f"{res['max_probability'] if res['max_probability'] is not None else float('nan'):.3f} -> "
                        f"{opts.out} ({res['timings']['total_s']:.1f}s)")
+    if failed:
+        raise DataError(f"{len(failed)} of {len(slides)} slides could not be read: {', '.join(failed)}")
 
 
 def register(app: typer.Typer) -> None:
