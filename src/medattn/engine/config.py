@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medattn.errors import ConfigError
 
@@ -78,6 +78,15 @@ class DataConfig(_Strict):
     """HED jitter: each stain concentration is scaled by ``1 + U(-stain_sigma, stain_sigma)``."""
     stain_bias: float = Field(0.02, ge=0.0, le=1.0)
     """HED jitter: and shifted by ``U(-stain_bias, stain_bias)`` (optical-density units)."""
+    stain_normalize: Literal["none", "macenko", "reinhard"] = "none"
+    """Stain normalisation (torchstain) of RGB H&E images before augmentation, identical in
+    training, evaluation and every bundle consumer (:mod:`medattn.data.stain`)."""
+    stain_reference: str | None = None
+    """Image the stain normalisation is fitted on; ``None`` = the median of the per-image
+    parameters of up to 64 training images (a seeded sample)."""
+    stain_fitted: dict[str, Any] | None = None
+    """The fitted numbers, filled in when training starts (kept in ``recipe.yaml`` and the bundle);
+    refitted when the training split or the method changes. Leave empty."""
     train_repeats: int = Field(1, ge=1, le=10_000)
     """Each training item is drawn this many times per epoch, each time with fresh augmentation
     (segmentation: random crops per image per epoch, so an epoch of 9 large images is 9 × N crops)."""
@@ -102,6 +111,13 @@ class DataConfig(_Strict):
     """Decode every file of the split once before training (``medattn validate``), so a bad file is
     found up front instead of halfway through an epoch. Turn off only for huge, trusted data: the
     per-item ``on_bad_file`` policy still applies while reading."""
+
+    @model_validator(mode="after")
+    def _stain_needs_rgb(self) -> DataConfig:
+        if self.stain_normalize != "none" and self.in_chans != 3:
+            raise ValueError(f"stain_normalize '{self.stain_normalize}' needs RGB input (in_chans 3, got "
+                             f"{self.in_chans}); set data.stain_normalize: none")
+        return self
 
 
 class ModelConfig(_Strict):
