@@ -256,13 +256,19 @@ class Predictor:
         return item.convert("L" if int(self.meta["in_chans"]) == 1 else "RGB")
 
     def preprocess(self, items: Sequence[Any]) -> torch.Tensor:
-        """Resize and normalise exactly as in training → ``B×C×H×W`` float tensor."""
+        """Stain-normalise (when the bundle has ``stain_normalization``), resize and normalise
+        exactly as in training → ``B×C×H×W`` float tensor."""
         from torchvision.transforms.v2 import functional as TF
 
+        from medattn.data.stain import normalizer_from_meta
+
         hw = list(self.input_hw)
+        stain = normalizer_from_meta(self.meta)
         out = []
         for it in items:
             img = TF.pil_to_tensor(self.to_pil(it))
+            if stain is not None:
+                img = stain(img)
             if tuple(img.shape[-2:]) != tuple(hw):
                 img = TF.resize(img, hw, antialias=True)
             img = TF.to_dtype(img, torch.float32, scale=True)

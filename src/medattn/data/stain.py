@@ -41,7 +41,7 @@ from medattn.errors import BundleError, ConfigError, DataError
 __all__ = [
     "STAIN_METHODS", "MIN_TISSUE_PIXELS", "MIN_TISSUE_FRACTION", "MAX_REFERENCE_IMAGES",
     "StainNormalizer", "StainNormalize", "fit_stain_params", "fit_stain_reference",
-    "normalizer_from_meta", "has_tissue", "train_files_sha256",
+    "normalizer_from_meta", "has_tissue", "train_files_sha256", "StainThen", "stain_params_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -266,4 +266,37 @@ def fit_stain_reference(method: str, root: str | Path, train_files: Sequence[str
     out = fit_stain_params(method, (a if a.ndim == 3 else np.stack([a] * 3, -1) for a in imgs))
     out["reference"] = f"median of {len(pick)} training images"
     out["train_sha256"] = train_files_sha256(files)
+    return out
+
+
+class StainThen:
+    """Stain-normalise the image of an ``(image, mask)`` pair, then apply ``inner`` to the pair
+    (segmentation evaluation transforms, which are plain callables)."""
+
+    def __init__(self, params: dict[str, Any], inner: Any) -> None:
+        self.normalizer = StainNormalizer(params)
+        self.inner = inner
+
+    def __call__(self, img: torch.Tensor, mask: torch.Tensor) -> Any:
+        return self.inner(self.normalizer(img), mask)
+
+
+def stain_params_for(cfg: Any, root: str | Path, table: Any, *, seed: int = 0) -> dict[str, Any] | None:
+    """The numbers a run uses: ``cfg.stain_fitted`` (a recipe's ``data`` section) when they match
+    its method and reference (or training split: ``table`` rows with ``split == "train"``; a table
+    without training rows, as in external evaluation, keeps them), else a new fit."""
+    method = cfg.stain_normalize
+    if method == "none":
+        return None
+    have = cfg.stain_fitted
+    train = table.loc[table["split"] == "train", "file"].astype(str).tolist()
+    if have and have.get("method") == method:
+        ref = cfg.stain_reference
+        if ref is not None and have.get("reference") == str(ref):
+            return have
+        if ref is None and have.get("train_sha256") and (not train or have["train_sha256"] == train_files_sha256(train)):
+            return have
+    out = fit_stain_reference(method, root, train, reference=cfg.stain_reference, seed=seed)
+    log.info("stain normalisation (%s) fitted on %s: %d used, %d skipped", method, out["reference"],
+             out["images_used"], out["images_skipped"])
     return out

@@ -147,6 +147,7 @@ def build_transforms(
     stain_range: tuple[float, float] = (0.05, 0.02),
     denoise: bool = False,
     clahe: bool = False,
+    stain: dict | None = None,
 ) -> v2.Compose:
     """Preset pipeline.
 
@@ -163,6 +164,8 @@ def build_transforms(
         stain_jitter: histo only: add :class:`HEDJitter` in training.
         stain_range: ``(sigma, bias)`` of the HED jitter.
         denoise, clahe: cytology only: :class:`CytologyEnhance` steps.
+        stain: fitted stain-normalisation numbers (:mod:`medattn.data.stain`), applied to the
+            ``uint8`` image before resizing and augmentation, in training and evaluation alike.
     """
     if preset not in ("histo", "cytology", "cxr", "none"):
         raise ValueError(f"unknown transform preset '{preset}'; use histo, cytology, cxr or none")
@@ -171,6 +174,10 @@ def build_transforms(
     ops: list[v2.Transform] = []
     if channels is not None:
         ops.append(ToChannels(channels))
+    if stain:
+        from medattn.data.stain import StainNormalize
+
+        ops.append(StainNormalize(stain))
     if preset == "cytology" and (denoise or clahe):
         ops.append(CytologyEnhance(denoise=denoise, clahe=clahe))
     if size is not None:

@@ -99,12 +99,23 @@ def transforms_for(recipe: Recipe, train: bool) -> Any:
     from medattn.data.transforms import PairedTransform, RandomRot90, build_transforms
 
     d = recipe.data
+    stain = d.stain_fitted if d.stain_normalize != "none" else None  # fitted by build_data
     if recipe.task.type != "segmentation":
         return build_transforms(d.augment, train=train, size=d.image_size, mean=d.mean, std=d.std,
-                                stain_jitter=d.stain_jitter, stain_range=(d.stain_sigma, d.stain_bias))
+                                stain_jitter=d.stain_jitter, stain_range=(d.stain_sigma, d.stain_bias),
+                                stain=stain)
     if not train:
-        return SegEvalTransform(d.mean, d.std, max_size=d.options.get("eval_max_size"))
+        seg_eval = SegEvalTransform(d.mean, d.std, max_size=d.options.get("eval_max_size"))
+        if stain:
+            from medattn.data.stain import StainThen
+
+            return StainThen(stain, seg_eval)
+        return seg_eval
     ops: list[Any] = [v2.RandomCrop(d.image_size, pad_if_needed=True)]
+    if stain:  # on the crop (cheaper than the full image), before augmentation
+        from medattn.data.stain import StainNormalize
+
+        ops.append(StainNormalize(stain))
     if d.augment != "none":
         ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90(),
                 v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.03)]
@@ -185,6 +196,10 @@ def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None 
             ``data.split.test_fraction`` is 0).
         every_item: put every scanned item in ``test`` (external evaluation).
 
+    With ``data.stain_normalize`` set, the stain numbers are fitted here on the training split (or
+    ``data.stain_reference``) and stored in ``recipe.data.stain_fitted`` (so ``recipe.yaml`` and the
+    bundle carry them); numbers that match the training split are reused, never refitted on new data.
+
     Raises:
         ConfigError: no data path; DataError: the adapters' own errors (missing files, …).
     """
@@ -236,6 +251,10 @@ def build_data(recipe: Recipe, root: str | Path | None, split_table: Any | None 
         ds_kw["binary"] = bool(d.options["binary"])
     if fmt in ("cxr14", "folders", "csv") and "mode" in d.options:
         ds_kw["mode"] = d.options["mode"]
+    if d.stain_normalize != "none":  # fitted once on the training split; kept in recipe.yaml and the bundle
+        from medattn.data.stain import stain_params_for
+
+        d.stain_fitted = stain_params_for(d, r, st, seed=d.split.seed)
     out = {}
     for s in SPLITS:
         tf = transforms_for(recipe, train=s == "train")

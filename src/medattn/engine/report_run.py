@@ -49,6 +49,8 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
         "metrics": {k: v for k, v in ev["metrics"].items()}, "recipe": recipe.model_dump(mode="json"),
         "split_hash": split_hash, "tta": recipe.evaluation.tta,
     }
+    if recipe.data.stain_normalize != "none":  # numbers fitted at training start (medattn.data.stain)
+        meta["stain_normalization"] = recipe.data.stain_fitted
     meta["training_data"] = training_data_record(recipe, data)
     if ev.get("positive_view"):
         meta["positive_view"] = ev["positive_view"]

@@ -79,7 +79,8 @@ def seg_tiling(meta: dict[str, Any]) -> tuple[int, int]:
 
 def normalised(predictor: Any, image: Any) -> torch.Tensor:
     """``C×H×W`` float tensor of a PIL image at its own size, normalised like training."""
-    return to_model_tensor(np.asarray(image), list(predictor.meta["mean"]), list(predictor.meta["std"]))
+    return to_model_tensor(np.asarray(image), list(predictor.meta["mean"]), list(predictor.meta["std"]),
+                           predictor.meta.get("stain_normalization"))
 
 
 def _heatmap_png(grid: np.ndarray, path: Path) -> None:

@@ -130,8 +130,10 @@ class RegionDataset(Dataset):
     """Tiles of a slide as normalised tensors (each worker opens its own slide handle)."""
 
     def __init__(self, reader: SlideReader, boxes: list[tuple[int, int]], level: int, read_px: int, out_px: int,
-                 mean: list[float], std: list[float], in_chans: int = 3) -> None:
+                 mean: list[float], std: list[float], in_chans: int = 3,
+                 stain: dict[str, Any] | None = None) -> None:
         self.reader, self.boxes, self.level = reader, boxes, level
+        self.stain = stain
         self.read_px, self.out_px, self.in_chans = read_px, out_px, in_chans
         self.mean, self.std = list(mean), list(std)
 
@@ -148,7 +150,7 @@ class RegionDataset(Dataset):
             img = img.convert("L")
         if self.read_px != self.out_px:
             img = img.resize((self.out_px, self.out_px), Image.Resampling.BILINEAR, reducing_gap=None)
-        return to_model_tensor(np.asarray(img), self.mean, self.std), i
+        return to_model_tensor(np.asarray(img), self.mean, self.std, self.stain), i
 
 
 def _score_columns(predictor: Any, probs: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -191,7 +193,8 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
     todo = [k for k, tid in zip(keep, ids, strict=True) if tid not in log.done]
     boxes = [(int(round(xs[i])), int(round(ys[i]))) for i in todo]
     ds = RegionDataset(reader, boxes, plan.level, plan.read_px, plan.out_px, list(predictor.meta["mean"]),
-                       list(predictor.meta["std"]), int(predictor.meta.get("in_chans", 3)))
+                       list(predictor.meta["std"]), int(predictor.meta.get("in_chans", 3)),
+                       predictor.meta.get("stain_normalization"))
     loader = DataLoader(ds, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers,
                         persistent_workers=False, prefetch_factor=2 if opts.workers else None)
     cam = None

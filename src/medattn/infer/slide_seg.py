@@ -45,8 +45,10 @@ class BlockDataset(Dataset):
     """Blocks (with halo) of a slide at model scale, as normalised ``C×H×W`` tensors."""
 
     def __init__(self, reader: SlideReader, blocks: list[tuple[int, int, int, int]], f: float, halo: int,
-                 level: int, ds: float, mean: list[float], std: list[float]) -> None:
+                 level: int, ds: float, mean: list[float], std: list[float],
+                 stain: dict[str, Any] | None = None) -> None:
         self.reader, self.blocks, self.f, self.halo, self.level, self.ds = reader, blocks, f, halo, level, ds
+        self.stain = stain
         self.mean, self.std = list(mean), list(std)
 
     def __len__(self) -> int:
@@ -62,7 +64,7 @@ class BlockDataset(Dataset):
         a = self.reader.read_region(int(round(ox)), int(round(oy)), self.level, rw, rh)
         if (rw, rh) != (mw, mh):
             a = np.asarray(Image.fromarray(a).resize((mw, mh), Image.Resampling.BILINEAR))
-        return to_model_tensor(a, self.mean, self.std), i
+        return to_model_tensor(a, self.mean, self.std, self.stain), i
 
 
 def _assemble(out: Path, done: set[str]) -> int:
@@ -146,7 +148,8 @@ def run_slide_segmentation(predictor: Any, slide: str | Path, opts: Any) -> dict
     todo = [i for i, b in enumerate(ids) if b not in bdone.done]
     setting = postprocess_setting(predictor.meta, len(predictor.class_names))
     ds = BlockDataset(reader, [blocks[i] for i in todo], f, halo, level, reader.level_downsamples[level],
-                      list(predictor.meta["mean"]), list(predictor.meta["std"]))
+                      list(predictor.meta["mean"]), list(predictor.meta["std"]),
+                      predictor.meta.get("stain_normalization"))
     loader = DataLoader(ds, batch_size=None, num_workers=min(opts.workers, 1), shuffle=False)
     t0, t_fwd, n_obj = time.perf_counter(), 0.0, 0
     for k, (x, j) in enumerate(loader):

@@ -15,6 +15,7 @@ predict``, ``medattn slide`` and the server all run models through these functio
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,11 +34,18 @@ ProbsFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 """A normalised ``B×C×h×w`` batch → probabilities (``B``, ``B×K`` or ``B×K×h×w``)."""
 
 
-def to_model_tensor(image: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
+def to_model_tensor(image: np.ndarray, mean: list[float], std: list[float],
+                    stain: dict[str, Any] | None = None) -> torch.Tensor:
     """``C×H×W`` float tensor of an ``H×W×C`` (or ``H×W``) ``uint8`` image at its own size,
     scaled to [0, 1] and normalised with ``mean``/``std``: the bundle's preprocessing without the
-    resize (:meth:`medattn.bundle.Predictor.preprocess`), for tiles, slide regions and blocks."""
+    resize (:meth:`medattn.bundle.Predictor.preprocess`), for tiles, slide regions and blocks.
+    ``stain``: the bundle's ``stain_normalization`` numbers, applied first (RGB images only)."""
     a = np.asarray(image)
+    if stain and stain.get("method", "none") != "none" and a.ndim == 3 and a.shape[2] == 3:
+        from medattn.data.stain import StainNormalizer
+
+        a = StainNormalizer(stain)(torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8)).permute(2, 0, 1))
+        a = a.permute(1, 2, 0).numpy()
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / 255.0)
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
     c = t.shape[0]
