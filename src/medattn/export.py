@@ -2,8 +2,11 @@
 
 The exported graph takes the *preprocessed* input (``B×C×H×W``, normalised with the bundle's
 mean/std) and returns the model's logits; a JSON sidecar (``<out>.json``) carries bundle.json so
-the preprocessing travels with the file. Parity: the export and PyTorch are run on the same
-random inputs at two batch sizes and the largest absolute difference must be ≤ ``atol``.
+the preprocessing travels with the file. Stain normalisation (``stain_normalization``), like
+mean/std, is preprocessing outside the graph: callers apply it first (``Predictor.preprocess``).
+Parity: the export and PyTorch are run on the same preprocessed inputs at two batch sizes (random
+tensors in the normalised space, so the check covers the graph, which is all that is exported)
+and the largest absolute difference must be ≤ ``atol``.
 """
 
 from __future__ import annotations
@@ -150,7 +153,9 @@ def export_bundle(bundle: str | Path, fmt: str = "onnx", out: str | Path | None 
     if target.is_dir():
         raise ConfigError(f"--out '{target}' is a folder; pass a file name such as model.onnx")
     res = export_onnx(pred, target, opset=opset, atol=atol) if fmt == "onnx" else export_torchscript(pred, target, atol=atol)
-    side = {"export": {k: v for k, v in res.items() if k != "path"}, "input": "preprocessed B×C×H×W float32",
+    pre = "stain-normalised (bundle.stain_normalization), resized, " if pred.meta.get("stain_normalization") else ""
+    side = {"export": {k: v for k, v in res.items() if k != "path"},
+            "input": f"preprocessed B×C×H×W float32 ({pre}scaled to [0, 1], normalised with mean/std)",
             "output": "logits", "bundle": pred.meta}
     atomic_write_text(str(target) + ".json", json.dumps(to_jsonable(side), indent=2) + "\n")
     return res

@@ -44,7 +44,7 @@ def to_model_tensor(image: np.ndarray, mean: list[float], std: list[float],
     if stain and stain.get("method", "none") != "none" and a.ndim == 3 and a.shape[2] == 3:
         from medattn.data.stain import StainNormalizer
 
-        a = StainNormalizer(stain)(torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8)).permute(2, 0, 1))
+        a = StainNormalizer(stain)(torch.from_numpy(np.require(a, np.uint8, ['C', 'W'])).permute(2, 0, 1))
         a = a.permute(1, 2, 0).numpy()
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / 255.0)
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
