@@ -177,3 +177,33 @@ def test_bundle_reproduces_the_training_eval_transform(method: str, tmp_path: Pa
             assert torch.allclose(to_model_tensor(img, d.mean, d.std, numbers), got, atol=1e-6)
     plain = normalizer_from_meta({"stain_normalization": None})
     assert plain is None
+
+
+@pytest.mark.slow
+def test_smoke_training_stores_numbers_and_every_consumer_applies_them(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+    from PIL import Image
+
+    from medattn.bundle import load_bundle
+    from medattn.data.formats.registry import read_item
+    from medattn.engine.config import recipe_from_dict
+    from medattn.engine.datamodule import transforms_for
+    from medattn.engine.runner import train_run
+
+    run = tmp_path / "run"
+    train_run("idc-cpu-baseline", out=run, smoke=True,
+              overrides=["data.stain_normalize=macenko", "trainer.progress=false", "evaluation.n_cams=0"])
+    meta = json.loads((run / "bundle" / "bundle.json").read_text())
+    sn = meta["stain_normalization"]
+    assert sn["method"] == "macenko" and np.asarray(sn["stain_matrix"]).shape == (3, 2)
+    recipe = recipe_from_dict(yaml.safe_load((run / "recipe.yaml").read_text()))
+    assert recipe.data.stain_fitted == sn  # a resumed or re-evaluated run reuses the same numbers
+    data = json.loads((run / "run.json").read_text())["data"]
+    item = pd.read_csv(run / "split.csv").query("split == 'test'")["file"].iloc[0]
+    img = read_item(data, item)
+    want = transforms_for(recipe, train=False)(torch.from_numpy(img).permute(2, 0, 1))
+    pred = load_bundle(run / "bundle")
+    assert torch.allclose(pred.preprocess([Image.fromarray(img)])[0], want, atol=1e-6)
+    assert pred.predict([img])[0]["label"] in pred.class_names
