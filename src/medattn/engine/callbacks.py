@@ -87,12 +87,48 @@ class LastCheckpoint(Checkpoint):
         self.path = Path(path)
         self.every_n_steps = every_n_steps
         self._last_step = -1
+        self._state: dict[str, Any] = {}
+        self._pending: dict[str, Any] | None = None
 
-    def _save(self, trainer: L.Trainer) -> None:
+    def _save(self, trainer: L.Trainer, epoch_end: bool = False, stepped: bool = False) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
         self._last_step = trainer.global_step
-        trainer.save_checkpoint(self.path)
+        self._state = {"epoch_end": epoch_end, "stepped": stepped, "metrics": {
+            k: v.detach().cpu().clone() for k, v in trainer.callback_metrics.items()
+            if isinstance(v, torch.Tensor) and v.numel() == 1} if epoch_end else {}}
+        try:
+            trainer.save_checkpoint(self.path)
+        finally:
+            self._state = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch-end flag, whether the LR schedulers' epoch step is already in the checkpoint, and
+        the epoch's metrics (what a plateau scheduler needs to make that step on resume)."""
+        return dict(self._state)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = dict(state_dict)
+
+    def _step_schedulers(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                         metrics: dict[str, Any]) -> None:
+        idx = trainer.current_epoch + 1
+        for cfg in trainer.lr_scheduler_configs:
+            if cfg.interval != "epoch" or cfg.frequency <= 0 or idx % cfg.frequency:
+                continue
+            value = metrics.get(cfg.monitor) if cfg.reduce_on_plateau else None
+            if cfg.reduce_on_plateau and value is None:
+                continue
+            pl_module.lr_scheduler_step(cfg.scheduler, value)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Resumed from an epoch-end checkpoint: make the epoch-interval LR-scheduler step that
+        followed it in the interrupted run (Lightning skips it when restarting there)."""
+        pending = self._pending
+        if pending is not None and pending.get("epoch_end"):
+            self._pending = None
+            if not pending.get("stepped"):
+                self._step_schedulers(trainer, pl_module, pending.get("metrics", {}))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -103,7 +139,17 @@ class LastCheckpoint(Checkpoint):
         self._save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer)
+        """Save; at the end of an epoch resumed mid-way first make the LR schedulers' epoch step,
+        which Lightning skips for a restarted epoch (plateau, step and cosine schedules would
+        otherwise lag one epoch behind the uninterrupted run)."""
+        stepped = False
+        pending, self._pending = self._pending, None
+        if pending is not None and trainer.fit_loop.restarting:
+            if not pending.get("stepped"):
+                metrics = {**pending.get("metrics", {}), **trainer.callback_metrics}
+                self._step_schedulers(trainer, pl_module, metrics)
+            stepped = True
+        self._save(trainer, epoch_end=True, stepped=stepped)
 
 
 class PartialEpochMetrics(L.Callback):
