@@ -2,7 +2,10 @@
 
 Times Macenko fit + transform on real H&E: 50×50 IDC patches and 256×256 MoNuSeg crops, checks
 tissue-poor patches (blank white, a few stained pixels) and whether fitted parameters can be set
-from plain numbers. One thread, CPU. Run: ``python benchmarks/stain_libraries.py``.
+from plain numbers. One thread, CPU. Needs both libraries (``pip install torchstain==1.4.1
+torch-staintools==1.0.7``); medattn depends on torch-staintools only, because torchstain's wheel
+installs a top-level ``tests`` package that shadows the project's. Run:
+``python benchmarks/stain_libraries.py``.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def test_fitted_numbers_are_plain_json() -> None:
     p = fit_stain_params("macenko", [_synthetic_he(s) for s in range(3)])
     assert np.asarray(p["stain_matrix"]).shape == (3, 2) and len(p["max_concentrations"]) == 2
     assert np.allclose(np.linalg.norm(np.asarray(p["stain_matrix"]), axis=0), 1.0)
-    assert p["images_used"] == 3 and p["images_skipped"] == 0 and p["library"].startswith("torchstain")
+    assert p["images_used"] == 3 and p["images_skipped"] == 0 and p["library"].startswith("torch-staintools")
     again = StainNormalizer(json.loads(json.dumps(p)))
     x = torch.from_numpy(_synthetic_he(7)).permute(2, 0, 1)
     assert torch.equal(again(x), StainNormalizer(p)(x))

@@ -1,15 +1,17 @@
 """Stain normalisation (Macenko, Reinhard) fitted once, stored as numbers, applied everywhere.
 
-Library: **torchstain** (1.4.1, Jan 2025; numpy-only core dependency, torch backend). Compared
-with torch-staintools 1.0.7 (Feb 2026) by ``benchmarks/stain_libraries.py`` on one CPU thread:
-Macenko transform of a 50×50 IDC patch takes ~1.2 ms (torch-staintools ~5 ms per patch, ~3 ms per
-patch in a batch), of a 256×256 MoNuSeg crop ~24 ms (~41 ms); fitting is 0.6 ms / 19 ms (7 ms /
-37 ms). medattn normalises one item at a time inside DataLoader workers, where torchstain is the
-faster one. Its fitted state is two plain tensors (Macenko: the 3×2 H&E optical-density matrix
-and the two 99th-percentile concentrations; Reinhard: three LAB means and three stds) that are set
-back from numbers, so bundles stay pickle-free. torch-staintools is the more recently released and
-has Vahadane, but pulls in kornia, is slower on CPU-sized patches, and silently returns the input
-on failures; torchstain has no Vahadane, so medattn offers ``macenko`` and ``reinhard`` only.
+Library: **torch-staintools** (1.0.7, Feb 2026, maintained; Macenko, Reinhard, Vahadane), chosen
+over torchstain (1.4.1, Jan 2025). ``benchmarks/stain_libraries.py`` on one CPU thread: Macenko
+transform of a 50×50 IDC patch ~5 ms (torchstain ~1.2 ms), of a 256×256 MoNuSeg crop ~41 ms (~24
+ms); fit 7 ms / 37 ms (0.6 / 19 ms). torchstain is faster, but its 1.4.1 wheel installs a top-level
+``tests`` package into site-packages, which shadows medattn's own ``tests`` package and breaks
+test modules that import ``tests.…`` — disqualifying for a core dependency. The speed cost is
+small next to a training step (and normalisation runs in DataLoader workers). Fitted state is plain
+tensors set back from numbers (Macenko: the 3×2 H&E optical-density matrix and the two
+99th-percentile concentrations; Reinhard: LAB means and stds), so bundles stay pickle-free;
+``torch.compile`` of the library is turned off (it only speeds up Vahadane's dictionary learning
+and would compile in every DataLoader worker). Vahadane is not offered: it is iterative and
+randomly initialised, so its per-image source estimate is neither fast nor deterministic on CPU.
 
 Neither library survives a tissue-poor patch (a blank white patch raises in both), so
 :class:`StainNormalizer` checks for tissue first: with fewer than :data:`MIN_TISSUE_PIXELS` (or
@@ -53,8 +55,9 @@ MIN_TISSUE_FRACTION = 0.01
 """... and at least this share of the image's pixels."""
 MAX_REFERENCE_IMAGES = 64
 """Training images whose parameters are median-pooled into the default reference."""
-IO, ALPHA, BETA = 240, 1, 0.15  # torchstain's Macenko defaults: light intensity, angle percentile, OD floor
-LIBRARY = "torchstain"
+IO, BETA = 240, 0.15  # tissue check: light intensity and optical-density floor (Macenko's usual values)
+LUMINOSITY = 0.8  # the library's tissue mask: pixels darker than this (LAB L in [0, 1])
+LIBRARY = "torch-staintools"
 
 
 def _library_version() -> str:
@@ -89,27 +92,27 @@ class StainNormalizer:
     """
 
     def __init__(self, params: dict[str, Any]) -> None:
-        import torchstain
-
         self.params = dict(params)
         self.method = str(params.get("method"))
         self.fallbacks = 0
         self.calls = 0
         try:
             if self.method == "macenko":
-                self._norm = torchstain.normalizers.MacenkoNormalizer(backend="torch")
                 he = torch.tensor(params["stain_matrix"], dtype=torch.float32)
                 mc = torch.tensor(params["max_concentrations"], dtype=torch.float32)
                 if he.shape != (3, 2) or mc.shape != (2,):
                     raise ValueError("shapes")
-                self._norm.HERef, self._norm.maxCRef = he, mc
+                self._norm = _build("macenko")
+                self._norm.register_buffer("stain_matrix_target", he.T[None].contiguous())
+                self._norm.register_buffer("maxC_target", mc[None])
             elif self.method == "reinhard":
-                self._norm = torchstain.normalizers.ReinhardNormalizer(backend="torch")
                 means = torch.tensor(params["lab_means"], dtype=torch.float32)
                 stds = torch.tensor(params["lab_stds"], dtype=torch.float32)
                 if means.shape != (3,) or stds.shape != (3,):
                     raise ValueError("shapes")
-                self._norm.target_means, self._norm.target_stds = means, stds
+                self._norm = _build("reinhard")
+                self._norm.register_buffer("target_means", means.view(1, 3, 1, 1))
+                self._norm.register_buffer("target_stds", stds.view(1, 3, 1, 1))
             else:
                 raise BundleError(f"stain_normalization.method '{self.method}' is not macenko or reinhard; "
                                   "re-save the bundle with medattn")
@@ -126,14 +129,10 @@ class StainNormalizer:
         x = img.as_subclass(torch.Tensor)
         if has_tissue(x):
             try:
-                if self.method == "macenko":
-                    out, _, _ = self._norm.normalize(x, Io=IO, alpha=ALPHA, beta=BETA, stains=False)
-                else:
-                    out = self._norm.normalize(x)
-                out = out.permute(2, 0, 1)
-                if bool((out >= 0).all() and (out <= 255).all()):
-                    return out.to(torch.uint8).contiguous()
-            except (RuntimeError, IndexError, ValueError):  # degenerate stain estimate
+                out = self._norm.transform(x[None].float() / 255)[0]
+                if bool(torch.isfinite(out).all()):
+                    return (out * 255).round().clamp(0, 255).to(torch.uint8)
+            except Exception:  # noqa: BLE001 - TissueMaskException, singular solves: keep the image
                 pass
         self.fallbacks += 1
         if self.fallbacks == 1:
@@ -163,6 +162,17 @@ class StainNormalize(v2.Transform):
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
+def _build(method: str) -> Any:
+    """A torch-staintools normaliser (deterministic: QR concentrations, no torch.compile)."""
+    from torch_staintools.constants import CONFIG
+    from torch_staintools.normalizer import NormalizerBuilder
+
+    CONFIG.ENABLE_COMPILE = False
+    if method == "macenko":
+        return NormalizerBuilder.build("macenko", concentration_solver="qr", luminosity_threshold=LUMINOSITY)
+    return NormalizerBuilder.build("reinhard", luminosity_threshold=LUMINOSITY)
+
+
 def normalizer_from_meta(meta: dict[str, Any]) -> StainNormalizer | None:
     """The normaliser of a bundle (``meta["stain_normalization"]``), or ``None`` when it has none."""
     sn = meta.get("stain_normalization")
@@ -175,23 +185,19 @@ def normalizer_from_meta(meta: dict[str, Any]) -> StainNormalizer | None:
 
 def _params_of(method: str, img: torch.Tensor) -> dict[str, Any] | None:
     """One image's parameters, or ``None`` when it has too little tissue or the fit fails."""
-    import torchstain
-
     if not has_tissue(img):
         return None
     try:
+        n = _build(method)
+        n.fit(img[None].float() / 255)
         if method == "macenko":
-            n = torchstain.normalizers.MacenkoNormalizer(backend="torch")
-            n.fit(img, Io=IO, alpha=ALPHA, beta=BETA)
-            he, mc = n.HERef.float(), n.maxCRef.float()
+            he, mc = n.stain_matrix_target[0].T.float(), n.maxC_target[0].float()
             ok = bool(torch.isfinite(he).all() and torch.isfinite(mc).all() and (mc > 0).all())
             return {"stain_matrix": he.tolist(), "max_concentrations": mc.tolist()} if ok else None
-        n = torchstain.normalizers.ReinhardNormalizer(backend="torch")
-        n.fit(img)
-        m, s = n.target_means.float(), n.target_stds.float()
+        m, s = n.target_means.flatten().float(), n.target_stds.flatten().float()
         ok = bool(torch.isfinite(m).all() and torch.isfinite(s).all() and (s > 0).all())
         return {"lab_means": m.tolist(), "lab_stds": s.tolist()} if ok else None
-    except (RuntimeError, IndexError, ValueError):
+    except Exception:  # noqa: BLE001 - TissueMaskException, singular solves: skip the image
         return None
 
 
@@ -225,8 +231,7 @@ def fit_stain_params(method: str, images: Iterable[np.ndarray | torch.Tensor]) -
         out["stain_matrix"] = he / np.linalg.norm(he, axis=0, keepdims=True)
     out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
     out.update({"library": _library_version(), "images_used": len(fits), "images_skipped": skipped})
-    if method == "macenko":
-        out.update({"io": IO, "alpha": ALPHA, "beta": BETA})
+    out["luminosity_threshold"] = LUMINOSITY
     return out
 
 

@@ -79,7 +79,7 @@ class DataConfig(_Strict):
     stain_bias: float = Field(0.02, ge=0.0, le=1.0)
     """HED jitter: and shifted by ``U(-stain_bias, stain_bias)`` (optical-density units)."""
     stain_normalize: Literal["none", "macenko", "reinhard"] = "none"
-    """Stain normalisation (torchstain) of RGB H&E images before augmentation, identical in
+    """Stain normalisation (torch-staintools) of RGB H&E images before augmentation, identical in
     training, evaluation and every bundle consumer (:mod:`medattn.data.stain`)."""
     stain_reference: str | None = None
     """Image the stain normalisation is fitted on; ``None`` = the median of the per-image
