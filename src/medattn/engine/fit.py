@@ -192,6 +192,10 @@ def fit_stage(recipe: Recipe, task: L.LightningModule, data: RunData, run_dir: P
     cbs: list[L.Callback] = [history, *(extra_callbacks or [])]
     if t.record_seen:
         cbs.append(SeenItemsCallback(run_dir / "seen"))
+    if t.ema_decay is not None:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        cbs.append(EMAWeightAveraging(decay=t.ema_decay, use_buffers=True))
     trainer, ckpt = build_trainer(recipe, ckpt_dir, cbs, max_epochs=max_epochs, root_dir=run_dir)
     eval_bs = t.batch_size * 2 if recipe.task.type != "segmentation" else 1
     train_dl = make_train_loader(data.train, t.batch_size, recipe.data.num_workers, t.seed, is_distributed(recipe))
