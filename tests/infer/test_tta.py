@@ -42,7 +42,7 @@ def test_dense_outputs_are_turned_back() -> None:
 
 def test_bundle_with_tta_predicts_the_mean_of_views(tmp_path: Path) -> None:
     from medattn.bundle import load_bundle, save_bundle
-    from medattn.engine.predict import predict_probs
+    from medattn.engine.evaluate_run import predict_scores
     from medattn.models import create_model
 
     torch.manual_seed(0)
@@ -66,7 +66,7 @@ def test_bundle_with_tta_predicts_the_mean_of_views(tmp_path: Path) -> None:
     assert abs(by_hand - single) > 1e-4  # the views really differ for this model
     # the dataset path gives the same numbers
     ds = torch.utils.data.TensorDataset(x, torch.zeros(1))
-    assert predict_probs(model, ds, tta=8)[0] == pytest.approx(by_hand, abs=1e-6)
+    assert predict_scores(model, ds, "binary", tta=8)[0] == pytest.approx(by_hand, abs=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["binary", "multiclass"])

@@ -214,6 +214,12 @@ class TrainerConfig(_Strict):
     long epoch resumes at the batch after the checkpoint instead of at the epoch's start."""
 
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # --set trainer.precision=32
+
+
 class EvaluationConfig(_Strict):
     n_boot: int = Field(1000, ge=0)
     threshold: Literal["youden", "fixed"] = "youden"

@@ -274,7 +274,7 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         thresholds: Any = thr
         two = names if len(names) == 2 else ["negative", "positive"]
         write_per_class_csv(multiclass_per_class(yt, np.stack([1 - pt, pt], 1), two, pred), out / "per_class_metrics.csv")
-        save_confusion_matrix(binary_confusion(yt, pt, thr), names, out / "confusion_matrix.png")
+        save_confusion_matrix(binary_confusion(yt, pt, thr), names, out / "confusion_matrix.png", model=recipe.name)
         prob_cols = [pt[:, None]]
         header = [f"prob_{names[1] if len(names) > 1 else 'positive'}"]
     elif kind == "multiclass":
@@ -296,7 +296,8 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         pred = pt.argmax(1)
         thresholds = None
         write_per_class_csv(multiclass_per_class(yt, pt, names), out / "per_class_metrics.csv")
-        save_confusion_matrix(multiclass_confusion(yt, pred, len(names)), names, out / "confusion_matrix.png")
+        save_confusion_matrix(multiclass_confusion(yt, pred, len(names)), names, out / "confusion_matrix.png",
+                              model=recipe.name)
         prob_cols, header = [pt], [f"prob_{n}" for n in names]
     else:
         from medattn.metrics.multilabel import multilabel_metrics, multilabel_per_label

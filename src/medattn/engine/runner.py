@@ -208,7 +208,7 @@ def note_no_test(path: Path) -> None:
 
 
 def _history_plots(recipe: Recipe, run_dir: Path, info: dict[str, Any]) -> None:
-    from medattn.engine.history import save_history_png
+    from medattn.report.plots import save_history
 
     rows: list[dict[str, Any]] = []
     for stage, s in info["stages"].items():
@@ -220,4 +220,4 @@ def _history_plots(recipe: Recipe, run_dir: Path, info: dict[str, Any]) -> None:
         lines = [",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in rows]
         atomic_write_text(run_dir / "training_history.csv", "\n".join(lines) + "\n")
     if rows:
-        save_history_png(rows, run_dir / "training_history.png", recipe.default_monitor(), recipe.name)
+        save_history(rows, run_dir / "training_history.png", recipe.name, monitor=recipe.default_monitor())

@@ -76,18 +76,31 @@ def legend_beside_if_crowded(ax: plt.Axes, loc: str, n: int, max_inside: int = 3
         ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
 
 
-def save_history(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Loss and validation AUROC per epoch (two panels; labels kept inside the figure)."""
+def _num(v: object) -> float:
+    return float(v) if v not in (None, "") else float("nan")  # type: ignore[arg-type]
+
+
+def save_history(rows: list[dict], path: str | Path, title: str = "", monitor: str = "val_auroc") -> Path:
+    """Losses and the validation ``monitor`` per epoch (two panels, labels kept inside the figure);
+    rows with a ``stage`` (AG-CNN) are drawn one after the other, one line per stage."""
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3), layout="constrained")
-    ep = [r["epoch"] for r in rows]
-    for key in ("train_loss", "val_loss"):
-        axes[0].plot(ep, [r.get(key, np.nan) for r in rows], marker="o", label=key)
+    stages = list(dict.fromkeys(r.get("stage", "main") for r in rows))
+    offset = 0
+    for st in stages:
+        rs = [r for r in rows if r.get("stage", "main") == st]
+        ep = [offset + int(r["epoch"]) + 1 for r in rs]
+        suffix = "" if len(stages) == 1 else f" ({st})"
+        for key in ("train_loss", "val_loss"):
+            axes[0].plot(ep, [_num(r.get(key)) for r in rs], marker="o", label=key + suffix)
+        axes[1].plot(ep, [_num(r.get(monitor)) for r in rs], marker="o", label=st)
+        offset = ep[-1] if ep else offset
     axes[0].set_xlabel("epoch")
     axes[0].set_title("loss", fontsize=9)
-    axes[0].legend(fontsize=8)
-    axes[1].plot(ep, [r.get("val_auroc", np.nan) for r in rows], marker="o", c="tab:green")
+    axes[0].legend(fontsize=7)
     axes[1].set_xlabel("epoch")
-    axes[1].set_title("validation AUROC", fontsize=9)  # a title, not a y label squeezed between panels
+    axes[1].set_title(f"validation {monitor.removeprefix('val_')}", fontsize=9)  # not a squeezed y label
+    if len(stages) > 1:
+        axes[1].legend(fontsize=7)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
