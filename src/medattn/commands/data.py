@@ -89,7 +89,8 @@ def audit(
     lines += [f"identical: {' = '.join(f'{f} [{s}]' for f, s in zip(e['files'], e['splits'], strict=True))}"
               for e in rep["exact_duplicates"] if e["cross_split"]]
     lines += [f"near-identical: {e['file_a']} [{e['split_a']}] ~ {e['file_b']} [{e['split_b']}] "
-              f"(hamming {e['hamming']}, r={e['correlation']:.3f})" for e in rep["near_duplicates"] if e["cross_split"]]
+              f"({e['match']}, r={e['correlation']:.3f}, detail r={e['detail_correlation']:.3f})"
+              for e in rep["near_duplicates"] if e["cross_split"]]
     for line in lines[:_MAX_LINES]:
         typer.echo(f"LEAK {line}")
     if len(lines) > _MAX_LINES:
