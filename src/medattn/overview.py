@@ -132,7 +132,8 @@ def _sample(rng: np.random.Generator, idx: np.ndarray, k: int) -> list[int]:
 
 
 def dataset_overview(root: str | Path, fmt: str | None = None, *, split_csv: str | Path | None = None,
-                     per_class: int = 6, max_stats: int = 300, seed: int = 0, **scan_kw: Any) -> DatasetOverview:
+                     per_class: int = 6, max_stats: int = 300, seed: int = 0, group_pattern: str | None = None,
+                     **scan_kw: Any) -> DatasetOverview:
     """Scan ``root`` (any supported format) and compute the overview.
 
     Args:
@@ -142,12 +143,19 @@ def dataset_overview(root: str | Path, fmt: str | None = None, *, split_csv: str
         per_class: montage samples per class.
         max_stats: images read (stratified by class) for size and intensity statistics.
         seed: sampling seed.
+        group_pattern: regular expression naming the patient/source image in class-folder file
+            names (as ``medattn split --group-pattern``); patients per split count these groups.
     """
     import pandas as pd
 
     from medattn.data.formats import read_item, scan
 
-    table = scan(root, fmt, **scan_kw)
+    if group_pattern is not None:
+        from medattn.data.splits import scan_grouped
+
+        table = scan_grouped(root, fmt, group_pattern)
+    else:
+        table = scan(root, fmt, **scan_kw)
     fmt = table.attrs.get("format", fmt or "?")
     if len(table) == 0:
         raise DataError(f"'{root}' holds no items of format {fmt}; check the path and --format")

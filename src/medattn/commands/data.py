@@ -46,12 +46,20 @@ def split(
     seed: Annotated[int, typer.Option(help="Shuffling seed.")] = 0,
     folds: Annotated[int | None, typer.Option(help="k-fold: hold out test, add a 'fold' column 0..k-1 to the rest.")] = None,
     official: Annotated[bool, typer.Option(help="Keep official splits (PCam, CXR14 lists) when present.")] = True,
+    group_pattern: Annotated[str | None, typer.Option("--group-pattern", help="Regular expression naming the "
+                             "patient/source image in each file name of class-folder data (first capture group), "
+                             "e.g. '^(\\d+)-' for Herlev; the recipe's data.options.group_pattern.")] = None,
 ) -> None:
     """Stratified group split (by patient when the format knows it) written as split.csv."""
-    from medattn.data.formats import scan
-    from medattn.data.splits import make_split, split_summary, write_split_csv
+    from medattn.data.audit import source_name_warning
+    from medattn.data.splits import make_split, scan_grouped, split_summary, write_split_csv
 
-    table = scan(data, fmt)
+    table = scan_grouped(data, fmt, group_pattern)
+    if group_pattern is not None:
+        typer.echo(f"groups from --group-pattern: {table['group'].nunique()} groups; "
+                   f"{table.attrs.get('ungrouped', 0)} file(s) the pattern does not match stay alone")
+    elif (w := source_name_warning(table["file"].astype(str).tolist(), table["group"].astype(str).to_numpy())):
+        typer.echo(f"WARNING {w}")
     s = make_split(table, ratios=_ratios(ratios), seed=seed, folds=folds, respect_official=official)
     write_split_csv(s, out)
     _table(f"split of {data} ({table.attrs.get('format')})", split_summary(s))
@@ -65,22 +73,25 @@ def audit(
     out: Annotated[Path, typer.Option(help="Where to write audit.json.")] = Path("audit.json"),
     strict: Annotated[bool, typer.Option(help="Exit with code 1 on any leakage (patients or images shared across splits).")] = False,
     workers: Annotated[int, typer.Option(help="Reader threads.")] = 2,
+    group_pattern: Annotated[str | None, typer.Option("--group-pattern", help="Regular expression naming the "
+                             "patient/source image in each file name of class-folder data (first capture group), "
+                             "e.g. '^(\\d+)-' for Herlev; the recipe's data.options.group_pattern.")] = None,
 ) -> None:
     """Leakage and quality audit: patients in several splits, exact and near-duplicate images
-    across splits (perceptual hash, robust to JPEG re-encoding and resizing), duplicates within a
-    split, class balance, unreadable/truncated/zero-byte files. Writes audit.json."""
+    across splits (also flipped, rotated, cropped, rescaled, recoloured or greyscale copies),
+    duplicates within a split, class balance, unreadable/truncated/zero-byte files, and a warning
+    when '<source>-...' file names have no groups (use --group-pattern). Writes audit.json."""
     import pandas as pd
 
     from medattn.data.audit import audit as run_audit
-    from medattn.data.formats import scan
-    from medattn.data.splits import read_split_csv
+    from medattn.data.splits import read_split_csv, scan_grouped
     from medattn.io import atomic_write_json
 
     if split_csv is not None:
         table = read_split_csv(split_csv)
     else:
-        table = scan(data, fmt)
-    rep = run_audit(data, table, workers=workers)
+        table = scan_grouped(data, fmt, group_pattern)
+    rep = run_audit(data, table, workers=workers, group_pattern=group_pattern)
     atomic_write_json(out, rep)
     rows = {s: {"items": v["items"], "groups": v["groups"],
                 **{f"label={k}": n for k, n in list(v["classes"].items())[:8]}} for s, v in rep["splits"].items()}
@@ -102,6 +113,8 @@ def audit(
                f"{lk['near_cross_split']} near-identical images across splits; {rep['within_split_duplicates']} "
                f"duplicates within splits; {len(rep['bad_files'])} bad files; "
                f"{len(rep['similar_across_splits'])} similar (not leakage). Wrote {out}")
+    for w in rep["warnings"]:
+        typer.echo(f"WARNING {w}")
     if not rep["has_splits"]:
         typer.echo("note: no split given or found; only duplicates and bad files were checked (use --split)")
     typer.echo("PASSED" if rep["passed"] else "LEAKAGE FOUND")

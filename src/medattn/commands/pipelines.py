@@ -127,12 +127,15 @@ def overview(
     per_class: Annotated[int, typer.Option(help="Montage samples per class.")] = 6,
     max_stats: Annotated[int, typer.Option(help="Images read for size/intensity statistics.")] = 300,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    group_pattern: Annotated[str | None, typer.Option("--group-pattern", help="Regular expression naming the "
+                             "patient/source image in class-folder file names, e.g. '^(\\d+)-' (Herlev).")] = None,
 ) -> None:
     """Dataset overview: counts per class and split, montage, sizes, intensity/colour statistics,
     label co-occurrence (multi-label), patients per split → overview.html, montage.png, JSON/CSV."""
     from medattn.overview import dataset_overview, write_overview
 
-    ov = dataset_overview(data, format, split_csv=split_csv, per_class=per_class, max_stats=max_stats, seed=seed)
+    ov = dataset_overview(data, format, split_csv=split_csv, per_class=per_class, max_stats=max_stats, seed=seed,
+                          group_pattern=group_pattern)
     write_overview(ov, out)
     typer.echo(f"{ov.n_items} items, {len(ov.class_names)} classes ({ov.fmt}) → {out}/overview.html")
 

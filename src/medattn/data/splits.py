@@ -20,7 +20,7 @@ import numpy as np
 
 from medattn.errors import ConfigError, DataError
 
-__all__ = ["make_split", "fold_view", "write_split_csv", "read_split_csv", "split_summary", "SPLIT_COLUMNS"]
+__all__ = ["make_split", "scan_grouped", "fold_view", "write_split_csv", "read_split_csv", "split_summary", "SPLIT_COLUMNS"]
 
 SPLIT_COLUMNS = ("file", "split", "group", "label")
 _VALID_SPLITS = ("train", "valid", "test")
@@ -222,3 +222,23 @@ def read_split_csv(path: str | Path) -> Any:
     if dup.any():
         raise DataError(f"split file '{p}' lists '{df.loc[dup, 'file'].iloc[0]}' more than once; each file once")
     return df
+
+
+def scan_grouped(root: str | Path, fmt: str | None = None, group_pattern: str | None = None) -> Any:
+    """The format's item table, with groups named by ``group_pattern`` for class-folder data.
+
+    ``group_pattern`` is the regular expression ``medattn split | audit | overview --group-pattern``
+    and the recipe's ``data.options.group_pattern`` take (see :func:`~medattn.data.formats.scan_folders`).
+
+    Raises:
+        ConfigError: a pattern given for a format that names its groups itself.
+    """
+    from medattn.data.formats import detect_format, scan
+
+    if group_pattern is None:
+        return scan(root, fmt)
+    fmt = fmt or detect_format(root)
+    if fmt != "folders":
+        raise ConfigError(f"--group-pattern applies to class-folder data; '{root}' is format '{fmt}', whose "
+                          "scanner names the groups itself (drop --group-pattern)")
+    return scan(root, fmt, group_pattern=group_pattern)
