@@ -18,8 +18,11 @@ def quiet_lightning() -> None:
     """Raise Lightning's loggers to ERROR and ignore its known-harmless warnings.
 
     Called once by every training entry point (``medattn train``, the demo, the studies); it
-    changes only logging and warning filters, never training behaviour.
+    changes only logging and warning filters, never training behaviour. Lightning sets its loggers
+    to INFO when it is first imported, so it is imported here before the levels are raised.
     """
+    import lightning.pytorch  # noqa: F401  (import-time logger setup must come first)
+
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     for message in _HARMLESS:
