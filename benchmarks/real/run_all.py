@@ -25,35 +25,18 @@ SCRIPTS = {"cpu_idc": "cpu_recipes.py --study idc --folds 2 --cv-set trainer.max
 
 HEADER = """# Results on real data
 
-Every table below was written by a script in `benchmarks/real/` (one per study) and copied here
-by `benchmarks/real/run_all.py` (`make bench-real`); each section names the exact command, the
-split, the seed and the CPU wall time. Thresholds and post-processing settings were chosen on
-validation data only; the test items were used once, for the numbers shown. CIs are 95%
-percentile bootstraps that resample patients where patient ids exist.
+Every table below was written by a script in `benchmarks/real/` and copied here by
+`benchmarks/real/run_all.py` (`make bench-real`); each section names the exact command, the split,
+the seed and the CPU wall time. Every model is trained by `medattn train` (recipe → `engine/fit.py`),
+scored by `medattn evaluate` and compared by `medattn compare`, so a user reproduces a row with the
+commands printed beside it. Thresholds, temperatures and post-processing settings were chosen on
+validation data only; test items (or held-out folds) were used once. CIs are 95% percentile
+bootstraps that resample patients / source images where they exist; cross-validation tables give
+the mean across folds with a t-interval.
 
-Budgets and machine: a 2-core CPU machine, no GPU. The breast IDC, MoNuSeg, Herlev and
-explanation sections were re-run on 2026-11-22 (second session), two or three studies side by side
-at one thread each (MoNuSeg `none`: two threads), so their wall times are inflated by the sharing:
-each MoNuSeg variant took 17-24 min and the IDC EfficientNetV2-S run 43 min, over the 20-minute
-budget per study. The Herlev-grade section was re-run at the end of the session on an idle machine,
-grouped by source image too. The NIH section is from the first session, when the machine was shared
-with up to ten other jobs. The schedules are short, and the numbers are what such schedules
-reach, not the ceiling of the models. Trained bundles are under `runs/real/<study>/...` (not committed); `medattn evaluate` scores
-them on other data of the same kind without retraining: each bundle carries a validated engine
-recipe with its decision threshold (classification) or its post-processing, tiling and
-test-time augmentation (segmentation), all chosen on validation. Checked on 2026-11-22:
-`medattn evaluate runs/real/monuseg_unet/none/bundle --data ../shared/data/monuseg_train_subset
---split-csv runs/real/monuseg_unet/split.csv` reproduces the study's row (Dice 0.782, AJI 0.515,
-PQ 0.452; the first session's engine evaluation, without tiles and the validated post-processing,
-gave AJI 0.125 for its bundle), and `medattn evaluate runs/real/breast_idc/patient/patch_cnn_attention/bundle
---data ../shared/data/breast_idc/images` reproduces its row (balanced accuracy 0.802, F1 0.715, AUROC 0.892,
-with the 8-view test-time augmentation the bundle records).
-
-Herlev: this session groups the crops of one source image (first number of the file name) on one
-side of the split; with it, 7-class accuracy fell well below the first session's cell-level split
-(0.526 plain / 0.566 CBAM at 64 px). A 64 px run with the new grouping reached 0.411 / 0.479 on test;
-it is not the table below because the configuration was chosen on validation (macro AUROC 0.79 / 0.83
-at 64 px vs 0.83 / 0.82 at 128 px), not on test.
+Machine: 2 CPU cores, no GPU. The `cpu_*` sections (2026-12-01) ran two studies side by side at one
+thread each while other jobs used the machine, so their wall times are upper bounds. The other
+sections are from earlier sessions (2026-11-22 and before) and say so in their text.
 """
 
 
