@@ -181,7 +181,8 @@ def main() -> None:
         numbers["bundles"][name] = entry
     minutes = (time.time() - t0) / 60
     md = ["## Trust outputs: out-of-distribution warnings and conformal coverage (issue 17)", "",
-          f"`{command_line()}` — {minutes:.1f} min on {machine_note()}. Tiny-budget bundles (see the script): "
+          f"Command: `{command_line()}`. Wall time: {minutes:.1f} min on {machine_note()}. Tiny-budget bundles "
+          "(see the script): "
           "the figures are about the warnings and sets, not about accuracy.", "",
           "OOD: in-distribution = the bundle's own test items; AUROC of the feature-space score alone and "
           "combined with the input-contract checks (size, colour, intensity); 'warned' = share of items with "
