@@ -339,7 +339,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = _fmt_loc(tuple(err["loc"]))
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             section = field.split(".")[0] if "." in field else ""
             where = f"medattn recipes schema {section}".rstrip()
