@@ -1,10 +1,11 @@
 """Explanations on real images: do an IDC classifier's CAMs and CBAM maps land on nuclei?
 
-Run from the repo root (after ``breast_idc.py`` has trained ``patch_cnn_attention``)::
+Run from the repo root (after ``cpu_recipes.py --study idc --final`` has trained the ``idc-cpu``
+final model, or with ``--bundle`` naming any binary IDC bundle with CBAM)::
 
     .venv/bin/python benchmarks/real/explanations.py
 
-The patient-split ``patch_cnn_attention`` bundle (CBAM in every stage) is applied to the 13
+The IDC bundle (ResNet-18 with CBAM in every block for ``idc-cpu``) is applied to the 13
 MoNuSeg images (never seen in training), down-sampled 4× and cut into 50×50 tiles. For every tile
 that contains nuclei we score, against the nuclei mask: Grad-CAM and Grad-CAM++ (IDC logit,
 ``medattn.explain.compute_cams``), the model's own last and product-of-stages CBAM spatial maps
@@ -39,7 +40,7 @@ from _common import (  # noqa: E402
 )
 
 STUDY = "explanations"
-BUNDLE = RUNS / "breast_idc" / "patient" / "patch_cnn_attention" / "bundle"
+BUNDLE = RUNS / "cpu" / "idc" / "idc-cpu-final" / "bundle"  # cpu_recipes.py --study idc --final
 
 
 def tiles(root: Path, factor: int, size: int) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
@@ -177,10 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=True,
                     help="also train on SynthPCam and score the maps against its lesion masks")
     ap.add_argument("--retrain", action="store_true", help="replace finished SynthPCam runs instead of reusing them")
+    ap.add_argument("--bundle", type=Path, default=BUNDLE, help="binary IDC bundle whose maps are scored on MoNuSeg")
     args = ap.parse_args(argv)
     root = require_data("monuseg_train_subset")
-    if not BUNDLE.is_dir():
-        print(f"SKIP: {BUNDLE} not found; run benchmarks/real/breast_idc.py first.")
+    if not args.bundle.is_dir():
+        print(f"SKIP: {args.bundle} not found; run benchmarks/real/cpu_recipes.py --study idc --final first.")
         return 0
     setup_torch()
     import torch
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     from medattn.explain.attention_maps import spatial_maps
 
     t0 = time.time()
-    pred = load_bundle(BUNDLE, device="cpu")
+    pred = load_bundle(args.bundle, device="cpu")
+    arch = pred.meta.get("architecture", {}).get("name", "?")
     size = pred.input_hw[0]
     imgs, masks, groups = tiles(root, args.factor, size)
     x = pred.preprocess(imgs)
@@ -215,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "Command: `.venv/bin/python benchmarks/real/explanations.py` (this run: "
         f"`{command_line()}`).",
         "",
-        f"Model: the patient-split `patch_cnn_attention` bundle from the IDC study. Data: the 13 MoNuSeg images "
+        f"Model: the IDC bundle `{args.bundle.name if args.bundle != BUNDLE else 'idc-cpu-final/bundle'}` "
+        f"(`{arch}`). Data: the 13 MoNuSeg images "
         f"down-sampled {args.factor}× and cut into {size}×{size} tiles; {len(m)} tiles with nuclei "
         f"(mean nuclei share of a tile {area.mean():.3f}, mean predicted P(IDC) {p_idc.mean():.3f}). "
         "Energy in mask: share of the map's mass on nuclei; lift: energy / nuclei area share (1 = chance); "
