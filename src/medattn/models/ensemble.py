@@ -43,12 +43,13 @@ class ProbabilityMeanEnsemble(nn.Module):
 
 
 @register_model
-def ensemble(*, member: dict[str, Any], n_members: int, activation: Literal["sigmoid", "softmax"] = "sigmoid",
-             num_classes: int | None = None) -> ProbabilityMeanEnsemble:
-    """``n_members`` copies of registry model ``member`` (``{"name", "kwargs"}``), averaged.
-
-    ``num_classes`` is accepted for the registry's uniform call and must match the member's.
+def ensemble(*, member: dict[str, Any] | None = None, n_members: int = 2,
+             activation: Literal["sigmoid", "softmax"] = "sigmoid", num_classes: int | None = None,
+             ) -> ProbabilityMeanEnsemble:
+    """``n_members`` copies of registry model ``member`` (``{"name", "kwargs"}``; default the seed
+    patch CNN), averaged. ``num_classes`` sets the member's when it gives none, else must match it.
     """
+    member = member or {"name": "patch_cnn_baseline", "kwargs": {}}
     if n_members < 1:
         raise ModelError(f"n_members must be >= 1, got {n_members}")
     if activation not in ("sigmoid", "softmax"):
@@ -57,4 +58,6 @@ def ensemble(*, member: dict[str, Any], n_members: int, activation: Literal["sig
     kw.pop("pretrained", None)
     if num_classes is not None and kw.get("num_classes", num_classes) != num_classes:
         raise ModelError(f"num_classes {num_classes} differs from the member's {kw.get('num_classes')}")
+    if num_classes is not None:
+        kw["num_classes"] = num_classes
     return ProbabilityMeanEnsemble([create_model(member["name"], **kw) for _ in range(n_members)], activation)
