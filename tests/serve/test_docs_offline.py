@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests._server import CHROMIUM, served
+from tests._server import CHROMIUM_ARGS as ARGS
+
 pytest.importorskip("fastapi")
 pytest.importorskip("fastapi_offline", reason="the serve extra's fastapi-offline is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
 META = {"task": "binary", "class_names": ["normal", "tumour"], "input_size": 32, "in_chans": 3,
         "mean": [0.5] * 3, "std": [0.25] * 3, "threshold": 0.5}
 
@@ -43,30 +40,13 @@ def test_docs_pages_reference_only_local_assets(app) -> None:  # noqa: ANN001
         assert "/docs" not in c.get("/openapi.json").json()["paths"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.browser
 def test_docs_render_operations_offline_in_chromium(app, tmp_path: Path) -> None:  # noqa: ANN001
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is absent (apt-get install -y chromium); the browser test needs it")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
     outside: list[str] = []
-    try:
+    with served(app) as base:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             try:
@@ -94,9 +74,6 @@ def test_docs_render_operations_offline_in_chromium(app, tmp_path: Path) -> None
                 redoc_text = page.inner_text("body")
             finally:
                 browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     paths = {o.replace("\u200b", "").strip() for o in ops}
     assert {"/v1/predict", "/v1/explain", "/v1/model", "/healthz"} <= paths, paths
     assert "Predict one or several images" in redoc_text and "/v1/explain" in redoc_text

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._server import CHROMIUM, served
+from tests._server import CHROMIUM_ARGS as ARGS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("gradio")
-    import uvicorn
-
     from medattn.bundle import save_bundle
     from medattn.models import create_model
     from medattn.serve.api import create_app
@@ -38,17 +26,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     meta = {"task": "binary", "class_names": ["normal", "tumour"], "input_size": 48, "in_chans": 3,
             "mean": [0.5] * 3, "std": [0.25] * 3}
     bundle = save_bundle(create_model("patch_cnn_attention", width=0.25), meta, tmp_path_factory.mktemp("ui") / "b")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(bundle), host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    th.join(10)
+    with served(create_app(bundle)) as base:
+        yield base
 
 
 def test_dashboard_page_is_served(server: str) -> None:

@@ -4,46 +4,25 @@ warnings, the conformal set and colour bars on the heatmaps (issue 17 done-when)
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
+from tests._server import CHROMIUM, served
+from tests._server import CHROMIUM_ARGS as ARGS
+
 SHOT = Path(os.environ.get("MEDATTN_SCREENSHOT_DIR", "/tmp")) / "medattn_trust_dashboard.png"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(smoke_pcam_run: Path):
     pytest.importorskip("gradio")
-    import uvicorn
-
     from medattn.serve.api import create_app
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(smoke_pcam_run / "bundle"), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    th.join(10)
+    with served(create_app(smoke_pcam_run / "bundle")) as base:
+        yield base
 
 
 def test_colorbar_is_appended() -> None:
