@@ -6,7 +6,7 @@ Run from the repo root::
     .venv/bin/python benchmarks/real/ood.py --reuse    # score existing runs again
 
 Two bundles are trained by ``medattn train`` with small budgets (they are not the studies' best
-models: the point is the trust outputs): IDC patches (``idc-cpu-baseline`` at 50 px, a few epochs on
+models: the point is the trust outputs): IDC patches (``idc-cpu`` at 50 px, a few epochs on
 a subset) and Herlev cells (``benchmarks/real/recipes/herlev-resnet18.yaml`` at 64 px). Each
 bundle then scores its own test split (in-distribution) and items of the other kinds: IDC patches,
 MoNuSeg tiles (random 96×96 crops of the 1000×1000 H&E images), NIH chest X-rays (64 px) and Herlev
@@ -56,7 +56,7 @@ NOTE = ('Reading: the input-contract checks catch other modalities and preparati
         ' = 0.1, inside a wide CI that contains 0.90.')
 N_OTHER = 120
 BUNDLES = {
-    "idc": {"recipe": "idc-cpu-baseline", "data": "breast_idc/images",
+    "idc": {"recipe": "idc-cpu", "data": "breast_idc/images",
             "set": ["data.max_items=900", "trainer.max_epochs=4", "evaluation.tta=false", "evaluation.n_boot=300",
                     "evaluation.n_cams=0", "data.num_workers=0"]},
     "herlev": {"recipe": "benchmarks/real/recipes/herlev-resnet18.yaml", "data": "herlev_dev/images",

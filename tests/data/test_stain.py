@@ -143,11 +143,11 @@ def test_bad_field_value_is_a_one_line_config_error() -> None:
     from medattn.engine.config import load_recipe
 
     with pytest.raises(ConfigError) as exc:
-        load_recipe("idc-cpu-baseline", ["data.stain_normalize=vahadane"])
+        load_recipe("idc-cpu", ["data.stain_normalize=vahadane"])
     assert "data.stain_normalize" in str(exc.value) and "\n" not in str(exc.value)
     with pytest.raises(ConfigError, match="in_chans"):
-        load_recipe("idc-cpu-baseline", ["data.stain_normalize=reinhard", "data.in_chans=1"])
-    assert load_recipe("idc-cpu-baseline").data.stain_normalize == "none"
+        load_recipe("idc-cpu", ["data.stain_normalize=reinhard", "data.in_chans=1"])
+    assert load_recipe("idc-cpu").data.stain_normalize == "none"
 
 
 @pytest.mark.parametrize("method", ["macenko", "reinhard"])
@@ -161,7 +161,7 @@ def test_bundle_reproduces_the_training_eval_transform(method: str, tmp_path: Pa
     from medattn.models import create_model
 
     numbers = fit_stain_params(method, [_synthetic_he(s) for s in range(3)])
-    recipe = load_recipe("idc-cpu-baseline", [f"data.stain_normalize={method}", "data.image_size=64"])
+    recipe = load_recipe("idc-cpu", [f"data.stain_normalize={method}", "data.image_size=64"])
     recipe.data.stain_fitted = numbers
     d = recipe.data
     meta = {"task": "binary", "class_names": ["a", "b"], "input_size": d.image_size, "in_chans": 3,
@@ -193,7 +193,7 @@ def test_smoke_training_stores_numbers_and_every_consumer_applies_them(tmp_path:
     from medattn.engine.runner import train_run
 
     run = tmp_path / "run"
-    train_run("idc-cpu-baseline", out=run, smoke=True,
+    train_run("idc-cpu", out=run, smoke=True,
               overrides=["data.stain_normalize=macenko", "trainer.progress=false", "evaluation.n_cams=0"])
     meta = json.loads((run / "bundle" / "bundle.json").read_text())
     sn = meta["stain_normalization"]

@@ -70,8 +70,8 @@ def test_cross_validation_run_and_paired_compare(tmp_path: Path) -> None:
 
     data = write_smoke_data("idc", tmp_path / "data", seed=0)
     over = ["trainer.progress=false", "evaluation.n_cams=0", "data.split.test_fraction=0"]
-    a = cross_validate("idc-cpu-baseline", out=tmp_path / "a", folds=2, data=data, smoke=True, overrides=over)
-    b = cross_validate("idc-cpu", out=tmp_path / "b", folds=2, data=data, smoke=True, overrides=over)
+    a = cross_validate("idc-cpu", out=tmp_path / "a", folds=2, data=data, smoke=True, overrides=over)
+    b = cross_validate("idc-cpu-cbam", out=tmp_path / "b", folds=2, data=data, smoke=True, overrides=over)
     for s, d in ((a, tmp_path / "a"), (b, tmp_path / "b")):
         assert (d / "fold_0" / "bundle" / "bundle.json").is_file() and (d / "fold_1" / "metrics.json").is_file()
         oof = pd.read_csv(d / "test_predictions.csv")

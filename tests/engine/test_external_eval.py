@@ -19,7 +19,7 @@ from medattn.engine.smoke import write_smoke_data
 from medattn.errors import BundleError, ConfigError
 
 CASES = {  # recipe -> expected task of the bundle
-    "idc-cpu-baseline": "binary",
+    "idc-cpu": "binary",
     "sipakmed-cbam-resnet50": "multiclass",
     "cxr14-agcnn": "multilabel",
     "oral-unet-none": "segmentation",
