@@ -138,3 +138,18 @@ def test_ensemble_returns_logits_of_the_mean_probability(activation: str) -> Non
             want = torch.stack([torch.softmax(m(x), 1) for m in ens.members]).mean(0)
             got = torch.softmax(ens(x), 1)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_warmup_ema_forgets_the_initial_weights_on_short_schedules() -> None:
+    import torch
+
+    from medattn.engine.fit import warmup_ema
+
+    fn = warmup_ema(0.998)
+    avg = torch.zeros(1)  # the initial weights
+    for n in range(1, 240):  # a short run: 240 steps, far fewer than 1 / (1 - 0.998) = 500
+        avg = fn(avg, torch.ones(1), torch.tensor(n))
+    plain = 0.998 ** 239  # share of the initial weights a plain EMA would keep
+    assert plain > 0.6 and float(1 - avg) < 0.25 * plain  # warmed up: the init is mostly forgotten
+    # later steps average with the full decay
+    assert float(fn(torch.zeros(1), torch.ones(1), torch.tensor(10_000))) == pytest.approx(0.002)

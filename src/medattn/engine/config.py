@@ -205,8 +205,9 @@ class TrainerConfig(_Strict):
     """Lightning logger under ``RUN/logs/``: ``csv`` (``metrics.csv``) or ``tensorboard`` (needs the
     ``tensorboard`` package); ``training_history.csv`` is written either way."""
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
-    """Keep an exponential moving average of the weights (decay per step, e.g. 0.999; Lightning's
-    ``EMAWeightAveraging``): validation, checkpoints and the bundle use the averaged weights."""
+    """Keep an exponential moving average of the weights (decay per step, e.g. 0.999, warmed up as
+    ``min(decay, (1+n)/(10+n))`` after n steps; Lightning's ``WeightAveraging``): validation,
+    checkpoints and the bundle use the averaged weights."""
     record_seen: bool = False
     """Write ``seen/rank<R>.json`` with the item indices each rank trained on (sharding check)."""
     checkpoint_every_n_steps: int | None = Field(None, ge=1)

@@ -182,6 +182,20 @@ def load_best_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return best.eval()
 
 
+def warmup_ema(decay: float) -> Any:
+    """EMA update ``avg ← d·avg + (1−d)·current`` with ``d = min(decay, (1+n)/(10+n))`` after ``n``
+    updates: the average forgets the random initial weights within a few steps even when a short
+    schedule takes fewer steps than ``1/(1−decay)`` (a plain EMA would still hold ``decay**steps``
+    of the initialisation)."""
+
+    def avg_fn(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        return averaged * d + current * (1.0 - d)
+
+    return avg_fn
+
+
 def fit_stage(recipe: Recipe, task: L.LightningModule, data: RunData, run_dir: Path, ckpt_dir: Path, *,
               extra_callbacks: list[L.Callback] | None = None, resume: bool = False,
               max_epochs: int | None = None, history_name: str = "training_history.csv") -> StageResult:
@@ -193,9 +207,9 @@ def fit_stage(recipe: Recipe, task: L.LightningModule, data: RunData, run_dir: P
     if t.record_seen:
         cbs.append(SeenItemsCallback(run_dir / "seen"))
     if t.ema_decay is not None:
-        from lightning.pytorch.callbacks import EMAWeightAveraging
+        from lightning.pytorch.callbacks import WeightAveraging
 
-        cbs.append(EMAWeightAveraging(decay=t.ema_decay, use_buffers=True))
+        cbs.append(WeightAveraging(use_buffers=True, avg_fn=warmup_ema(t.ema_decay)))
     trainer, ckpt = build_trainer(recipe, ckpt_dir, cbs, max_epochs=max_epochs, root_dir=run_dir)
     eval_bs = t.batch_size * 2 if recipe.task.type != "segmentation" else 1
     train_dl = make_train_loader(data.train, t.batch_size, recipe.data.num_workers, t.seed, is_distributed(recipe))
