@@ -32,7 +32,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RUNS, REPO, command_line, fmt, fmt_ci, machine_note, md_table, require_data, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    REPO,
+    RUNS,
+    command_line,
+    fmt,
+    fmt_ci,
+    machine_note,
+    md_table,
+    require_data,
+    write_section,
+)
 
 STUDIES: dict[str, dict[str, Any]] = {
     "idc": {"data": "breast_idc", "recipes": ("idc-cpu", "idc-cpu-cbam"), "shipped": "idc-cpu",

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.engine._helpers import metrics, run_cli
 
 from medattn.cli import main
+from tests.engine._helpers import metrics, run_cli
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path, synth_pcam: Path) -> None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from tests.engine._helpers import REPO, cli_cmd, env, metrics, run_cli
 
 # Deterministic CPU run: 4 epochs of 6 batches, plateau scheduler, dropout and augmentation on.

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from tests.engine._helpers import REPO, cli_cmd, env, metrics, run_cli
 
 pytestmark = pytest.mark.slow

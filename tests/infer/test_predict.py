@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import shapely.geometry
 from PIL import Image
-from tests.infer.conftest import disc_image
 
 from medattn.errors import DataError, OutputError
 from medattn.infer.inputs import output_names, resolve_inputs
 from medattn.infer.predict import PredictOptions, run_predict
 from medattn.infer.records import read_rows
+from tests.infer.conftest import disc_image
 
 
 def _img(path: Path, h: int, w: int, value: int) -> Path:

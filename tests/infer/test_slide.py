@@ -11,8 +11,6 @@ import shapely
 import shapely.geometry
 import tifffile
 from sklearn.metrics import roc_auc_score
-from tests.conftest import shared_data
-from tests.infer.conftest import disc_image
 
 from medattn.errors import ConfigError, OutputError
 from medattn.infer.records import read_rows
@@ -20,6 +18,8 @@ from medattn.infer.slide import SlideOptions, run_slide
 from medattn.infer.slide_io import choose_level, open_slide
 from medattn.infer.testslides import assemble_idc_slide, synthetic_slide, write_pyramid
 from medattn.infer.tissue import tissue_mask
+from tests.conftest import shared_data
+from tests.infer.conftest import disc_image
 
 
 def test_generated_pyramid_reads_as_aperio_with_levels(tmp_path: Path) -> None:

@@ -63,7 +63,9 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
         meta["threshold"] = th
     elif isinstance(th, dict):
         meta["thresholds"] = [th[n] for n in data.class_names]
-    from medattn.trust.fit import bundle_trust  # issue 17: conformal, input contract, OOD model, synthetic flag
+    from medattn.trust.fit import (
+        bundle_trust,  # issue 17: conformal, input contract, OOD model, synthetic flag
+    )
 
     meta.update(bundle_trust(recipe, model, data, ev, path))
     if ev.get("postprocess"):  # segmentation: instance setting chosen on validation, reused by evaluate
@@ -279,7 +281,9 @@ def write_report(recipe: Recipe, run_dir: Path, summary: dict[str, Any], info: d
     rep.add("training", "Training", table_html(["stage", f"best {recipe.default_monitor()}", "epochs"], stages)
             + _img(run_dir / "training_history.png"))
     _metrics_sections(rep, run_dir)
-    from medattn.report.trust_plots import trust_section  # issue 17: risk–coverage (AURC), conformal sets
+    from medattn.report.trust_plots import (
+        trust_section,  # issue 17: risk–coverage (AURC), conformal sets
+    )
 
     if (sec := trust_section(run_dir)) is not None:
         rep.add(*sec)
