@@ -95,3 +95,10 @@ def test_external_class_mismatch_names_both_lists(final_runs: dict[str, Path], t
 def test_validation_fraction_zero_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"val_fraction.*must be > 0"):
         load_recipe("idc-cpu", ["data.split.val_fraction=0"])
+
+
+def test_final_model_on_its_own_data_says_what_to_do(final_runs: dict[str, Path]) -> None:
+    run = final_runs["idc-cpu"]
+    trained_on = json.loads((run / "bundle" / "bundle.json").read_text())["training_data"]["path"]
+    with pytest.raises(ConfigError, match="no 'test' items.*--external"):
+        evaluate_path(run / "bundle", data=trained_on)

@@ -88,6 +88,10 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
         return {"metrics": ev["metrics"], "out": str(out_dir), "external": True, "n_items": doc["n_items"]}
     rd = build_data(recipe, data, split_table)
     _check_classes(rd.class_names, pred.class_names, data)
+    if not (rd.table["split"] == split).any():
+        raise ConfigError(f"'{data}' is the data this model was trained on and its split has no '{split}' items "
+                          "(a final model, data.split.test_fraction 0); score new data with --data NEW, or pass "
+                          "--external to score every item of this folder")
     out_dir = ensure_dir(Path(out) if out else default_out / f"eval_{split}")
     ev = evaluate_model(recipe, pred.model, rd, out_dir, split=split)
     return {"metrics": ev["metrics"], "out": str(out_dir), "external": False}
