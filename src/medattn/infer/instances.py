@@ -24,6 +24,15 @@ OBJECT_COLUMNS = ("id", "centroid_x", "centroid_y", "area", "bbox_x0", "bbox_y0"
                   "mean_probability", "class")
 
 
+
+def _centroids(lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area and centroid (row, column) of labels 0..n of an instance image (NaN for absent labels)."""
+    flat = lab.ravel()
+    area = np.bincount(flat, minlength=n + 1).astype(np.float64)
+    yy, xx = np.indices(lab.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return area, np.bincount(flat, yy.ravel(), n + 1) / area, np.bincount(flat, xx.ravel(), n + 1) / area
+
 def postprocess_setting(meta: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """The instance post-processing a bundle carries (chosen on validation), or the default."""
     setting = meta.get("postprocess") or ((meta.get("recipe") or {}).get("evaluation") or {}).get("postprocess")
@@ -65,11 +74,8 @@ def object_table(labels: np.ndarray, probs: np.ndarray | None = None, *, class_n
     if n == 0:
         return []
     flat = lab.ravel()
-    area = np.bincount(flat, minlength=n + 1).astype(np.float64)
-    yy, xx = np.indices(lab.shape)
+    area, cy, cx = _centroids(lab, n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cy = np.bincount(flat, yy.ravel(), n + 1) / area
-        cx = np.bincount(flat, xx.ravel(), n + 1) / area
         mean_p = (np.bincount(flat, foreground_prob(probs).ravel(), n + 1) / area) if probs is not None else None
         cls_sum = None
         if probs is not None and class_names and probs.shape[0] > 2:
@@ -104,12 +110,7 @@ def keep_centred(labels: np.ndarray, core: tuple[int, int, int, int]) -> np.ndar
     n = int(labels.max())
     if n == 0:
         return labels
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=n + 1).astype(np.float64)
-    yy, xx = np.indices(labels.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cy = np.bincount(flat, yy.ravel(), n + 1) / area
-        cx = np.bincount(flat, xx.ravel(), n + 1) / area
+    area, cy, cx = _centroids(labels, n)
     y0, x0, y1, x1 = core
     keep = (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1) & (area > 0)
     keep[0] = False
