@@ -74,11 +74,11 @@ def in_process_throughput(bundle: Path, images: list[bytes], batch: int, seconds
     from medattn.bundle import load_bundle, read_image
 
     pred = load_bundle(bundle, device="cpu")
-    pred.predict([read_image(b) for b in images[:batch]])  # warm-up
+    pred.infer([read_image(b) for b in images[:batch]])  # warm-up
     done, t0, i = 0, time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:
         chunk = [images[(i + k) % len(images)] for k in range(batch)]
-        pred.predict([read_image(b) for b in chunk])
+        pred.infer([read_image(b) for b in chunk])
         done += batch
         i += batch
     return done / (time.perf_counter() - t0)

@@ -108,7 +108,7 @@ def main() -> int:
     cov = [t for t in full if np.isfinite(grid[t["y"] // 50, t["x"] // 50])]
     y = np.array([t["label"] for t in cov])
     slide_auc = roc_auc_score(y, [grid[t["y"] // 50, t["x"] // 50] for t in cov])
-    patch_auc = roc_auc_score(y, [pred.predict([files[t["file"]]], trust=False)[0]["probabilities"]["IDC"]
+    patch_auc = roc_auc_score(y, [pred.infer([files[t["file"]]], trust=False)[0]["probabilities"]["IDC"]
                                   for t in cov])
     fig = args.out / "overlay_vs_truth.png"
     _figure(args.out / "slide" / "overlay.png", grid, full,

@@ -76,7 +76,7 @@ def throughput(tmp: Path, side: int, workers: int) -> dict[str, float]:
         t = time.perf_counter()
         boxes = [(c * 96, rr * 96) for rr in range(side) for c in range(side)]
         for i in range(0, n, 32):
-            pred.predict([r.read_region(x, y, 0, 96, 96) for x, y in boxes[i:i + 32]])
+            pred.infer([r.read_region(x, y, 0, 96, 96) for x, y in boxes[i:i + 32]])
         best_pred = max(best_pred, n / (time.perf_counter() - t))
         r.close()
         opts = SlideOptions(out=tmp / f"tp_out{rep}", workers=workers, batch_size=32, min_tissue=0.5)

@@ -45,12 +45,12 @@ def test_round_trip_folder_and_zip(bundle: Path, tmp_path: Path) -> None:
     img = _rgb()
     zipped = save_bundle(pred.model, META, tmp_path / "b.zip")
     pz = load_bundle(zipped, device="cpu")
-    a, b = pred.predict(img)[0], pz.predict(img)[0]
+    a, b = pred.infer(img)[0], pz.infer(img)[0]
     assert a == b and a["threshold"] == 0.4 and a["label"] in META["class_names"]
     assert abs(sum(a["probabilities"].values()) - 1) < 1e-6
     f = tmp_path / "x.jpg"  # a PNG named .jpg: the content decides
     f.write_bytes(png_bytes(img))
-    outs = [pred.predict(x)[0]["probabilities"]["tumour"] for x in (img, f, str(f), png_bytes(img))]
+    outs = [pred.infer(x)[0]["probabilities"]["tumour"] for x in (img, f, str(f), png_bytes(img))]
     assert max(outs) - min(outs) < 1e-6
 
 
@@ -170,7 +170,7 @@ def test_dicom_window_rescale_and_monochrome1(bundle: Path) -> None:
     inv = read_dicom(_dicom(ramp, "MONOCHROME1"))
     assert np.array_equal(inv, 255 - plain)
     pred = load_bundle(bundle, device="cpu")
-    assert set(pred.predict(_dicom(ramp))[0]["probabilities"]) == set(META["class_names"])
+    assert set(pred.infer(_dicom(ramp))[0]["probabilities"]) == set(META["class_names"])
     with pytest.raises(ImageTooLargeError):
         read_dicom(_dicom(ramp), max_pixels=100)
 
@@ -200,10 +200,10 @@ def test_bad_bundles(tmp_path: Path) -> None:
 def test_predictor_rejects_odd_arrays(bundle: Path) -> None:
     pred = load_bundle(bundle, device="cpu")
     with pytest.raises(DataError):
-        pred.predict(np.zeros((2, 3, 4, 5)))
+        pred.infer(np.zeros((2, 3, 4, 5)))
     with pytest.raises(DataError):
-        pred.predict(object())
-    assert pred.predict(np.linspace(0, 1, 32 * 32).reshape(32, 32))[0]["label"] in META["class_names"]
+        pred.infer(object())
+    assert pred.infer(np.linspace(0, 1, 32 * 32).reshape(32, 32))[0]["label"] in META["class_names"]
 
 
 def test_weights_reader_accepts_plain_tensor_checkpoints(tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ def score(pred: Any, items: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """Feature score, contract-warning flag and any-warning flag per item."""
     s, c, a = [], [], []
     for i in range(0, len(items), 32):
-        for r in pred.predict(items[i:i + 32]):
+        for r in pred.infer(items[i:i + 32]):
             s.append(r.get("ood_score", np.nan))
             c.append(any(w["code"] != "ood" for w in r["warnings"]))
             a.append(bool(r["warnings"]))

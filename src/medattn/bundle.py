@@ -8,7 +8,6 @@ weights' sha256 must match ``bundle.json`` (tampered weights are refused).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from collections.abc import Sequence
@@ -30,13 +29,12 @@ from medattn.decode import (  # re-exported: the bundle API reads images too
     read_dicom,
     read_image,
     sniff_format,
-    to_uint8,
 )
 from medattn.errors import BundleError, DataError, MedattnError
 from medattn.io import atomic_dir, atomic_path, to_jsonable
 
 __all__ = [
-    "save_bundle", "load_bundle", "read_bundle_files", "Predictor", "BUNDLE_FORMAT", "TASKS",
+    "save_bundle", "load_bundle", "read_bundle_files", "Predictor", "Prepared", "BUNDLE_FORMAT", "TASKS",
     "IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "UnsupportedImageError",
     "sniff_format", "read_image", "read_dicom", "main_output",
 ]
@@ -186,11 +184,6 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None, *,
 
 
 
-# ---------------------------------------------------------------------------------------------
-# Untrusted image input: format sniffed from content, pixel count checked from the header.
-# ---------------------------------------------------------------------------------------------
-
-
 def main_output(out: Any) -> torch.Tensor:
     """The logits of a model whose forward returns a tensor, a dict (AG-CNN) or a tuple."""
     from medattn.models.outputs import main_logits
@@ -199,11 +192,30 @@ def main_output(out: Any) -> torch.Tensor:
 
 
 @dataclass
-class Predictor:
-    """A model with its preprocessing; ``predict`` takes images in any common form.
+class Prepared:
+    """One input ready for the model: the decoded image and what the model will see.
 
-    Inputs may be PIL images, numpy arrays, raw bytes, or paths of PNG/JPEG/BMP/TIFF/DICOM files.
-    Decoding refuses files over ``max_pixels`` before reading their pixels.
+    Attributes:
+        image: the decoded ``uint8`` image at its own size.
+        x: ``1×C×H×W`` (one view of the whole image, resized to the model input or, for
+            segmentation, at its own size) or ``N×C×h×w`` (tiles at the image's own scale).
+        handling: ``as-is``, ``resized``, ``tiled`` (classifier over tiles) or ``segmented``.
+        boxes: tile origins ``(y0, x0)`` for ``tiled`` inputs.
+    """
+
+    image: np.ndarray
+    x: torch.Tensor
+    handling: str
+    boxes: list[tuple[int, int]] | None = None
+
+
+@dataclass
+class Predictor:
+    """A model with its preparation; :meth:`infer` is the one inference entry of every door.
+
+    Inputs may be PIL images, numpy arrays, raw bytes, pydicom datasets, or paths of
+    PNG/JPEG/BMP/TIFF/GIF/WebP/DICOM files; they are decoded by :func:`medattn.decode.read_image`,
+    which refuses files over ``max_pixels`` before reading their pixels.
     """
 
     model: nn.Module
@@ -230,70 +242,107 @@ class Predictor:
         s = self.meta["input_size"]
         return (int(s), int(s)) if isinstance(s, (int, float)) else (int(s[0]), int(s[1]))
 
-    def to_pil(self, item: Any) -> Any:
-        """Convert a path, bytes, PIL image, pydicom dataset or numpy array to an RGB/L PIL image."""
-        from PIL import Image
+    @property
+    def preparation(self) -> Any:
+        """The bundle's :class:`~medattn.data.transforms.Preparation` (built once)."""
+        prep = self.__dict__.get("_prep")
+        if prep is None:
+            from medattn.data.transforms import Preparation
 
-        if isinstance(item, (str, Path, bytes, bytearray, memoryview)):
-            item = read_image(item, max_pixels=self.max_pixels)
-        elif hasattr(item, "PixelData") and hasattr(item, "save_as"):  # a pydicom Dataset
-            buf = io.BytesIO()
-            item.save_as(buf, enforce_file_format=True)
-            item = Image.fromarray(read_dicom(buf.getvalue(), max_pixels=self.max_pixels))
-        if isinstance(item, np.ndarray):
-            arr = item
-            if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3, 4):
-                arr = np.moveaxis(arr, 0, 2)
-            if arr.ndim == 3 and arr.shape[2] == 1:
-                arr = arr[..., 0]
-            if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-                raise DataError(f"array of shape {item.shape} is not an image; expected H×W, H×W×3 or 3×H×W")
-            item = Image.fromarray(to_uint8(arr))
-        if not hasattr(item, "convert"):
-            raise DataError(f"cannot use {type(item).__name__} as an image; pass a path, PIL image or array")
-        if item.size[0] * item.size[1] > self.max_pixels:
-            raise ImageTooLargeError(f"image of {item.size[0]}×{item.size[1]} pixels exceeds {self.max_pixels:,}")
-        return item.convert("L" if int(self.meta["in_chans"]) == 1 else "RGB")
+            prep = self.__dict__["_prep"] = Preparation.from_meta(self.meta)
+        return prep
+
+    def decode(self, item: Any, name: str | None = None) -> np.ndarray:
+        """Any accepted input → ``uint8`` image (``H×W×3``, or ``H×W`` for one-channel bundles) by the
+        one decoder (:func:`medattn.decode.read_image`)."""
+        return read_image(item, "L" if int(self.meta.get("in_chans", 3)) == 1 else "RGB",
+                          max_pixels=self.max_pixels, name=name)
 
     def preprocess(self, items: Sequence[Any]) -> torch.Tensor:
-        """Stain-normalise (when the bundle has ``stain_normalization``), resize and normalise
-        exactly as in training → ``B×C×H×W`` float tensor."""
-        from torchvision.transforms.v2 import functional as TF
+        """``B×C×H×W`` of whole images resized to the model input by the bundle's preparation (for
+        explanations of patch-size images; doors use :meth:`infer`, which tiles large images)."""
+        return self.preparation.batch([self.decode(it) for it in items])
 
-        from medattn.data.stain import normalizer_from_meta
+    # -- the large-input rule -----------------------------------------------------------------
 
-        hw = list(self.input_hw)
-        stain = normalizer_from_meta(self.meta)
-        out = []
-        for it in items:
-            img = TF.pil_to_tensor(self.to_pil(it))
-            if stain is not None:
-                img = stain(img)
-            if tuple(img.shape[-2:]) != tuple(hw):
-                img = TF.resize(img, hw, antialias=True)
-            img = TF.to_dtype(img, torch.float32, scale=True)
-            out.append(TF.normalize(img, list(self.meta["mean"]), list(self.meta["std"])))
-        return torch.stack(out)
+    def large_input_rule(self) -> tuple[str, float]:
+        """``(policy, factor)``: classification inputs with a side over ``factor`` × the training size
+        are tiled at their own scale (``"tile"``) or refused (``"refuse"``). Default ``("tile", 2.0)``."""
+        rule = self.meta.get("large_input") or {}
+        policy, factor = str(rule.get("policy", "tile")), float(rule.get("factor", 2.0))
+        if policy not in ("tile", "refuse") or factor < 1:
+            raise BundleError(f"bundle.json field 'large_input' {rule!r} is malformed; policy is 'tile' or "
+                              "'refuse', factor >= 1")
+        return policy, factor
+
+    def seg_tiling(self) -> tuple[int, int]:
+        """``(window, overlap)`` of a segmentation bundle: its evaluation tiling (else the input size)."""
+        from medattn.infer.tiling import effective_overlap
+
+        ev = ((self.meta.get("recipe") or {}).get("evaluation") or {})
+        window = int(ev.get("tile_size") or self.input_hw[0])
+        return window, effective_overlap(window, int(ev.get("tile_overlap", 64)))
+
+    def prepare_input(self, image: np.ndarray, *, tile: bool | None = None, name: str = "image") -> Prepared:
+        """Decide how the model sees ``image`` and prepare it (the bundle's preparation).
+
+        Args:
+            image: a decoded image (:meth:`decode`).
+            tile: ``None`` applies the bundle's large-input rule; ``True`` tiles any input larger than
+                the model input; ``False`` resizes every input to the model input.
+            name: how a refusal names the input.
+
+        Raises:
+            DataError: the bundle's rule refuses an input this large (the message says the fix).
+        """
+        prep = self.preparation
+        H, W = image.shape[:2]
+        if self.task == "segmentation":
+            return Prepared(image, prep(image, resize=False)[None], "segmented")
+        h, w = self.input_hw
+        policy, factor = self.large_input_rule()
+        large = W > factor * w or H > factor * h
+        if (tile is True and (W > w or H > h)) or (tile is None and large and policy == "tile"):
+            if h != w:
+                raise DataError(f"{name}: tiling needs a square model input, the bundle's is {h}×{w}")
+            from medattn.infer.tiling import image_tiles
+
+            boxes, tiles = image_tiles(image, h)
+            return Prepared(image, prep.batch(tiles, resize=False), "tiled", boxes)
+        if tile is None and large:
+            raise DataError(f"{name} is {W}×{H}, over {factor:g}× the model's {w}×{h} input; the bundle's rule "
+                            "refuses large inputs: crop it to the model's field of view, or pass --tile to tile it")
+        return Prepared(image, prep(image)[None], "as-is" if (H, W) == (h, w) else "resized")
+
+    # -- model outputs --------------------------------------------------------------------------
 
     @torch.no_grad()
     def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
-        """Probabilities for preprocessed input: ``B`` (binary), ``B×K``, or ``B×K×H×W`` (segmentation)."""
+        """Probabilities for prepared input: ``B`` (binary), ``B×K``, or ``B×K×H×W`` (segmentation)."""
         from medattn.infer.tta import dihedral_mean
-
-        def probs_of(v: torch.Tensor) -> torch.Tensor:
-            logits = main_output(self.model(v)).float()
-            softmax = self.task == "multiclass" or (self.task == "segmentation" and logits.shape[1] > 1)
-            return torch.softmax(logits, 1) if softmax else torch.sigmoid(logits)
+        from medattn.models.outputs import probabilities
 
         # test-time augmentation recorded at training (bundle.json "tta"): 8 views; segmentation: the
         # 4 flips, as medattn.infer.tiling averages them
         views: int | str = ("flips" if self.task == "segmentation" else 8) if self.meta.get("tta") else 1
-        probs = dihedral_mean(probs_of, x.to(self.device), dense=self.task == "segmentation", views=views)
+        probs = dihedral_mean(lambda v: probabilities(self.model(v), self.task), x.to(self.device),
+                              dense=self.task == "segmentation", views=views)
         probs = probs.cpu().numpy()
         return probs[:, 0] if self.task == "binary" else probs
 
+    def forward(self, prepared: Prepared, batch_size: int = 16) -> np.ndarray:
+        """Probabilities of one prepared input: a row per view or tile (``N`` or ``N×K``), or
+        ``K×H×W`` for segmentation (overlapping tiles, :func:`medattn.infer.tiling.tiled_dense_probs`)."""
+        if prepared.handling == "segmented":
+            from medattn.infer.tiling import tiled_dense_probs
+
+            window, overlap = self.seg_tiling()
+            return tiled_dense_probs(self.predict_tensor, prepared.x[0], window, overlap, max(1, batch_size // 4))
+        x = prepared.x
+        return np.concatenate([self.predict_tensor(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
     def format_probs(self, p: np.ndarray) -> dict[str, Any]:
-        """One image's result from its row of :meth:`predict_tensor`."""
+        """One image's decision from its probabilities (a row of :meth:`predict_tensor`)."""
         names = self.class_names
         if self.task == "binary":
             pp = float(p)
@@ -322,24 +371,104 @@ class Predictor:
             return (p[0] >= self.threshold).astype(np.uint8)
         return np.argmax(p, 0).astype(np.uint8)
 
-    def predict(self, items: Sequence[Any] | Any, *, alpha: float | None = None, method: str | None = None,
-                mc_samples: int = 0, trust: bool = True) -> list[dict[str, Any]]:
-        """Per image: ``probabilities`` by class name, ``label`` (or ``labels``), ``threshold``, and
-        (``trust``) the checks of :func:`medattn.trust.assess.assess`: ``warnings``, ``ood_score``,
-        ``prediction_set`` at ``alpha`` (default 0.1; ``method`` aps/raps for multiclass),
-        ``uncertainty`` (entropy, TTA disagreement, MC dropout with ``mc_samples`` passes)."""
+    def conclude(self, prepared: Prepared, probs: np.ndarray, *, alpha: float | None = None,
+                 method: str | None = None, mc_samples: int = 0, trust: bool = True) -> dict[str, Any]:
+        """The answer for one input from its probabilities (:meth:`forward`): the decision, how the
+        input was handled, and (``trust``) the checks of :mod:`medattn.trust.assess`.
+
+        Tiled inputs are aggregated (binary and multi-label: maximum over tiles, an image is positive
+        when any part is; multi-class: mean) and carry ``tiles``, ``tile_max``, ``tile_mean`` and
+        ``tile_scores`` (a row × column grid); segmentation answers carry ``probability_map`` and
+        ``instance_labels`` arrays for the door to write.
+        """
+        from medattn.trust.assess import assess, assess_tiles
+
+        img = prepared.image
+        base: dict[str, Any] = {"width": int(img.shape[1]), "height": int(img.shape[0]),
+                                "handling": prepared.handling}
+        if prepared.handling == "segmented":
+            from medattn.infer.instances import instances_of, postprocess_setting
+
+            setting = postprocess_setting(self.meta, probs.shape[0])
+            labels = instances_of(probs, setting)
+            window, overlap = self.seg_tiling()
+            out = {**base, "tiling": f"{window}px overlap {overlap}", **self.format_probs(probs),
+                   "objects": int(len(np.unique(labels[labels > 0]))), "postprocess": setting,
+                   "probability_map": probs, "instance_labels": labels}
+            if trust:
+                out.update(assess(self, [img], prepared.x, probs[None], alpha=alpha, method=method,
+                                  mc_samples=mc_samples, tiled=True)[0])
+            return out
+        if prepared.handling == "tiled":
+            from medattn.infer.tiling import aggregate_tiles, tile_grid
+
+            agg, score = aggregate_tiles(self.task, np.asarray(probs))
+            out = {**base, **self.format_probs(agg), "tiles": len(score), "tile_max": float(score.max()),
+                   "tile_mean": float(score.mean()), "tile_scores": tile_grid(prepared.boxes or [], score)}
+            if trust:
+                out.update(assess_tiles(self, img, prepared.x, np.asarray(probs), alpha=alpha, method=method))
+            return out
+        out = {**base, **self.format_probs(probs[0])}
+        if trust:
+            out.update(assess(self, [img], prepared.x, np.asarray(probs), alpha=alpha, method=method,
+                              mc_samples=mc_samples)[0])
+        return out
+
+    def infer(self, items: Sequence[Any] | Any, *, tile: bool | None = None, alpha: float | None = None,
+              method: str | None = None, mc_samples: int = 0, trust: bool = True, batch_size: int = 16,
+              errors: str = "raise") -> list[dict[str, Any]]:
+        """The one inference entry: decode, apply the large-input rule, prepare, run, decide, check.
+
+        ``medattn predict``, ``evaluate``, ``explain``, ``slide`` (per region), ``POST /v1/predict``,
+        ``/v1/explain`` and the dashboard all answer through it (the REST micro-batcher runs the same
+        :meth:`prepare_input` → :meth:`predict_tensor` → :meth:`conclude` steps).
+
+        Args:
+            items: images in any accepted form (one item is accepted too).
+            tile: see :meth:`prepare_input`.
+            alpha: miscoverage of the conformal prediction sets (default: the bundle's, 0.1).
+            method: multiclass set score, ``aps`` (default) or ``raps``.
+            mc_samples: MC-dropout passes (0 = off).
+            trust: add warnings, OOD score, prediction sets and uncertainty.
+            batch_size: images (or tiles) per forward pass.
+            errors: ``raise`` (default) or ``return``: an input that cannot be read or is refused gets
+                ``{"error": message}`` in its place and the others go on.
+
+        Returns:
+            One answer per input, in order (see :meth:`conclude`).
+        """
+        from medattn.errors import ConfigError
+
+        if errors not in ("raise", "return"):
+            raise ConfigError(f"errors must be 'raise' or 'return', got {errors!r}")
+        if alpha is not None and not 0 < float(alpha) < 1:
+            raise ConfigError(f"alpha must be between 0 and 1 (exclusive), got {alpha}")
         if not isinstance(items, (list, tuple)):
             items = [items]
-        images = [self.to_pil(it) for it in items]
-        x = self.preprocess(images)
-        probs = self.predict_tensor(x)
-        out = [self.format_probs(p) for p in probs]
-        if trust:
-            from medattn.trust.assess import assess
-
-            for row, extra in zip(out, assess(self, images, x, probs, alpha=alpha, method=method,
-                                              mc_samples=mc_samples), strict=True):
-                row.update(extra)
+        prepared: list[Prepared | dict[str, Any]] = []
+        for i, it in enumerate(items):
+            name = f"'{it}'" if isinstance(it, (str, Path)) else f"image {i}"
+            try:
+                prepared.append(self.prepare_input(self.decode(it, name if isinstance(it, (str, Path)) else None),
+                                                   tile=tile, name=name))
+            except (DataError, OSError, ValueError) as exc:
+                if errors == "raise":
+                    raise
+                prepared.append({"error": str(exc).splitlines()[0][:300]})
+        whole = [i for i, p in enumerate(prepared) if isinstance(p, Prepared) and len(p.x) == 1
+                 and p.handling != "segmented"]
+        probs: dict[int, np.ndarray] = {}
+        for s in range(0, len(whole), batch_size):
+            chunk = whole[s:s + batch_size]
+            rows = self.predict_tensor(torch.cat([prepared[i].x for i in chunk]))  # type: ignore[union-attr]
+            probs.update({i: rows[k:k + 1] for k, i in enumerate(chunk)})
+        out = []
+        for i, p in enumerate(prepared):
+            if not isinstance(p, Prepared):
+                out.append(p)
+                continue
+            pr = probs[i] if i in probs else self.forward(p, batch_size)
+            out.append(self.conclude(p, pr, alpha=alpha, method=method, mc_samples=mc_samples, trust=trust))
         return out
 
     @property

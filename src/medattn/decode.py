@@ -1,25 +1,41 @@
-"""Safe decoding of images handed to a model: content sniffing, pixel limits, DICOM.
+"""The one image decoder: every door (training datasets, predict, slide regions, REST, dashboard,
+explain, evaluate) turns bytes, files, PIL images or arrays into pixels through this module.
 
-Used by bundles and the REST API. The format comes from the bytes, never from the file name;
-the pixel count is read from the header and checked *before* decoding, so a decompression bomb
-is refused unread; DICOM gets its modality LUT, VOI window and MONOCHROME1 inversion applied.
+Rules, in order:
+
+1. **Format from content**, never from the file name: PNG, JPEG, BMP, TIFF, GIF, WebP, DICOM.
+2. **Pixel count from the header**, checked against ``max_pixels`` *before* decoding, so a
+   decompression bomb is refused unread.
+3. **Orientation**: the EXIF orientation tag is applied (a phone photo is seen upright).
+4. **Modes**: palette, CMYK, YCbCr, LAB and HSV become RGB; 1-bit becomes 0/255 grey;
+   RGBA/LA (and palette transparency) are composited **over white** (a transparent border is
+   glass, not black tissue).
+5. **Bit depth**: 8-bit passes unchanged; 16-bit, 32-bit and float images are stretched per image
+   from their minimum to their maximum to 0–255 (a 12-bit image with a small range stays
+   visible); DICOM is mapped by its own modality LUT and VOI window instead, MONOCHROME1 inverted.
+6. **Channels**: ``mode="RGB"`` replicates grey to three channels; ``mode="L"`` takes the
+   luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); ``mode=None`` keeps grey as ``H×W``.
+
+The result is always a ``uint8`` numpy array (``H×W×3`` or ``H×W``). :func:`decode_raw` gives the
+stored values without rules 4–6, for label masks.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from medattn.errors import DataError, MedattnError
 
 __all__ = ["IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "UnsupportedImageError",
-           "sniff_format", "read_image", "read_dicom", "to_uint8"]
+           "sniff_format", "read_image", "decode_raw", "read_dicom", "to_uint8", "as_image_array"]
 
-IMAGE_FORMATS = ("png", "jpeg", "bmp", "tiff", "dicom")
+IMAGE_FORMATS = ("png", "jpeg", "bmp", "tiff", "gif", "webp", "dicom")
 DEFAULT_MAX_PIXELS = 50_000_000
+Mode = Literal["RGB", "L"] | None
 
 
 class UnsupportedImageError(DataError):
@@ -38,8 +54,12 @@ def sniff_format(head: bytes) -> str | None:
         return "jpeg"
     if head.startswith(b"BM") and len(head) >= 26:
         return "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
     if head[128:132] == b"DICM":
         return "dicom"
     return None
@@ -50,70 +70,209 @@ def _as_bytes(source: bytes | str | Path, max_bytes: int | None, label: str | No
         data, name = bytes(source), label or "upload"
     else:
         p = Path(source)
+        name = label or f"'{p}'"
         if not p.is_file():
-            raise DataError(f"image '{p}' not found")
+            raise DataError(f"image {name} not found; check the path or regenerate the file list")
         if max_bytes is not None and p.stat().st_size > max_bytes:
-            raise ImageTooLargeError(f"'{p}' is {p.stat().st_size} bytes; the limit is {max_bytes}")
-        data, name = p.read_bytes(), str(p)
+            raise ImageTooLargeError(f"{name} is {p.stat().st_size} bytes; the limit is {max_bytes}")
+        data = p.read_bytes()
     if max_bytes is not None and len(data) > max_bytes:
         raise ImageTooLargeError(f"{name} is {len(data)} bytes; the limit is {max_bytes}")
     if not data:
-        raise DataError(f"{name} is empty (0 bytes)")
+        raise DataError(f"image {name} is empty (0 bytes); re-copy it or drop it")
     return data, name
 
 
-def _check_pixels(w: int, h: int, frames: int, max_pixels: int, name: str) -> None:
-    if w * h * max(frames, 1) > max_pixels:
+def _check_pixels(w: int, h: int, frames: int, max_pixels: int | None, name: str) -> None:
+    if max_pixels is not None and w * h * max(frames, 1) > max_pixels:
         raise ImageTooLargeError(
             f"{name} declares {w}×{h}{f'×{frames} frames' if frames > 1 else ''} pixels, more than the "
             f"limit of {max_pixels:,}; downscale it before sending"
         )
 
 
-def read_image(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_bytes: int | None = None, name: str | None = None) -> Any:
-    """Decode PNG/JPEG/BMP/TIFF/DICOM bytes or a file into a PIL image, safely.
+def _first_line(exc: BaseException) -> str:
+    """An exception's message without Python object reprs (``<_io.BytesIO object at 0x…>``)."""
+    import re
 
-    The format comes from the content; the pixel count is read from the header and checked
-    against ``max_pixels`` *before* the pixels are decoded; truncated files are refused.
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", text)[:160]
 
-    Args:
-        source: raw bytes or a file path.
-        max_pixels: largest width × height (× frames) accepted.
-        max_bytes: largest input size accepted.
-        name: how error messages call the input (default: its path, or "upload").
+
+def _pil_pixels(im: Any) -> np.ndarray:
+    """Pixels of a loaded PIL image: palette/CMYK/… to RGB(A), 16-bit kept, EXIF orientation applied."""
+    from PIL import ImageOps
+
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block must not lose the image
+        pass
+    mode = im.mode
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(im, dtype=np.uint16)
+    return np.asarray(im)
+
+
+def decode_raw(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               max_bytes: int | None = None, name: str | None = None) -> np.ndarray:
+    """The stored values of an image (any dtype, ``H×W`` or ``H×W×C``), format from content,
+    pixel count checked from the header. Label masks use this; images use :func:`read_image`.
 
     Raises:
         UnsupportedImageError: not an accepted format. ImageTooLargeError: over a limit.
-        DataError: corrupt or truncated content.
+        DataError: missing, empty, corrupt or truncated content.
     """
     import warnings
 
     from PIL import Image
 
-    data, name = _as_bytes(source, max_bytes, name)
+    data, label = _as_bytes(source, max_bytes, name)
     fmt = sniff_format(data[:132])
     if fmt is None:
-        raise UnsupportedImageError(f"{name} is not an image medattn accepts ({', '.join(IMAGE_FORMATS)})")
+        raise UnsupportedImageError(f"{label} is not an image medattn reads ({', '.join(IMAGE_FORMATS)}); "
+                                    "remove it or convert it")
     if fmt == "dicom":
-        return Image.fromarray(read_dicom(data, max_pixels=max_pixels, name=name))
+        return read_dicom(data, max_pixels=max_pixels, name=label)
+    if fmt == "tiff":
+        arr = _read_tiff(data, max_pixels, label)
+        if arr is not None:
+            return arr
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=[fmt.upper()])
-            _check_pixels(im.size[0], im.size[1], 1, max_pixels, name)
+            _check_pixels(im.size[0], im.size[1], 1, max_pixels, label)
             im.load()
+            return _pil_pixels(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLargeError(f"{name} declares more pixels than Pillow's decompression-bomb limit "
-                                 f"(and than medattn's limit of {max_pixels:,}); refused unread") from None
+        raise ImageTooLargeError(f"{label} declares more pixels than Pillow's decompression-bomb limit; "
+                                 "refused unread") from None
     except MedattnError:
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt data
-        raise DataError(f"{name} is a corrupt or truncated {fmt.upper()} ({str(exc)[:120]})") from None
-    return im
+        raise DataError(f"{label} is a corrupt or truncated {fmt.upper()} ({_first_line(exc)}); re-copy it "
+                        "or drop it") from None
 
 
-def read_dicom(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+def _read_tiff(data: bytes, max_pixels: int | None, label: str) -> np.ndarray | None:
+    """TIFF pixels by tifffile (16-bit, float, planar and multi-sample images), or ``None`` to let
+    Pillow try an exotic file."""
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tf:
+            page = tf.pages[0]
+            _check_pixels(int(page.imagewidth), int(page.imagelength), 1, max_pixels, label)
+            arr = page.asarray()
+    except MedattnError:
+        raise
+    except Exception:  # noqa: BLE001 - let Pillow try (and name the problem)
+        return None
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def to_uint8(a: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """``uint8`` image by the one bit-depth rule: ``uint8`` passes; booleans map to 0/255; any other
+    integer or float array is stretched from ``lo`` to ``hi`` (default: its own minimum and maximum)
+    to 0..255; a constant or non-finite image becomes 0."""
+    if a.dtype == np.uint8 and lo is None and hi is None:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    a = a.astype(np.float64)
+    lo = float(np.nanmin(a)) if lo is None else lo
+    hi = float(np.nanmax(a)) if hi is None else hi
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    return np.clip((a - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _alpha01(alpha: np.ndarray) -> np.ndarray:
+    if alpha.dtype == np.uint8:
+        return alpha.astype(np.float32) / 255.0
+    if alpha.dtype.kind in "ui":
+        return alpha.astype(np.float32) / float(np.iinfo(alpha.dtype).max if alpha.max() > 255 else 255)
+    return np.clip(alpha.astype(np.float32), 0, 1)
+
+
+def as_image_array(arr: np.ndarray, mode: Mode = "RGB", name: str = "image") -> np.ndarray:
+    """Rules 4–6 of the module docstring on decoded pixels: ``uint8`` ``H×W×3`` (RGB), ``H×W`` (L)
+    or either (``None``). Also takes ``3×H×W`` arrays.
+
+    Raises:
+        DataError: not a 2-D image with 1–4 channels.
+    """
+    a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, 2)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[2] in (2, 4):  # LA / RGBA over white
+        color, alpha = to_uint8(a[..., :-1]).astype(np.float32), _alpha01(a[..., -1:])
+        a = (color * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+        if a.shape[2] == 1:
+            a = a[..., 0]
+    elif a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
+        raise DataError(f"{name} has shape {tuple(np.shape(arr))}; expected a 2-D image with 1, 3 or 4 channels")
+    a = to_uint8(a)
+    if mode == "RGB" and a.ndim == 2:
+        return np.ascontiguousarray(np.repeat(a[..., None], 3, axis=-1))
+    if mode == "L" and a.ndim == 3:
+        lum = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+        return (lum + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(a)
+
+
+def read_image(source: Any, mode: Mode = "RGB", *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               max_bytes: int | None = None, name: str | None = None) -> np.ndarray:
+    """Decode an image by the rules of this module → ``uint8`` array.
+
+    Args:
+        source: a file path, raw bytes, a PIL image, a pydicom dataset or a numpy array.
+        mode: ``RGB`` (``H×W×3``), ``L`` (``H×W``) or ``None`` (grey stays ``H×W``).
+        max_pixels: largest width × height (× frames) accepted (``None``: no limit).
+        max_bytes: largest input size accepted.
+        name: how error messages call the input (default: its path, or "upload").
+
+    Raises:
+        UnsupportedImageError, ImageTooLargeError, DataError: see :func:`decode_raw`.
+    """
+    if mode not in ("RGB", "L", None):
+        from medattn.errors import ConfigError
+
+        raise ConfigError(f"image mode '{mode}' is not supported; use 'RGB' or 'L'")
+    label = name or (f"'{source}'" if isinstance(source, (str, Path)) else "image")
+    if isinstance(source, (str, Path, bytes, bytearray, memoryview)):
+        raw = decode_raw(source, max_pixels=max_pixels, max_bytes=max_bytes, name=name)
+    elif hasattr(source, "PixelData") and hasattr(source, "save_as"):  # a pydicom Dataset
+        buf = io.BytesIO()
+        source.save_as(buf, enforce_file_format=True)
+        raw = read_dicom(buf.getvalue(), max_pixels=max_pixels, name=label)
+    elif hasattr(source, "mode") and hasattr(source, "size") and hasattr(source, "convert"):  # PIL
+        _check_pixels(source.size[0], source.size[1], 1, max_pixels, label)
+        raw = _pil_pixels(source)
+    elif isinstance(source, np.ndarray):
+        raw = source
+    else:
+        raise DataError(f"cannot use a {type(source).__name__} as an image; pass a path, bytes, PIL image or array")
+    if isinstance(raw, np.ndarray) and raw.ndim >= 2:
+        shp = raw.shape if raw.ndim == 2 or raw.shape[-1] <= 4 else raw.shape[1:]
+        _check_pixels(int(shp[1]), int(shp[0]), 1, max_pixels, label)
+    return as_image_array(raw, mode, label)
+
+
+def read_dicom(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                name: str | None = None) -> np.ndarray:
     """First frame of a DICOM file as ``uint8``, modality LUT and VOI window applied.
 
@@ -121,8 +280,11 @@ def read_dicom(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXE
     VOI window (or VOI LUT) maps those to display values, and ``MONOCHROME1`` is inverted so that
     high values are bright. Colour DICOMs are returned as RGB.
     """
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+    except ImportError:
+        raise UnsupportedImageError("reading DICOM needs pydicom: pip install 'medattn[serve]'") from None
 
     data, label = _as_bytes(source, None, name)
     try:
@@ -130,13 +292,13 @@ def read_dicom(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXE
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{label} is not a readable DICOM image ({str(exc)[:120]})") from None
+        raise DataError(f"{label} is not a readable DICOM image ({_first_line(exc)})") from None
     _check_pixels(cols, rows, frames, max_pixels, label)
     try:
         arr = pixel_array(ds, index=0 if frames > 1 else None)
     except Exception as exc:  # noqa: BLE001 - missing decoder plugin, truncated pixel data
         raise UnsupportedImageError(
-            f"{label}: cannot decode its pixel data ({str(exc)[:160]}); send an uncompressed DICOM"
+            f"{label}: cannot decode its pixel data ({_first_line(exc)}); send an uncompressed DICOM"
         ) from None
     photo = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if arr.ndim == 3 or not photo.startswith("MONOCHROME"):
@@ -163,15 +325,3 @@ def _voi_range(ds: Any, x: np.ndarray) -> tuple[float, float]:
         s, b = float(ds.RescaleSlope), float(ds.RescaleIntercept)
         lo, hi = sorted((lo * s + b, hi * s + b))
     return lo, hi
-
-
-def to_uint8(a: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
-    """``uint8`` image: ``lo..hi`` (default: the array's own range) stretched to 0..255; uint8 passes."""
-    if a.dtype == np.uint8 and lo is None:
-        return a
-    a = a.astype(np.float64)
-    lo = float(a.min()) if lo is None else lo
-    hi = float(a.max()) if hi is None else hi
-    if hi <= lo:
-        return np.zeros(a.shape, np.uint8)
-    return np.clip((a - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)

@@ -159,7 +159,6 @@ def test_bundle_reproduces_the_training_eval_transform(method: str, tmp_path: Pa
     from medattn.bundle import load_bundle, save_bundle
     from medattn.engine.config import load_recipe
     from medattn.engine.datamodule import transforms_for
-    from medattn.infer.tiling import to_model_tensor
     from medattn.models import create_model
 
     numbers = fit_stain_params(method, [_synthetic_he(s) for s in range(3)])
@@ -175,8 +174,8 @@ def test_bundle_reproduces_the_training_eval_transform(method: str, tmp_path: Pa
         want = eval_tf(torch.from_numpy(img).permute(2, 0, 1))
         got = pred.preprocess([Image.fromarray(img)])[0]
         assert torch.allclose(want, got, atol=1e-6)
-        if img.shape[0] == d.image_size:  # no resize: the tiled path is the same preprocessing
-            assert torch.allclose(to_model_tensor(img, d.mean, d.std, numbers), got, atol=1e-6)
+        if img.shape[0] == d.image_size:  # no resize: the tiled path is the same preparation
+            assert torch.allclose(pred.prepare_input(img, tile=True).x[0], got, atol=1e-6)
     plain = normalizer_from_meta({"stain_normalization": None})
     assert plain is None
 
@@ -208,4 +207,4 @@ def test_smoke_training_stores_numbers_and_every_consumer_applies_them(tmp_path:
     want = transforms_for(recipe, train=False)(torch.from_numpy(img).permute(2, 0, 1))
     pred = load_bundle(run / "bundle")
     assert torch.allclose(pred.preprocess([Image.fromarray(img)])[0], want, atol=1e-6)
-    assert pred.predict([img])[0]["label"] in pred.class_names
+    assert pred.infer([img])[0]["label"] in pred.class_names

@@ -51,17 +51,17 @@ def test_classification_csv_resume_bad_files_and_tiling(tmp_path: Path, dark_cla
     rows = {Path(r["path"]).name: r for r in read_rows(opts.out / "predictions.csv")}
     assert set(rows) == {"dark.png", "light.png", "big.png"} and res["n_bad"] == 1
     assert [Path(r["path"]).name for r in read_rows(opts.out / "bad_files.csv")] == ["broken.png"]
-    direct = dark_classifier.predict([dark, light])
+    direct = dark_classifier.infer([dark, light])
     for name, d in zip(("dark.png", "light.png"), direct, strict=True):
         assert float(rows[name]["prob_tumour"]) == pytest.approx(d["probabilities"]["tumour"], abs=1e-5)
-        assert rows[name]["label"] == d["label"] and float(rows[name]["threshold"]) == 0.5
+        assert rows[name]["predicted_label"] == d["label"] and float(rows[name]["threshold"]) == 0.5
     assert rows["dark.png"]["handling"] == "as-is" and rows["light.png"]["handling"] == "resized"
     # 260 > 2 × 50: tiled at its own scale, the dark tile found, not squashed away
     b = rows["big.png"]
     assert b["handling"] == "tiled" and int(b["tiles"]) == 3 * 6
     assert float(b["prob_tumour"]) == pytest.approx(float(b["tile_max"])) and float(b["tile_max"]) > 0.9
-    assert float(b["tile_mean"]) < 0.3 and b["label"] == "tumour"
-    squashed = dark_classifier.predict([src / "big.png"])[0]["probabilities"]["tumour"]
+    assert float(b["tile_mean"]) < 0.3 and b["predicted_label"] == "tumour"
+    squashed = dark_classifier.infer([src / "big.png"], tile=False)[0]["probabilities"]["tumour"]
     assert squashed < 0.5  # what resizing would have said
     assert (opts.out / b["heatmap"]).is_file()
 

@@ -148,7 +148,7 @@ def test_idc_slide_heatmap_auroc_equals_patch_auroc(tmp_path: Path, dark_classif
     slide_auc = roc_auc_score(y, [grid[t["y"] // 50, t["x"] // 50] for t in cover])
     # the same scorer on the original patch files
     files = {p.name: p for p in root.rglob("10273_idx5_*.png")}
-    patch_p = [float(dark_classifier.predict([files[t["file"]]])[0]["probabilities"]["tumour"]) for t in cover]
+    patch_p = [float(dark_classifier.infer([files[t["file"]]])[0]["probabilities"]["tumour"]) for t in cover]
     patch_auc = roc_auc_score(y, patch_p)
     assert patch_auc > 0.6  # darker patches are the tumour ones
     assert abs(slide_auc - patch_auc) < 0.02

@@ -72,16 +72,21 @@ def test_tta_averages_flips_for_a_position_dependent_model() -> None:
         sliding_window_probs(m, x[None], 16, 0)
 
 
-def test_tile_tensors_equal_the_bundle_preprocessing() -> None:
-    """Slide regions, blocks and tiles are normalised exactly as the bundle's predictor does."""
+def test_preparation_is_the_independent_arithmetic_and_the_predictor_uses_it() -> None:
+    """The one preparation: (x / 255 − mean) / std at the model size, the same inside the predictor."""
     from medattn.bundle import Predictor
-    from medattn.infer.tiling import to_model_tensor
+    from medattn.data.transforms import Preparation
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
     meta = {"input_size": 40, "in_chans": 3, "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3],
             "class_names": ["a", "b"]}
+    by_hand = (a.astype(np.float64) / 255 - np.array(meta["mean"])) / np.array(meta["std"])
+    prep = Preparation.from_meta(meta)
+    np.testing.assert_allclose(prep(a).permute(1, 2, 0).numpy(), by_hand, atol=1e-5)
     p = Predictor(model=nn.Identity(), meta=meta)
-    torch.testing.assert_close(to_model_tensor(a, meta["mean"], meta["std"]), p.preprocess([a])[0])
-    grey = to_model_tensor(a[..., 0], [0.5], [0.5])
+    torch.testing.assert_close(prep(a), p.preprocess([a])[0])
+    torch.testing.assert_close(prep(a, resize=False), p.prepare_input(a).x[0])
+    grey = Preparation.from_meta({**meta, "in_chans": 1, "mean": [0.5], "std": [0.5]})(a[..., 0])
     assert grey.shape == (1, 40, 40)
+    np.testing.assert_allclose(grey[0].numpy(), (a[..., 0] / 255 - 0.5) / 0.5, atol=1e-5)

@@ -61,8 +61,8 @@ def test_bundle_with_tta_predicts_the_mean_of_views(tmp_path: Path) -> None:
         by_hand = np.mean([torch.sigmoid(model(torch.rot90(x.flip(-1) if f else x, k, (-2, -1)))).item()
                            for k, f in DIHEDRAL])
         single = torch.sigmoid(model(x)).item()
-    assert tta.predict(img)[0]["probabilities"]["b"] == pytest.approx(by_hand, abs=1e-6)
-    assert plain.predict(img)[0]["probabilities"]["b"] == pytest.approx(single, abs=1e-6)
+    assert tta.infer(img)[0]["probabilities"]["b"] == pytest.approx(by_hand, abs=1e-6)
+    assert plain.infer(img)[0]["probabilities"]["b"] == pytest.approx(single, abs=1e-6)
     assert abs(by_hand - single) > 1e-4  # the views really differ for this model
     # the dataset path gives the same numbers
     ds = torch.utils.data.TensorDataset(x, torch.zeros(1))

@@ -112,7 +112,7 @@ def test_chained_bundle_round_trip_tamper_and_serve(bundles, tmp_path: Path) -> 
     pred = load_bundle(chain)
     direct = SegmentClassifyPipeline(seg, cls, mode="crop", margin=0.1)
     p_chain, _ = direct.probabilities([str(files[0])])
-    out = pred.predict([str(files[0])])[0]
+    out = pred.infer([str(files[0])])[0]
     assert out["emphasis"] == "crop" and len(out["region_box"]) == 4
     assert list(out["probabilities"].values()) == pytest.approx(p_chain[0].tolist(), abs=1e-5)
     with TestClient(create_app(chain, ui=False)) as c:

@@ -49,19 +49,27 @@ def test_predict_flags_large_grey_and_foreign_images(smoke_pcam_run: Path, tissu
     patch = _train_patch(smoke_pcam_run)
     grey = np.repeat(patch.mean(2, keepdims=True).astype(np.uint8), 3, 2)
     xray = np.clip(np.random.default_rng(0).normal(40, 10, (96, 96)), 0, 255).astype(np.uint8)
-    ok, big, g, x = pred.predict([patch, tissue_1000, grey, xray], alpha=0.2)
+    ok, big, g, x = pred.infer([patch, tissue_1000, grey, xray], alpha=0.2)
     assert not [w for w in ok["warnings"] if w["code"] != "ood"]
-    assert [w["code"] for w in big["warnings"]][:1] == ["input_size"]
-    assert "medattn slide" in big["warnings"][0]["message"] and "1000×1000" in big["warnings"][0]["message"]
+    # a large field of view is tiled at its own scale (never squashed), with per-tile trust summaries
+    from medattn.infer.tiling import tile_starts
+
+    n = len(tile_starts(1000, pred.input_hw[0], 0))
+    assert big["handling"] == "tiled" and big["tiles"] == n * n
+    assert not {"input_size", "aspect"} & {w["code"] for w in big["warnings"]}
+    assert 0 <= big["tile_ood_share"] <= 1 and abs(sum(big["tile_sets"].values()) - 1) < 1e-3
+    assert set("|".join(big["tile_sets"]).split("|")) <= {"normal", "tumour", "(empty)"} and big["alpha"] == 0.2
+    squashed = pred.infer(tissue_1000, tile=False)[0]
+    assert [w["code"] for w in squashed["warnings"]][:1] == ["input_size"]
+    assert "medattn slide" in squashed["warnings"][0]["message"] and "1000×1000" in squashed["warnings"][0]["message"]
     assert "channels" in {w["code"] for w in g["warnings"]}
     assert {"channels", "intensity"} <= {w["code"] for w in x["warnings"]}
-    for r in (ok, big):
-        assert set(r["prediction_set"]) <= {"normal", "tumour"} and r["alpha"] == 0.2
-        assert 0 <= r["uncertainty"]["entropy"] <= 1 and r["ood_score"] >= 0
+    assert set(ok["prediction_set"]) <= {"normal", "tumour"} and ok["alpha"] == 0.2
+    assert 0 <= ok["uncertainty"]["entropy"] <= 1 and ok["ood_score"] >= 0
     assert x["ood_score"] > ok["ood_score"]
-    mc = pred.predict(patch, mc_samples=8)[0]["uncertainty"]
+    mc = pred.infer(patch, mc_samples=8)[0]["uncertainty"]
     assert mc["mc_std"] >= 0 and 0 <= mc["mutual_information"] <= 1
-    assert "warnings" not in pred.predict(patch, trust=False)[0]
+    assert "warnings" not in pred.infer(patch, trust=False)[0]
 
 
 def test_card_printed_and_external_evaluation_appended(smoke_pcam_run: Path, tmp_path: Path) -> None:
@@ -90,18 +98,20 @@ def test_rest_warns_and_strict_is_422(smoke_pcam_run: Path, tissue_1000: np.ndar
         big = ("file", ("tissue.png", _png(tissue_1000), "image/png"))
         r = c.post("/v1/predict", files=[big])
         assert r.status_code == 200
-        p = r.json()["predictions"][0]
-        assert p["warnings"][0]["code"] == "input_size" and p["prediction_set"] and "ood_score" in p
-        r = c.post("/v1/predict?strict=true", files=[big])
+        p = r.json()["predictions"][0]  # tiled at its own scale, as `medattn predict` does
+        assert p["handling"] == "tiled" and p["tile_sets"] and "tile_ood_share" in p
+        xray = np.clip(np.random.default_rng(0).normal(40, 10, (96, 96)), 0, 255).astype(np.uint8)
+        grey = ("file", ("xray.png", _png(xray), "image/png"))
+        r = c.post("/v1/predict?strict=true", files=[grey])
         assert r.status_code == 422 and r.json()["error"] == "input_warnings"
-        assert "tissue.png" in r.json()["warnings"]
+        assert "xray.png" in r.json()["warnings"]
         small = ("file", ("patch.png", _png(_train_patch(smoke_pcam_run)), "image/png"))
         r = c.post("/v1/predict?strict=true&alpha=0.2", files=[small])
         assert r.status_code in (200, 422)  # an in-range patch may still score above the OOD threshold
         if r.status_code == 200:
             assert r.json()["predictions"][0]["alpha"] == 0.2
         assert c.post("/v1/predict?alpha=2", files=[small]).status_code == 422
-        r = c.post("/v1/explain?strict=true", files=[big], data={"format": "json"})
+        r = c.post("/v1/explain?strict=true", files=[grey], data={"format": "json"})
         assert r.status_code == 422
         card = c.get("/v1/model").json()["card"]
         assert card["training_data"]["synthetic"] is True

@@ -60,9 +60,9 @@ def test_dashboard_shows_card_banner_warning_set_and_colorbar(server: str, tmp_p
             page.get_by_text("Prediction:").wait_for()
             assert "probability" in page.locator("#headline").inner_text()
             trust = page.locator("#trust")
-            trust.get_by_text("Prediction set").wait_for()
-            text = trust.inner_text()
-            assert "input_size" in text and "medattn slide" in text and "1000×1000" in text
+            trust.get_by_text("Prediction sets of the tiles").wait_for()
+            text = trust.inner_text()  # tiled at its own scale, as `medattn predict` and REST do
+            assert "Tiled" in text and "1000×1000" in text and "never shrunk" in text
             overlay = page.locator("#overlay-cam img").first
             overlay.wait_for()
             w, h = overlay.evaluate("e => [e.naturalWidth, e.naturalHeight]")

@@ -90,6 +90,12 @@ def register(app: typer.Typer) -> None:
         con = Console()
         con.print(f"{summary['maps']} map(s) of {summary['images']} image(s), {summary['method']} at "
                   f"layer {summary['layer']} → {out}")
+        from medattn.explain.writer import write_answers
+
+        answers = write_answers(res, out)  # the same answers and warnings as every other door
+        for src, ans in answers.items():
+            for w in ans.get("warnings") or []:
+                con.print(f"[yellow]warning[/yellow] {src}: {w['code']}: {w['message']}", soft_wrap=True)
         ms = summary.get("mean_scores") or {}
         if summary.get("scored_maps"):
             con.print(

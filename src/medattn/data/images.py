@@ -1,13 +1,9 @@
-"""Robust image reading: every input mode converted explicitly, every bad file named.
+"""Images on disk for training data: file lists, label masks, checks, writing, bad-file policy.
 
-Images are returned as ``uint8`` arrays, ``H×W×3`` (``mode="RGB"``) or ``H×W`` (``mode="L"``):
-
-- grayscale (``L``, ``1``, ``I``, ``F``) is replicated to three channels for ``RGB``;
-- ``RGBA``/``LA``/palette images are composited over white (a transparent border does not become
-  black tissue);
-- 16-bit and float images are min-max stretched per image to 0–255 (a 12-bit CXR or a
-  fluorescence image with a small range stays visible), see :func:`to_uint8`;
-- masks keep their integer values (:func:`read_mask`, ``uint16`` instance labels survive).
+Image *pixels* are decoded by the one decoder, :func:`medattn.decode.read_image` (re-exported
+here): format from content, EXIF orientation, RGBA over white, 16-bit and float stretched per
+image, ``uint8`` ``H×W×3`` (``mode="RGB"``) or ``H×W`` (``mode="L"``). Masks keep their integer
+values (:func:`read_mask`, ``uint16`` instance labels survive).
 
 Zero-byte, truncated, undecodable or missing files raise :class:`~medattn.errors.DataError`
 naming the file. :class:`BadFilePolicy` implements ``on_bad_file: error|skip``.
@@ -23,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from medattn.decode import decode_raw, read_image
 from medattn.errors import ConfigError, DataError
 
 __all__ = [
@@ -31,7 +28,6 @@ __all__ = [
     "is_junk",
     "read_image",
     "read_mask",
-    "to_uint8",
     "check_image",
     "write_image",
     "BadFilePolicy",
@@ -39,9 +35,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm"})
 JUNK_NAMES = frozenset({"thumbs.db", ".ds_store", "desktop.ini"})
-_TIFF = {".tif", ".tiff"}
 
 
 def is_junk(path: Path) -> bool:
@@ -49,100 +44,9 @@ def is_junk(path: Path) -> bool:
     return path.name.startswith(".") or path.name.lower() in JUNK_NAMES
 
 
-def to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Convert any numeric image to ``uint8``.
-
-    ``uint8`` passes unchanged; booleans map to 0/255; other integer and float arrays are
-    stretched per image from their minimum to their maximum (a constant image becomes 0).
-    """
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == bool:
-        return arr.astype(np.uint8) * 255
-    a = arr.astype(np.float64)
-    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
-        return np.zeros(arr.shape, np.uint8)
-    return np.clip((a - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
-
-
-def _check_exists(path: Path) -> None:
-    if not path.is_file():
-        raise DataError(f"image '{path}' not found; check the path or regenerate the file list")
-    if path.stat().st_size == 0:
-        raise DataError(f"image '{path}' is empty (0 bytes); re-copy it or drop it (on_bad_file: skip)")
-
-
-def _read_raw(path: Path) -> tuple[np.ndarray, str]:
-    """Decoded pixels and the source mode name (PIL mode or ``tiff:<dtype>``)."""
-    _check_exists(path)
-    if path.suffix.lower() in _TIFF:
-        try:
-            import tifffile
-
-            arr = tifffile.imread(path)
-            if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
-                arr = np.moveaxis(arr, 0, -1)
-            return np.asarray(arr), f"tiff:{arr.dtype}"
-        except Exception:  # noqa: BLE001 - fall back to Pillow for exotic TIFFs
-            pass
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode == "P":
-                im2 = im.convert("RGBA")
-            elif mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(im, dtype=np.uint16), mode
-            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                im2 = im.convert("RGB")
-            else:
-                im2 = im
-            return np.asarray(im2), mode
-    except UnidentifiedImageError:
-        raise DataError(f"'{path}' is not a readable image; remove it or set on_bad_file: skip") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"image '{path}' is corrupt or truncated ({exc}); re-copy it or set on_bad_file: skip"
-        ) from None
-
-
-def _over_white(arr: np.ndarray) -> np.ndarray:
-    color, alpha = arr[..., :-1].astype(np.float32), arr[..., -1:].astype(np.float32) / 255.0
-    return (color * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
-
-
-def read_image(path: str | Path, mode: Literal["RGB", "L"] = "RGB") -> np.ndarray:
-    """Read one image as ``uint8`` ``H×W×3`` (RGB) or ``H×W`` (L).
-
-    Args:
-        path: image file (PNG, JPEG, BMP, TIFF, GIF, WebP).
-        mode: ``RGB`` or ``L`` (luminance, ITU-R 601 weights).
-
-    Raises:
-        DataError: missing, empty, truncated or undecodable file, or an unsupported shape.
-    """
-    if mode not in ("RGB", "L"):
-        raise ConfigError(f"image mode '{mode}' is not supported; use 'RGB' or 'L'")
-    p = Path(path)
-    arr, _ = _read_raw(p)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 3 and arr.shape[-1] in (2, 4):  # LA / RGBA
-        arr = _over_white(to_uint8(arr))
-    elif arr.ndim == 3 and arr.shape[-1] > 4:
-        raise DataError(f"image '{p}' has {arr.shape[-1]} channels; expected 1, 3 or 4")
-    elif arr.ndim not in (2, 3):
-        raise DataError(f"image '{p}' has shape {arr.shape}; expected a 2-D image")
-    arr = to_uint8(arr)
-    if mode == "RGB":
-        return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=-1) if arr.ndim == 2 else arr)
-    if arr.ndim == 2:
-        return arr
-    lum = arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
-    return (lum + 0.5).astype(np.uint8)
+def _raw(path: Path) -> np.ndarray:
+    """Stored values of a local training file (no pixel limit: the files are the user's own)."""
+    return decode_raw(path, max_pixels=None)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -152,7 +56,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     channels) is rejected, since its colours are not labels.
     """
     p = Path(path)
-    arr, _ = _read_raw(p)
+    arr = _raw(p)
     if arr.ndim == 3:
         if arr.shape[-1] == 4:
             arr = arr[..., :3]
@@ -194,12 +98,15 @@ def check_image(path: str | Path) -> dict[str, object]:
         out["problem"] = "zero-byte"
         return out
     try:
-        arr, mode = _read_raw(p)
+        arr = _raw(p)
     except DataError as exc:
         out["problem"] = "truncated" if "truncat" in str(exc).lower() else "unreadable"
         return out
+    chans = 1 if arr.ndim == 2 else int(arr.shape[2])
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(chans, f"{chans}-channel")
+    mode = mode if arr.dtype == np.uint8 else f"{mode}:{arr.dtype}"
     out.update(ok=True, mode=mode, size=[int(arr.shape[1]), int(arr.shape[0])])
-    if mode not in ("RGB", "L", "tiff:uint8"):
+    if mode not in ("RGB", "L"):
         out["problem"] = "wrong-mode"
     return out
 

@@ -43,7 +43,7 @@ from medattn.errors import BundleError, ConfigError, DataError
 __all__ = [
     "STAIN_METHODS", "MIN_TISSUE_PIXELS", "MIN_TISSUE_FRACTION", "MAX_REFERENCE_IMAGES",
     "StainNormalizer", "StainNormalize", "fit_stain_params", "fit_stain_reference",
-    "normalizer_from_meta", "has_tissue", "train_files_sha256", "StainThen", "stain_params_for",
+    "normalizer_from_meta", "has_tissue", "train_files_sha256", "stain_params_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -272,18 +272,6 @@ def fit_stain_reference(method: str, root: str | Path, train_files: Sequence[str
     out["reference"] = f"median of {len(pick)} training images"
     out["train_sha256"] = train_files_sha256(files)
     return out
-
-
-class StainThen:
-    """Stain-normalise the image of an ``(image, mask)`` pair, then apply ``inner`` to the pair
-    (segmentation evaluation transforms, which are plain callables)."""
-
-    def __init__(self, params: dict[str, Any], inner: Any) -> None:
-        self.normalizer = StainNormalizer(params)
-        self.inner = inner
-
-    def __call__(self, img: torch.Tensor, mask: torch.Tensor) -> Any:
-        return self.inner(self.normalizer(img), mask)
 
 
 def stain_params_for(cfg: Any, root: str | Path, table: Any, *, seed: int = 0) -> dict[str, Any] | None:

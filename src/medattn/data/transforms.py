@@ -14,7 +14,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 __all__ = [
-    "RandomRot90", "HEDJitter", "CytologyEnhance", "ToChannels", "build_transforms",
+    "RandomRot90", "HEDJitter", "CytologyEnhance", "ToChannels", "build_transforms", "Preparation", "prepare",
     "IMAGENET_MEAN", "IMAGENET_STD", "PairedTransform",
 ]
 
@@ -135,11 +135,39 @@ class ToChannels(v2.Transform):
         return tv_tensors.wrap(out.as_subclass(torch.Tensor), like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
+class Contiguous(v2.Transform):
+    """Make images contiguous ``C×H×W``: the uint8 antialiased resize rounds differently on a
+    channels-last view than on a contiguous tensor, so every input gets one memory layout."""
+
+    def transform(self, inpt: torch.Tensor, params: dict) -> torch.Tensor:  # noqa: D102
+        if inpt.is_contiguous():
+            return inpt
+        out = inpt.as_subclass(torch.Tensor).contiguous()
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
+def _deterministic_ops(preset: str, size: int | tuple[int, int] | None, stain: dict | None, denoise: bool,
+                       clahe: bool) -> list[v2.Transform]:
+    """The steps every image goes through, in training and at inference alike, on ``uint8``:
+    stain normalisation at the image's own scale → cytology enhancement → resize."""
+    ops: list[v2.Transform] = [Contiguous()]
+    if stain and stain.get("method", "none") != "none":
+        from medattn.data.stain import StainNormalize
+
+        ops.append(StainNormalize(stain))
+    if preset == "cytology" and (denoise or clahe):
+        ops.append(CytologyEnhance(denoise=denoise, clahe=clahe))
+    if size is not None:
+        hw = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
+        ops.append(v2.Resize(hw, antialias=True))
+    return ops
+
+
 def build_transforms(
     preset: str = "histo",
     *,
     train: bool,
-    size: int | None = None,
+    size: int | tuple[int, int] | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     channels: int | None = None,
@@ -149,7 +177,7 @@ def build_transforms(
     clahe: bool = False,
     stain: dict | None = None,
 ) -> v2.Compose:
-    """Preset pipeline.
+    """Preset pipeline; with ``train=False`` it is exactly :meth:`Preparation.transform`.
 
     Args:
         preset: ``histo`` (flips, 90° rotations, light colour jitter, optional HED stain
@@ -157,7 +185,7 @@ def build_transforms(
             CLAHE applied in training *and* evaluation), ``cxr`` (small affine, contrast) or
             ``none`` (resize + normalise only).
         train: include random augmentation.
-        size: square output size (``None`` keeps the input size).
+        size: square output size, or ``(height, width)`` (``None`` keeps the input size).
         mean, std: normalisation, stored with a bundle so inference matches training; their
             length must match the output channels.
         channels: force 1 (grayscale) or 3 (RGB) output channels; ``None`` keeps the input's.
@@ -174,14 +202,7 @@ def build_transforms(
     ops: list[v2.Transform] = []
     if channels is not None:
         ops.append(ToChannels(channels))
-    if stain:
-        from medattn.data.stain import StainNormalize
-
-        ops.append(StainNormalize(stain))
-    if preset == "cytology" and (denoise or clahe):
-        ops.append(CytologyEnhance(denoise=denoise, clahe=clahe))
-    if size is not None:
-        ops.append(v2.Resize((size, size), antialias=True))
+    ops += _deterministic_ops(preset, size, stain, denoise, clahe)
     if train and preset == "histo":
         ops += [
             v2.RandomHorizontalFlip(),
@@ -200,6 +221,113 @@ def build_transforms(
         ops.append(HEDJitter(*stain_range))
     ops.append(v2.Normalize(mean=list(mean), std=list(std)))
     return v2.Compose(ops)
+
+
+class Preparation:
+    """The one image → model-tensor step, built from a bundle's metadata (or a recipe's data
+    section): the deterministic part of the training pipeline, in training's order — stain
+    normalisation at the image's own scale → cytology enhancement → resize → float → normalise.
+
+    ``prep(image)`` takes a decoded ``uint8`` image (``H×W×C``/``H×W`` array, or ``C×H×W`` uint8
+    tensor) and returns a ``C×H×W`` float tensor. ``resize=False`` keeps the image's own size
+    (tiles, slide regions at the model's scale, segmentation fields of view). The training
+    evaluation transform is :meth:`transform` of the same object, so training and every door
+    compute the same tensor by construction.
+    """
+
+    def __init__(self, *, size: int | tuple[int, int] | None, mean: Sequence[float], std: Sequence[float],
+                 channels: int = 3, stain: dict | None = None, preset: str = "none", denoise: bool = False,
+                 clahe: bool = False) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.size = None if size is None else (
+            (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1])))
+        self.mean, self.std = [float(v) for v in mean][:channels], [float(v) for v in std][:channels]
+        self.channels, self.preset = int(channels), str(preset)
+        self.stain = stain if stain and stain.get("method", "none") != "none" else None
+        self.denoise, self.clahe = bool(denoise), bool(clahe)
+        self._tf: dict[tuple[int, int] | None, v2.Compose] = {}
+
+    def __getstate__(self) -> dict:  # DataLoader workers rebuild the transforms
+        return {**self.__dict__, "_tf": {}}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Preparation:
+        """From ``bundle.json``: ``input_size``, ``in_chans``, ``mean``, ``std``,
+        ``stain_normalization`` and ``preparation`` (preset, denoise, clahe; older bundles: the
+        recipe's ``data`` section). Segmentation bundles never resize (they tile)."""
+        prep = dict(meta.get("preparation") or {})
+        data = ((meta.get("recipe") or {}).get("data") or {})
+        seg = meta.get("task") == "segmentation"
+        return cls(size=None if seg else meta["input_size"], mean=meta["mean"], std=meta["std"],
+                   channels=1 if int(meta.get("in_chans", 3)) == 1 else 3,
+                   stain=meta.get("stain_normalization"),
+                   preset=str(prep.get("preset", data.get("augment", "none"))),
+                   denoise=bool(prep.get("denoise", data.get("denoise", False))),
+                   clahe=bool(prep.get("clahe", data.get("clahe", False))))
+
+    def as_meta(self) -> dict:
+        """What ``bundle.json`` stores under ``preparation`` besides size, mean, std and stain."""
+        return {"preset": self.preset, "denoise": self.denoise, "clahe": self.clahe,
+                "order": [s for s, on in (("stain", self.stain is not None),
+                                          ("denoise", self.preset == "cytology" and self.denoise),
+                                          ("clahe", self.preset == "cytology" and self.clahe),
+                                          ("resize", self.size is not None), ("to_float", True),
+                                          ("normalise", True)) if on]}
+
+    def transform(self, resize: bool = True, size: tuple[int, int] | None = None) -> v2.Compose:
+        """The evaluation transform (``uint8`` ``C×H×W`` tensor → normalised float): resized to the
+        model input (``resize``), to ``size`` (``(height, width)``, e.g. a slide block at the model's
+        scale), or not at all."""
+        key = size if size is not None else (self.size if resize else None)
+        if key not in self._tf:
+            self._tf[key] = build_transforms(self.preset if self.preset in ("histo", "cytology", "cxr") else "none",
+                                             train=False, size=key, mean=self.mean, std=self.std,
+                                             denoise=self.denoise, clahe=self.clahe, stain=self.stain)
+        return self._tf[key]
+
+    def steps(self, image) -> list[tuple[str, object]]:  # noqa: ANN001
+        """``(name, uint8 H×W×C image)`` after each deterministic step, for showing what the model
+        sees (the dashboard's preparation panel): input, stain, cytology enhancement, resize."""
+        import numpy as np
+
+        t = self.to_uint8_tensor(image)
+        out = [("input", t)]
+        for op in _deterministic_ops(self.preset, self.size, self.stain, self.denoise, self.clahe):
+            t = op(t)
+            name = {"StainNormalize": "stain normalised", "CytologyEnhance": "denoised + CLAHE",
+                    "Resize": f"resized to {self.size[1]}×{self.size[0]}" if self.size else "resized"}
+            out.append((name.get(type(op).__name__, type(op).__name__), t))
+        return [(n, np.ascontiguousarray(v.permute(1, 2, 0).numpy().squeeze())) for n, v in out]
+
+    def to_uint8_tensor(self, image) -> torch.Tensor:  # noqa: ANN001
+        """``uint8`` ``C×H×W`` tensor with this preparation's channels from a decoded image."""
+        import numpy as np
+
+        if isinstance(image, torch.Tensor):
+            if image.dtype != torch.uint8 or image.ndim != 3:
+                raise ValueError(f"expected a uint8 C×H×W tensor, got {image.dtype} {tuple(image.shape)}")
+            image = image.permute(1, 2, 0).numpy()
+        from medattn.decode import as_image_array
+
+        a = as_image_array(np.asarray(image), "L" if self.channels == 1 else "RGB")
+        return torch.from_numpy(np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1)))
+
+    def __call__(self, image, *, resize: bool = True, size: tuple[int, int] | None = None) -> torch.Tensor:  # noqa: ANN001
+        t = self.to_uint8_tensor(image)
+        if size is not None and tuple(size) == tuple(t.shape[-2:]):
+            size, resize = None, False
+        return self.transform(resize, size)(t)
+
+    def batch(self, images, *, resize: bool = True) -> torch.Tensor:  # noqa: ANN001
+        """``B×C×H×W`` of several images (the same size after preparation)."""
+        return torch.stack([self(im, resize=resize) for im in images])
+
+
+def prepare(meta: dict, image, *, resize: bool = True) -> torch.Tensor:  # noqa: ANN001
+    """``C×H×W`` float tensor of one decoded image, prepared as the bundle ``meta`` says
+    (:class:`Preparation`; build one and reuse it for many images)."""
+    return Preparation.from_meta(meta)(image, resize=resize)
 
 
 class PairedTransform:

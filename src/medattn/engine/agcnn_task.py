@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from medattn.engine.tasks import BaseTask, multilabel_mean_auroc
+from medattn.models.outputs import probabilities
 
 __all__ = ["AGCNNTask", "AGCNN_STAGES", "agcnn_branches", "agcnn_outputs"]
 
@@ -100,7 +101,7 @@ class AGCNNTask(BaseTask):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
-        self._val_p.append(torch.sigmoid(logits.float()).detach())
+        self._val_p.append(probabilities(logits, "multilabel").detach())
         self._val_y.append(y.detach())
 
     def on_validation_epoch_end(self) -> None:

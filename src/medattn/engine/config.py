@@ -87,6 +87,12 @@ class DataConfig(_Strict):
     stain_fitted: dict[str, Any] | None = None
     """The fitted numbers, filled in when training starts (kept in ``recipe.yaml`` and the bundle);
     refitted when the training split or the method changes. Leave empty."""
+    denoise: bool = False
+    """``cytology`` preset only: non-local-means denoising of every image, in training *and* at
+    inference (stored in the bundle's ``preparation``, so every door applies it)."""
+    clahe: bool = False
+    """``cytology`` preset only: contrast-limited adaptive histogram equalisation (CLAHE) of every
+    image after denoising, in training and at inference alike."""
     train_repeats: int = Field(1, ge=1, le=10_000)
     """Each training item is drawn this many times per epoch, each time with fresh augmentation
     (segmentation: random crops per image per epoch, so an epoch of 9 large images is 9 × N crops)."""

@@ -203,7 +203,8 @@ def ensemble_bundle(cv_dir: str | Path, out: str | Path) -> dict[str, Any]:
     oof = pd.read_csv(cv / "test_predictions.csv", dtype={"label": str}, keep_default_na=False)
     names = list(meta0["class_names"])
     keep = {k: meta0[k] for k in ("class_names", "input_size", "in_chans", "mean", "std", "recipe", "tta", "mpp",
-                                  "training_data", "positive_view") if k in meta0}
+                                  "training_data", "positive_view", "stain_normalization", "preparation")
+            if k in meta0}
     meta: dict[str, Any] = {**keep, "task": task, "metrics": summary.get("pooled") or {},
                             "ensemble": {"members": len(preds), "cross_validation": str(cv.resolve()),
                                          "combination": "mean of probabilities",

@@ -21,7 +21,7 @@ from medattn.engine.loaders import EpochShuffleSampler, make_eval_loader, make_t
 from medattn.errors import ConfigError, DataError
 
 __all__ = ["RunData", "build_data", "scan_table", "RepeatedDataset", "table_of_all", "EpochShuffleSampler", "make_train_loader",
-           "make_eval_loader", "SegEvalTransform", "transforms_for", "write_bad_files", "BAD_FILES_NAME"]
+           "make_eval_loader", "SegEvalTransform", "transforms_for", "preparation_of", "write_bad_files", "BAD_FILES_NAME"]
 
 BAD_FILES_NAME = "bad_files.txt"
 """Run-directory file listing the files ``on_bad_file: skip`` left out (CSV: ``file,reason``)."""
@@ -66,14 +66,13 @@ def write_bad_files(data: RunData, run_dir: str | Path) -> Path | None:
 
 
 class SegEvalTransform:
-    """Evaluation transform of image/mask pairs: full image, zero-padded on the bottom/right to a
-    multiple of ``multiple`` (U-Nets need it), image normalised; padded mask pixels are ``-1``
-    (ignored by evaluation, background for the loss)."""
+    """Evaluation transform of image/mask pairs: the full image prepared by the bundle's
+    :class:`~medattn.data.transforms.Preparation` (stain, float, normalise; no resize), zero-padded
+    on the bottom/right to a multiple of ``multiple`` (U-Nets need it); padded mask pixels are
+    ``-1`` (ignored by evaluation, background for the loss)."""
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], multiple: int = 32,
-                 max_size: int | None = None) -> None:
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+    def __init__(self, prep: Any, multiple: int = 32, max_size: int | None = None) -> None:
+        self.prep = prep
         self.multiple = multiple
         self.max_size = max_size
 
@@ -83,13 +82,25 @@ class SegEvalTransform:
             t, left = max(0, (h - self.max_size) // 2), max(0, (w - self.max_size) // 2)
             img = img[..., t:t + self.max_size, left:left + self.max_size]
             mask = mask[..., t:t + self.max_size, left:left + self.max_size]
-        x = (img.float() / 255.0 - self.mean[: img.shape[0]]) / self.std[: img.shape[0]]
+        x = self.prep(img, resize=False)
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.multiple, (-w) % self.multiple
         if ph or pw:
             x = torch.nn.functional.pad(x, (0, pw, 0, ph))
             mask = torch.nn.functional.pad(mask.long(), (0, pw, 0, ph), value=-1)
         return x, mask.long()
+
+
+def preparation_of(recipe: Recipe) -> Any:
+    """The :class:`~medattn.data.transforms.Preparation` of a recipe: the evaluation transform of
+    training and, stored in the bundle, the preparation of every door."""
+    from medattn.data.transforms import Preparation
+
+    d = recipe.data
+    return Preparation(size=None if recipe.task.type == "segmentation" else d.image_size, mean=d.mean, std=d.std,
+                       channels=1 if d.in_chans == 1 else 3,
+                       stain=d.stain_fitted if d.stain_normalize != "none" else None,  # fitted by build_data
+                       preset=d.augment, denoise=d.denoise, clahe=d.clahe)
 
 
 def transforms_for(recipe: Recipe, train: bool) -> Any:
@@ -100,17 +111,15 @@ def transforms_for(recipe: Recipe, train: bool) -> Any:
 
     d = recipe.data
     stain = d.stain_fitted if d.stain_normalize != "none" else None  # fitted by build_data
-    if recipe.task.type != "segmentation":
-        return build_transforms(d.augment, train=train, size=d.image_size, mean=d.mean, std=d.std,
-                                stain_jitter=d.stain_jitter, stain_range=(d.stain_sigma, d.stain_bias),
-                                stain=stain)
     if not train:
-        seg_eval = SegEvalTransform(d.mean, d.std, max_size=d.options.get("eval_max_size"))
-        if stain:
-            from medattn.data.stain import StainThen
-
-            return StainThen(stain, seg_eval)
-        return seg_eval
+        prep = preparation_of(recipe)
+        if recipe.task.type != "segmentation":
+            return prep.transform()
+        return SegEvalTransform(prep, max_size=d.options.get("eval_max_size"))
+    if recipe.task.type != "segmentation":
+        return build_transforms(d.augment, train=True, size=d.image_size, mean=d.mean, std=d.std,
+                                stain_jitter=d.stain_jitter, stain_range=(d.stain_sigma, d.stain_bias),
+                                denoise=d.denoise, clahe=d.clahe, stain=stain)
     ops: list[Any] = [v2.RandomCrop(d.image_size, pad_if_needed=True)]
     if stain:  # on the crop (cheaper than the full image), before augmentation
         from medattn.data.stain import StainNormalize

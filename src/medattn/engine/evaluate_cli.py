@@ -82,7 +82,8 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
         rd = build_data(recipe, data, split_table, required=("test",), every_item=split_table is None)
         _check_classes(rd.class_names, pred.class_names, data)
         out_dir = ensure_dir(Path(out) if out else default_out / f"eval_external_{Path(data).name}")
-        ev = evaluate_model(recipe, pred.model, rd, out_dir, split="test", fixed=_bundle_choices(pred.meta))
+        ev = evaluate_model(recipe, pred.model, rd, out_dir, split="test", fixed=_bundle_choices(pred.meta),
+                            scorer=_infer_scorer(pred))
         doc = _external_record(out_dir / "metrics.json", pred.meta, data, rd)
         _append_to_card(bundle_path, doc)
         return {"metrics": ev["metrics"], "out": str(out_dir), "external": True, "n_items": doc["n_items"]}
@@ -95,6 +96,36 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
     out_dir = ensure_dir(Path(out) if out else default_out / f"eval_{split}")
     ev = evaluate_model(recipe, pred.model, rd, out_dir, split=split)
     return {"metrics": ev["metrics"], "out": str(out_dir), "external": False}
+
+
+def _infer_scorer(pred: Any) -> Any:
+    """``dataset → probabilities`` through :meth:`Predictor.infer` on the dataset's files (the one
+    inference entry), or ``None`` for data that are not files (PCam HDF5), scored as in training."""
+
+    def score(ds: Any) -> Any:
+        import numpy as np
+
+        from medattn.engine.evaluate_run import predict_scores
+
+        root, table = getattr(ds, "root", None), getattr(ds, "table", None)
+        if pred.task == "segmentation" or root is None or table is None or "file" not in table.columns:
+            views = 8 if pred.meta.get("tta") else 1
+            return predict_scores(pred.model, ds, "multilabel" if pred.task == "multilabel" else pred.task, tta=views)
+        names = pred.class_names
+        files = [Path(root) / str(f) for f in table["file"]]
+        rows = []
+        for s in range(0, len(files), 256):
+            for ans in pred.infer(files[s:s + 256], trust=False, batch_size=64, errors="return"):
+                if "error" in ans:
+                    rows.append(np.full(1 if pred.task == "binary" else len(names), np.nan))
+                elif pred.task == "binary":
+                    rows.append(np.asarray([ans["probabilities"][names[1]]]))
+                else:
+                    rows.append(np.asarray([ans["probabilities"][n] for n in names]))
+        p = np.stack(rows) if rows else np.zeros((0, 1))
+        return p[:, 0] if pred.task == "binary" else p
+
+    return score
 
 
 def _check_classes(data_names: list[str], bundle_names: list[str], data: str | Path) -> None:

@@ -36,10 +36,12 @@ def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 6
 
     model.eval()
     dev = next(model.parameters()).device
-    act = (lambda z: torch.softmax(z, 1)) if kind == "multiclass" else torch.sigmoid
+    from medattn.models.outputs import probabilities
+
+    task = "multiclass" if kind == "multiclass" else "multilabel"
     out = []
     for batch in DataLoader(ds, batch_size=batch_size, shuffle=False):
-        p = dihedral_mean(lambda v: act(model(v).float()), batch[0].to(dev), views=tta)
+        p = dihedral_mean(lambda v: probabilities(model(v), task), batch[0].to(dev), views=tta)
         out.append(p.cpu().numpy())
     p = np.concatenate(out)
     return p[:, 0] if kind == "binary" and p.ndim == 2 else p
@@ -203,7 +205,8 @@ def _calibration(recipe: Recipe, kind: str, yv: np.ndarray | None, pv: np.ndarra
 
 
 def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | Path, *, split: str = "test",
-                   run_name: str = "", fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+                   run_name: str = "", fixed: dict[str, Any] | None = None,
+                   scorer: Any = None) -> dict[str, Any]:
     """Score ``model`` on ``split`` of ``data`` (a :class:`~medattn.engine.datamodule.RunData`).
 
     Thresholds (and the optional temperature) are chosen on the validation split only and applied
@@ -215,6 +218,11 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
     ``threshold`` / ``thresholds`` / ``temperature`` (segmentation: the recipe's
     ``evaluation.postprocess``); nothing is chosen or fitted on ``data`` then, and the validation
     split of ``data`` is not used (it may be empty).
+
+    ``scorer`` (external evaluation of a bundle): ``dataset → probabilities`` used instead of the
+    model over the dataset's transform, e.g. the bundle's one inference entry, so an evaluated
+    number is the number ``medattn predict`` and the server give for the same file (large images
+    tiled by the bundle's rule, not squashed). Rows it cannot score are NaN and left out.
     """
     from medattn.engine.datamodule import write_bad_files
     from medattn.metrics.bootstrap import bootstrap_ci
@@ -246,9 +254,9 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         pv, yv = pv[kv], yv[kv]
     else:
         pv = yv = None
-    pt = predict_scores(model, ds, kind, tta=views)
+    pt = scorer(ds) if scorer is not None else predict_scores(model, ds, kind, tta=views)
     yt = np.asarray(ds.labels())
-    kt = _keep(ds, ids)
+    kt = _keep(ds, ids) & ~np.isnan(np.asarray(pt, np.float64).reshape(len(pt), -1)).any(1)
     pt, yt = pt[kt], yt[kt]
     ids = [f for f, k in zip(ids, kt, strict=True) if k]
     groups = [g for g, k in zip(groups, kt, strict=True) if k] if groups else groups

@@ -51,6 +51,9 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
     }
     if recipe.data.stain_normalize != "none":  # numbers fitted at training start (medattn.data.stain)
         meta["stain_normalization"] = recipe.data.stain_fitted
+    from medattn.engine.datamodule import preparation_of
+
+    meta["preparation"] = preparation_of(recipe).as_meta()  # every deterministic step, for every door
     meta["training_data"] = training_data_record(recipe, data)
     if ev.get("positive_view"):
         meta["positive_view"] = ev["positive_view"]

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medattn.engine.tasks import BaseTask
+from medattn.models.outputs import probabilities
 
 __all__ = ["SegmentationTask", "three_class_target", "soft_dice_loss", "foreground_prob"]
 
@@ -44,9 +45,8 @@ def soft_dice_loss(prob: torch.Tensor, onehot: torch.Tensor, eps: float = 1.0) -
 
 def foreground_prob(logits: torch.Tensor) -> torch.Tensor:
     """Per-pixel foreground probability ``B×H×W`` of a 1-channel (sigmoid) or C-channel (softmax) head."""
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits.float())[:, 0]
-    return 1 - torch.softmax(logits.float(), 1)[:, 0]
+    p = probabilities(logits, "segmentation")
+    return p[:, 0] if logits.shape[1] == 1 else 1 - p[:, 0]
 
 
 class SegmentationTask(BaseTask):
@@ -85,14 +85,15 @@ class SegmentationTask(BaseTask):
         logits = self.model(x)
         c = logits.shape[1]
         t = self.target(mask, c)
+        prob = probabilities(logits, "segmentation")
         if c == 1:
             tf = t.float().unsqueeze(1)
             loss = F.binary_cross_entropy_with_logits(logits, tf)
-            dice = soft_dice_loss(torch.sigmoid(logits), tf)
+            dice = soft_dice_loss(prob, tf)
         else:
             loss = F.cross_entropy(logits, t, weight=self.ce_weight)
             onehot = F.one_hot(t, c).permute(0, 3, 1, 2).float()
-            dice = soft_dice_loss(torch.softmax(logits, 1)[:, 1:], onehot[:, 1:])
+            dice = soft_dice_loss(prob[:, 1:], onehot[:, 1:])
         return loss + self.dice_weight * dice, logits, t
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

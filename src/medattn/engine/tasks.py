@@ -134,7 +134,9 @@ class ClassificationTask(BaseTask):
         return self._loss(logits, y), logits, y
 
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits.float(), 1) if self.task_mode == "multiclass" else torch.sigmoid(logits.float())
+        from medattn.models.outputs import probabilities
+
+        return probabilities(logits, "multiclass" if self.task_mode == "multiclass" else "multilabel")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, logits, y = self._step(batch)

@@ -46,6 +46,9 @@ class Explanation:
     layer: str
     heatmap: np.ndarray
     image: np.ndarray | None = None
+    answer: dict[str, Any] | None = None
+    """The image's answer from :meth:`Predictor.infer <medattn.bundle.Predictor.infer>` (probabilities,
+    decision, warnings): the same answer as every other door gives."""
 
     def heatmap_at(self, shape: tuple[int, int] | None = None) -> np.ndarray:
         """The map resized to ``shape`` (default: the original image's ``H×W``)."""
@@ -69,10 +72,6 @@ def source_name(item: Any, i: int) -> str:
     return f"image_{i:03d}"
 
 
-def _activation(task: str, n_out: int) -> str:
-    return "softmax" if (task == "multiclass" or (task == "segmentation" and n_out > 1)) else "sigmoid"
-
-
 def _thresholds(pred: Any) -> Any:
     if pred.task == "multilabel":
         return pred.meta.get("thresholds")
@@ -91,6 +90,44 @@ def _attention_maps(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray
     lo = v.reshape(len(v), -1).min(1)[:, None, None]
     hi = v.reshape(len(v), -1).max(1)[:, None, None]
     return ((v - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32), maps[-1].name
+
+
+def _maps(net: torch.nn.Module, x: torch.Tensor, target: Any, method: str, layer: str | None, batch_size: int,
+          scorecam_batch: int) -> tuple[np.ndarray, str]:
+    """One map per row of ``x`` (the image, or its tiles) for ``target``."""
+    if method == "attention":
+        amap, name = _attention_maps(net, x)
+        return amap, name
+    name = layer or find_target_layer(net, (1, *x.shape[1:]))[0]
+    return compute_cams(net, x, [target] * len(x), method=method, layer=name, batch_size=batch_size,
+                        scorecam_batch=scorecam_batch), name
+
+
+def _stitch(maps: np.ndarray, boxes: list[tuple[int, int]] | None, hw: tuple[int, ...], window: int) -> np.ndarray:
+    """Tile maps placed at their tiles' positions (``H×W``; overlapping edge tiles: the later one)."""
+    h, w = int(hw[0]), int(hw[1])
+    full = np.zeros((max(h, window), max(w, window)), np.float32)
+    for (y0, x0), m in zip(boxes or [], maps, strict=True):
+        full[y0:y0 + window, x0:x0 + window] = resize_map(np.asarray(m, np.float32), (window, window))
+    return full[:h, :w]
+
+
+def _answer_logits(pred: Any, answer: dict[str, Any], logits: torch.Tensor) -> torch.Tensor:
+    """A ``1×K`` logit row whose decision is the image-level answer of a tiled input (so ``top``
+    explains the class the answer gives)."""
+    names = pred.class_names
+    p = np.asarray([answer["probabilities"][n] for n in names], np.float64)
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    if pred.task == "binary" and logits.shape[1] == 1:
+        return torch.tensor([[float(np.log(p[1] / (1 - p[1])))]])
+    if pred.task == "multiclass":
+        return torch.tensor(np.log(p)[None], dtype=torch.float32)
+    return torch.tensor(np.log(p / (1 - p))[None], dtype=torch.float32)
+
+
+def _probability(answer: dict[str, Any], index: int, pred: Any) -> float:
+    """The answer's probability of class ``index``."""
+    return float(answer["probabilities"][pred.class_names[index]])
 
 
 def explain(
@@ -129,7 +166,7 @@ def explain(
         from medattn.bundle import load_bundle
 
         model = load_bundle(model)
-    if not hasattr(model, "preprocess") or not hasattr(model, "model"):
+    if not hasattr(model, "prepare_input") or not hasattr(model, "model"):
         raise ConfigError(f"explain() needs a Predictor or a bundle path, got {type(model).__name__}")
     pred = model
     if str(method).lower() != "attention":
@@ -147,31 +184,33 @@ def explain(
     net = pred.model
     if layer is not None:
         get_layer(net, layer)
-    dev = pred.device
     net.eval()
-    x = pred.preprocess(images)
-    with torch.no_grad():
-        logits = torch.cat([logits_of(net(x[s : s + batch_size].to(dev))).float().cpu()
-                            for s in range(0, len(x), batch_size)])
-    specs: list[TargetSpec] = resolve_targets(logits, pred.task, target, pred.class_names, _thresholds(pred))
-    act = _activation(pred.task, logits.shape[1])
-    if method == "attention":
-        amap, layer_name = _attention_maps(net, x)
-        maps = amap[[s.item for s in specs]]
-    else:
-        layer_name = layer or find_target_layer(net, (1, *x.shape[1:]))[0]
-        idx = torch.as_tensor([s.item for s in specs], dtype=torch.long)
-        maps = compute_cams(net, x[idx], [s.target for s in specs], method=method, layer=layer_name,
-                            batch_size=batch_size, scorecam_batch=scorecam_batch)
-    decoded: dict[int, np.ndarray] = {}
+    from medattn.models.outputs import activation
+
     out: list[Explanation] = []
-    for k, s in enumerate(specs):
-        if keep_images and s.item not in decoded:
-            decoded[s.item] = np.asarray(pred.to_pil(images[s.item]))
-        prob = float(ProbabilityTarget(s.target, act)(logits[s.item]))
-        out.append(Explanation(
-            source=source_name(images[s.item], s.item), item=s.item, class_index=s.class_index,
-            class_name=s.class_name, probability=prob, method=method, layer=str(layer_name),
-            heatmap=np.asarray(maps[k], np.float32), image=decoded.get(s.item),
-        ))
+    for i, item in enumerate(images):
+        # the one inference entry: decode, large-input rule, preparation, answer with its warnings
+        prep = pred.prepare_input(pred.decode(item), name=source_name(item, i))
+        answer = pred.conclude(prep, pred.forward(prep, batch_size))
+        answer.pop("probability_map", None)
+        answer.pop("instance_labels", None)
+        x = prep.x
+        with torch.no_grad():
+            logits = torch.cat([logits_of(net(x[s : s + batch_size].to(pred.device))).float().cpu()
+                                for s in range(0, len(x), batch_size)])
+        act = activation(pred.task, logits.shape[1])
+        tiled = prep.handling == "tiled"
+        decide = _answer_logits(pred, answer, logits) if tiled else logits
+        specs: list[TargetSpec] = resolve_targets(decide, pred.task, target, pred.class_names, _thresholds(pred))
+        for s in specs:
+            heat = _maps(net, x, s.target, method, layer, batch_size, scorecam_batch)
+            lname = heat[1]
+            hm = _stitch(heat[0], prep.boxes, prep.image.shape[:2], x.shape[-1]) if tiled else heat[0][0]
+            prob = _probability(answer, s.class_index, pred) if pred.task != "segmentation" else \
+                float(ProbabilityTarget(s.target, act)(logits[0]))
+            out.append(Explanation(
+                source=source_name(item, i), item=i, class_index=s.class_index, class_name=s.class_name,
+                probability=prob, method=method, layer=str(lname), heatmap=np.asarray(hm, np.float32),
+                image=prep.image if keep_images else None, answer=answer,
+            ))
     return out

@@ -17,6 +17,7 @@ from torch import nn
 
 from medattn.errors import ConfigError
 from medattn.explain.targets import BinaryLogitTarget, ClassTarget, SegmentationTarget
+from medattn.models.outputs import probabilities
 
 __all__ = ["ProbabilityTarget", "deletion_insertion", "road_scores"]
 
@@ -40,17 +41,16 @@ class ProbabilityTarget:
         t = self.target
         if self.activation == "none":
             return t(output)  # type: ignore[operator]
-        if isinstance(t, BinaryLogitTarget):
-            return torch.sigmoid(t(output))  # sigmoid(-z) = 1 - sigmoid(z): the negative class
+        task = "multiclass" if self.activation == "softmax" else "multilabel"
+        if isinstance(t, BinaryLogitTarget):  # sigmoid(-z) = 1 - sigmoid(z): the negative class
+            return probabilities(t(output).reshape(1, 1), "binary")[0, 0]
         if isinstance(t, ClassTarget):
-            flat = output.reshape(-1)
-            p = torch.softmax(flat, 0) if self.activation == "softmax" else torch.sigmoid(flat)
-            return p[t.index]
+            return probabilities(output.reshape(1, -1), task)[0, t.index]
         if isinstance(t, SegmentationTarget):
             if output.shape[0] == 1:
-                prob = torch.sigmoid(output if t.index >= 1 else -output)[0]
+                prob = probabilities((output if t.index >= 1 else -output)[None], "segmentation")[0, 0]
             else:
-                prob = (torch.softmax(output, 0) if self.activation == "softmax" else torch.sigmoid(output))[t.index]
+                prob = probabilities(output[None], task)[0, t.index]
             if t.region is None:
                 return prob.mean()
             r = t.region.to(prob.device, prob.dtype)

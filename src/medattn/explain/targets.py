@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from medattn.errors import ConfigError
-from medattn.models.outputs import main_logits
+from medattn.models.outputs import main_logits, probabilities
 
 __all__ = [
     "BinaryLogitTarget",
@@ -167,11 +167,11 @@ def resolve_targets(
             chosen = list(range(len(names)))
         elif task == "binary":
             th = float(thresholds if isinstance(thresholds, (int, float)) else 0.5)
-            chosen = [int(torch.sigmoid(det[i, 0]).item() >= th)]
+            chosen = [int(probabilities(det[i:i + 1, :1], task)[0, 0].item() >= th)]
         elif task == "multiclass":
             chosen = [int(det[i].argmax())]
         elif task == "multilabel":
-            p = torch.sigmoid(det[i]).cpu().numpy()
+            p = probabilities(det[i:i + 1], task)[0].cpu().numpy()
             th = np.full(len(p), 0.5) if thresholds is None else np.broadcast_to(
                 np.asarray(thresholds, dtype=np.float64), p.shape)
             chosen = [int(j) for j in np.nonzero(p >= th)[0]] or [int(np.argmax(p))]

@@ -240,3 +240,19 @@ def write_agcnn_views(predictor: Any, items: Sequence[Any], sources: Sequence[st
             atomic_write_bytes(p, agcnn_figure(v, disp, predictor.class_names))
             paths.append(p)
     return paths
+
+
+def write_answers(explanations: Sequence[Any], out: str | Path) -> dict[str, dict[str, Any]]:
+    """``predictions.json``: each explained image's answer from the one inference entry
+    (probabilities, decision, warnings, prediction set), keyed by source; returns it."""
+    import json
+
+    from medattn.infer.records import response_fields
+    from medattn.io import atomic_write_text, to_jsonable
+
+    answers: dict[str, dict[str, Any]] = {}
+    for e in explanations:
+        if e.answer is not None and e.source not in answers:
+            answers[e.source] = response_fields(e.answer)
+    atomic_write_text(ensure_dir(out) / "predictions.json", json.dumps(to_jsonable(answers), indent=2) + "\n")
+    return answers

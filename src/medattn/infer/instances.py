@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from medattn.errors import DataError
 
 __all__ = ["postprocess_setting", "instances_of", "object_table", "keep_centred", "foreground_prob",
-           "save_label_image", "OBJECT_COLUMNS"]
+           "save_label_image", "OBJECT_COLUMNS", "semantic_classes"]
 
 OBJECT_COLUMNS = ("id", "centroid_x", "centroid_y", "area", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
                   "mean_probability", "class")
@@ -141,3 +141,13 @@ def save_label_image(labels: np.ndarray, path: str | Path) -> Path:
     with atomic_path(p) as tmp:
         tifffile.imwrite(tmp, labels.astype(np.uint32 if n > 65535 else np.uint16), compression="zlib")
     return p
+
+
+def semantic_classes(predictor: Any, k: int) -> list[str] | None:
+    """Names of semantic classes 1..K-1 of a segmentation head, or ``None`` for a background /
+    inside / boundary head (whose channels are parts of one object, not classes)."""
+    recipe = predictor.meta.get("recipe") or {}
+    if (recipe.get("task") or {}).get("seg_target") == "three_class" or k <= 2:
+        return None
+    names = list(predictor.class_names)
+    return names[1:k] if len(names) >= k else None

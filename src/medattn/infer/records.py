@@ -19,15 +19,18 @@ from typing import Any
 from medattn.errors import OutputError
 from medattn.io import ensure_dir
 
-__all__ = ["ResultLog", "flatten_result", "read_rows", "format_cell"]
+__all__ = ["ResultLog", "flatten_result", "read_rows", "format_cell", "response_fields"]
 
 
 def format_cell(v: Any) -> Any:
-    """A value as a CSV cell (floats to 6 significant digits, lists ``;``-joined)."""
+    """A value as a CSV cell (floats to 6 significant digits, lists of names ``;``-joined, lists of
+    records such as ``warnings`` as one JSON list)."""
     if v is None:
         return ""
     if isinstance(v, float):
         return f"{v:.6g}"
+    if isinstance(v, (list, tuple)) and any(isinstance(x, dict) for x in v):
+        return json.dumps(list(v), sort_keys=True, ensure_ascii=False, default=str)
     if isinstance(v, (list, tuple, set)):
         return ";".join(str(format_cell(x)) for x in v)
     if isinstance(v, dict):
@@ -39,10 +42,16 @@ def flatten_result(res: dict[str, Any]) -> dict[str, Any]:
     """One predictor result as flat CSV columns, whatever keys the predictor returns.
 
     ``probabilities`` → ``prob_<class>``, ``thresholds`` → ``threshold_<class>``, other mappings →
-    ``<key>_<subkey>``, lists → ``;``-joined, scalars as they are.
+    ``<key>_<subkey>``, lists → ``;``-joined (``warnings``: one JSON list), scalars as they are. The
+    decision is ``predicted_label`` (``predicted_labels`` for multi-label), as ``true_label`` is
+    the truth in evaluation tables.
     """
     out: dict[str, Any] = {}
     for k, v in res.items():
+        k = {"label": "predicted_label", "labels": "predicted_labels"}.get(k, k)
+        if k == "warnings":
+            out[k] = json.dumps(list(v or []), sort_keys=True, ensure_ascii=False, default=str)
+            continue
         if isinstance(v, dict):
             prefix = {"probabilities": "prob", "thresholds": "threshold"}.get(k, k)
             for sk, sv in v.items():
@@ -139,3 +148,16 @@ class ResultLog:
             lines.append(line)
         self._append(lines)
         self.done.update(str(r[self.key]) for r in rows)
+
+
+def response_fields(answer: dict[str, Any]) -> dict[str, Any]:
+    """The JSON fields of one :meth:`Predictor.infer` answer: arrays become lists (tile scores) or
+    are left to the files a door writes (segmentation maps: their shape and counts stay)."""
+    import numpy as np
+
+    out = {}
+    for k, v in answer.items():
+        if k in ("probability_map", "instance_labels"):
+            continue
+        out[k] = np.round(np.nan_to_num(v, nan=-1.0), 6).tolist() if isinstance(v, np.ndarray) else v
+    return out

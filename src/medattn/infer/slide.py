@@ -25,11 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from medattn.errors import ConfigError
 from medattn.infer.records import ResultLog
-from medattn.infer.slide_io import SlideReader, choose_level, open_slide
-from medattn.infer.tiling import to_model_tensor
-from medattn.infer.tissue import tile_tissue_fraction, tissue_mask
+from medattn.infer.slide_io import SlideReader, choose_level, model_mpp, open_slide, tissue_overview
+from medattn.infer.tissue import tile_tissue_fraction
 
-__all__ = ["SlideOptions", "TilePlan", "plan_tiles", "model_mpp", "RegionDataset", "run_slide", "tissue_overview"]
+__all__ = ["SlideOptions", "TilePlan", "plan_tiles", "RegionDataset", "run_slide"]
 
 
 @dataclass
@@ -76,15 +75,6 @@ class TilePlan:
     origin: tuple[int, int] = (0, 0)
 
 
-def model_mpp(meta: dict[str, Any], override: float | None, source: str = "the bundle") -> float:
-    """µm per model-input pixel: ``override``, the bundle's ``mpp``, or its recipe's ``data.mpp``."""
-    v = override or meta.get("mpp") or ((meta.get("recipe") or {}).get("data") or {}).get("mpp")
-    if not v:
-        raise ConfigError(f"{source} records no training scale (recipe data.mpp); pass --model-mpp with the "
-                          "µm per pixel of the model input (PCam 96 px: 0.972), never a guess")
-    return float(v)
-
-
 def plan_tiles(reader: SlideReader, meta: dict[str, Any], opts: SlideOptions, input_px: int,
                source: str = "the bundle") -> TilePlan:
     """Tile size, reading level and grid of ``reader`` for a model taking ``input_px`` pixels."""
@@ -106,51 +96,21 @@ def plan_tiles(reader: SlideReader, meta: dict[str, Any], opts: SlideOptions, in
     return TilePlan(level, read_px, input_px, tile_l0, float(smpp), mmpp, cols, rows, (int(x0), int(y0)))
 
 
-def tissue_overview(reader: SlideReader, method: str, target_ds: float = 16.0,
-                    max_px: int = 2048) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(thumbnail RGB, tissue mask, level-0 px per mask px)`` from the coarsest level whose
-    downsample is at most ``target_ds`` (a few mask pixels per tile edge are enough), resized
-    when its longer side exceeds ``max_px``."""
-    from PIL import Image
-
-    dss = reader.level_downsamples
-    level = choose_level(dss, max(target_ds, 1.0))
-    img = reader.read_level(level)
-    scale = dss[level]
-    if max(img.shape[:2]) > max_px:
-        k = max_px / max(img.shape[:2])
-        im = Image.fromarray(img).resize((max(1, int(img.shape[1] * k)), max(1, int(img.shape[0] * k))),
-                                         Image.Resampling.BILINEAR)
-        scale *= img.shape[1] / im.size[0]
-        img = np.asarray(im)
-    return img, tissue_mask(img, method), float(scale)
-
-
 class RegionDataset(Dataset):
-    """Tiles of a slide as normalised tensors (each worker opens its own slide handle)."""
+    """Tiles of a slide prepared by the bundle's :class:`~medattn.data.transforms.Preparation`
+    (stain normalisation at the region's own scale → resize to the model input → normalise, as in
+    training); each DataLoader worker opens its own slide handle."""
 
-    def __init__(self, reader: SlideReader, boxes: list[tuple[int, int]], level: int, read_px: int, out_px: int,
-                 mean: list[float], std: list[float], in_chans: int = 3,
-                 stain: dict[str, Any] | None = None) -> None:
-        self.reader, self.boxes, self.level = reader, boxes, level
-        self.stain = stain
-        self.read_px, self.out_px, self.in_chans = read_px, out_px, in_chans
-        self.mean, self.std = list(mean), list(std)
+    def __init__(self, reader: SlideReader, boxes: list[tuple[int, int]], level: int, read_px: int,
+                 prep: Any) -> None:
+        self.reader, self.boxes, self.level, self.read_px, self.prep = reader, boxes, level, read_px, prep
 
     def __len__(self) -> int:
         return len(self.boxes)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         x, y = self.boxes[i]
-        a = self.reader.read_region(x, y, self.level, self.read_px, self.read_px)
-        img = Image.fromarray(a)
-        if self.in_chans == 1:
-            img = img.convert("L")
-        if self.read_px != self.out_px:
-            img = img.resize((self.out_px, self.out_px), Image.Resampling.BILINEAR, reducing_gap=None)
-        return to_model_tensor(np.asarray(img), self.mean, self.std, self.stain), i
+        return self.prep(self.reader.read_region(x, y, self.level, self.read_px, self.read_px)), i
 
 
 def _score_columns(predictor: Any, probs: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -192,9 +152,7 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
     ids = [f"{rr.ravel()[i]}_{cc.ravel()[i]}" for i in keep]
     todo = [k for k, tid in zip(keep, ids, strict=True) if tid not in log.done]
     boxes = [(int(round(xs[i])), int(round(ys[i]))) for i in todo]
-    ds = RegionDataset(reader, boxes, plan.level, plan.read_px, plan.out_px, list(predictor.meta["mean"]),
-                       list(predictor.meta["std"]), int(predictor.meta.get("in_chans", 3)),
-                       predictor.meta.get("stain_normalization"))
+    ds = RegionDataset(reader, boxes, plan.level, plan.read_px, predictor.preparation)
     loader = DataLoader(ds, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers,
                         persistent_workers=False, prefetch_factor=2 if opts.workers else None)
     cam = None

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from medattn.errors import DataError
+from medattn.errors import ConfigError, DataError
 
-__all__ = ["SlideReader", "open_slide", "choose_level"]
+__all__ = ["SlideReader", "open_slide", "choose_level", "model_mpp", "tissue_overview"]
 
 
 def _open(path: str, backend: str) -> Any:
@@ -130,3 +130,34 @@ def choose_level(downsamples: list[float], target: float) -> int:
         if d <= target * (1 + 1e-3) and d >= downsamples[best]:
             best = i
     return best
+
+
+def model_mpp(meta: dict[str, Any], override: float | None, source: str = "the bundle") -> float:
+    """µm per model-input pixel: ``override``, the bundle's ``mpp``, or its recipe's ``data.mpp``."""
+    v = override or meta.get("mpp") or ((meta.get("recipe") or {}).get("data") or {}).get("mpp")
+    if not v:
+        raise ConfigError(f"{source} records no training scale (recipe data.mpp); pass --model-mpp with the "
+                          "µm per pixel of the model input (PCam 96 px: 0.972), never a guess")
+    return float(v)
+
+
+def tissue_overview(reader: SlideReader, method: str, target_ds: float = 16.0,
+                    max_px: int = 2048) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(thumbnail RGB, tissue mask, level-0 px per mask px)`` from the coarsest level whose
+    downsample is at most ``target_ds`` (a few mask pixels per tile edge are enough), resized
+    when its longer side exceeds ``max_px``."""
+    from PIL import Image
+
+    from medattn.infer.tissue import tissue_mask
+
+    dss = reader.level_downsamples
+    level = choose_level(dss, max(target_ds, 1.0))
+    img = reader.read_level(level)
+    scale = dss[level]
+    if max(img.shape[:2]) > max_px:
+        k = max_px / max(img.shape[:2])
+        im = Image.fromarray(img).resize((max(1, int(img.shape[1] * k)), max(1, int(img.shape[0] * k))),
+                                         Image.Resampling.BILINEAR)
+        scale *= img.shape[1] / im.size[0]
+        img = np.asarray(im)
+    return img, tissue_mask(img, method), float(scale)

@@ -22,8 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medattn.errors import ConfigError
 from medattn.infer.records import ResultLog, read_rows
-from medattn.infer.slide_io import SlideReader, choose_level, open_slide
-from medattn.infer.tiling import to_model_tensor
+from medattn.infer.slide_io import SlideReader, choose_level, model_mpp, open_slide, tissue_overview
 
 __all__ = ["run_slide_segmentation", "BlockDataset", "block_grid"]
 
@@ -42,29 +41,25 @@ def block_grid(x0: int, y0: int, w: int, h: int, block_l0: float) -> list[tuple[
 
 
 class BlockDataset(Dataset):
-    """Blocks (with halo) of a slide at model scale, as normalised ``C×H×W`` tensors."""
+    """Blocks (with halo) of a slide at model scale, prepared by the bundle's
+    :class:`~medattn.data.transforms.Preparation` (stain at the region's own scale → resize to the
+    model scale → normalise)."""
 
     def __init__(self, reader: SlideReader, blocks: list[tuple[int, int, int, int]], f: float, halo: int,
-                 level: int, ds: float, mean: list[float], std: list[float],
-                 stain: dict[str, Any] | None = None) -> None:
+                 level: int, ds: float, prep: Any) -> None:
         self.reader, self.blocks, self.f, self.halo, self.level, self.ds = reader, blocks, f, halo, level, ds
-        self.stain = stain
-        self.mean, self.std = list(mean), list(std)
+        self.prep = prep
 
     def __len__(self) -> int:
         return len(self.blocks)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         bx, by, bw, bh = self.blocks[i]
         mw, mh = int(round(bw / self.f)) + 2 * self.halo, int(round(bh / self.f)) + 2 * self.halo
         ox, oy = bx - self.halo * self.f, by - self.halo * self.f
         rw, rh = max(1, int(round(mw * self.f / self.ds))), max(1, int(round(mh * self.f / self.ds)))
         a = self.reader.read_region(int(round(ox)), int(round(oy)), self.level, rw, rh)
-        if (rw, rh) != (mw, mh):
-            a = np.asarray(Image.fromarray(a).resize((mw, mh), Image.Resampling.BILINEAR))
-        return to_model_tensor(a, self.mean, self.std, self.stain), i
+        return self.prep(a, size=(mh, mw)), i
 
 
 def _assemble(out: Path, done: set[str]) -> int:
@@ -108,9 +103,8 @@ def run_slide_segmentation(predictor: Any, slide: str | Path, opts: Any) -> dict
         keep_centred,
         object_table,
         postprocess_setting,
+        semantic_classes,
     )
-    from medattn.infer.predict import seg_tiling, semantic_classes
-    from medattn.infer.slide import model_mpp, tissue_overview
     from medattn.infer.tiling import tiled_dense_probs
     from medattn.infer.tissue import tile_tissue_fraction
     from medattn.io import atomic_write_json
@@ -124,7 +118,7 @@ def run_slide_segmentation(predictor: Any, slide: str | Path, opts: Any) -> dict
     mmpp = model_mpp(predictor.meta, opts.model_mpp, f"bundle '{getattr(predictor, 'source', '')}'")
     f = mmpp / smpp
     level = choose_level(reader.level_downsamples, f)
-    window, overlap = seg_tiling(predictor.meta)
+    window, overlap = predictor.seg_tiling()
     halo = max(overlap, 32)
     if opts.block < window:
         raise ConfigError(f"--block {opts.block} is smaller than the model's tile {window}")
@@ -148,8 +142,7 @@ def run_slide_segmentation(predictor: Any, slide: str | Path, opts: Any) -> dict
     todo = [i for i, b in enumerate(ids) if b not in bdone.done]
     setting = postprocess_setting(predictor.meta, len(predictor.class_names))
     ds = BlockDataset(reader, [blocks[i] for i in todo], f, halo, level, reader.level_downsamples[level],
-                      list(predictor.meta["mean"]), list(predictor.meta["std"]),
-                      predictor.meta.get("stain_normalization"))
+                      predictor.preparation)
     loader = DataLoader(ds, batch_size=None, num_workers=min(opts.workers, 1), shuffle=False)
     t0, t_fwd, n_obj = time.perf_counter(), 0.0, 0
     for k, (x, j) in enumerate(loader):

@@ -15,7 +15,6 @@ predict``, ``medattn slide`` and the server all run models through these functio
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,32 +25,12 @@ from medattn.errors import ConfigError
 from medattn.infer.tta import dihedral_mean
 
 __all__ = [
-    "ProbsFn", "to_model_tensor", "effective_overlap", "tile_starts", "tile_boxes", "pad_to_window", "iter_tile_batches", "model_probs_fn",
-    "class_probs", "tiled_dense_probs", "tiled_patch_probs", "sliding_window_probs",
+    "ProbsFn", "effective_overlap", "tile_starts", "tile_boxes", "pad_to_window", "iter_tile_batches", "model_probs_fn",
+    "class_probs", "tiled_dense_probs", "sliding_window_probs", "image_tiles", "aggregate_tiles", "tile_grid",
 ]
 
 ProbsFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 """A normalised ``B×C×h×w`` batch → probabilities (``B``, ``B×K`` or ``B×K×h×w``)."""
-
-
-def to_model_tensor(image: np.ndarray, mean: list[float], std: list[float],
-                    stain: dict[str, Any] | None = None) -> torch.Tensor:
-    """``C×H×W`` float tensor of an ``H×W×C`` (or ``H×W``) ``uint8`` image at its own size,
-    scaled to [0, 1] and normalised with ``mean``/``std``: the bundle's preprocessing without the
-    resize (:meth:`medattn.bundle.Predictor.preprocess`), for tiles, slide regions and blocks.
-    ``stain``: the bundle's ``stain_normalization`` numbers, applied first (RGB images only)."""
-    a = np.asarray(image)
-    if stain and stain.get("method", "none") != "none" and a.ndim == 3 and a.shape[2] == 3:
-        from medattn.data.stain import StainNormalizer
-
-        a = StainNormalizer(stain)(torch.from_numpy(np.require(a, np.uint8, ['C', 'W'])).permute(2, 0, 1))
-        a = a.permute(1, 2, 0).numpy()
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / 255.0)
-    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
-    c = t.shape[0]
-    m = torch.tensor(list(mean)[:c], dtype=torch.float32).view(-1, 1, 1)
-    s = torch.tensor(list(std)[:c], dtype=torch.float32).view(-1, 1, 1)
-    return (t - m) / s
 
 
 def effective_overlap(window: int, overlap: int) -> int:
@@ -105,27 +84,24 @@ def class_probs(p: torch.Tensor | np.ndarray) -> torch.Tensor:
     return torch.cat([1 - t, t], 1) if t.ndim == 4 and t.shape[1] == 1 else t
 
 
-def model_probs_fn(model: nn.Module, *, dense: bool = True, softmax: bool | None = None,
-                   views: int | str = 1) -> ProbsFn:
-    """Probabilities of a bare model with test-time augmentation.
+def model_probs_fn(model: nn.Module, *, dense: bool = True, views: int | str = 1) -> ProbsFn:
+    """Probabilities of a bare segmentation model (:func:`medattn.models.outputs.probabilities`)
+    with test-time augmentation.
 
     Args:
         model: returns logits ``B×K×h×w`` (dense) or ``B×K``.
         dense: segmentation output (TTA views are turned back before averaging).
-        softmax: softmax over K (default: when K > 1); else sigmoid.
         views: TTA views of :func:`medattn.infer.tta.dihedral_mean` (1 = none, ``"flips"``, 8).
     """
+    from medattn.models.outputs import probabilities
+
     model.eval()
     dev = next(model.parameters()).device
 
-    def act(logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        use_softmax = logits.shape[1] > 1 if softmax is None else softmax
-        return torch.softmax(logits, 1) if use_softmax else torch.sigmoid(logits)
-
     @torch.no_grad()
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return dihedral_mean(lambda v: act(model(v)), x.to(dev), dense=dense, views=views).cpu()
+        return dihedral_mean(lambda v: probabilities(model(v), "segmentation"), x.to(dev), dense=dense,
+                             views=views).cpu()
 
     return fn
 
@@ -155,21 +131,48 @@ def tiled_dense_probs(probs_fn: ProbsFn, image: torch.Tensor, window: int, overl
     return (acc / cnt)[:, :h, :w].numpy()
 
 
-@torch.no_grad()
-def tiled_patch_probs(probs_fn: ProbsFn, image: torch.Tensor, window: int, overlap: int = 0,
-                      batch_size: int = 16) -> tuple[list[tuple[int, int]], np.ndarray]:
-    """Per-window probabilities of a classifier over one normalised ``C×H×W`` image.
+def image_tiles(image: np.ndarray, window: int) -> tuple[list[tuple[int, int]], list[np.ndarray]]:
+    """Non-overlapping ``window``-pixel tiles of a decoded image at its own scale, row by row.
+
+    The last row and column are shifted inwards to end at the image's edge (they overlap their
+    neighbours; no pixel is left out, none is invented); a side shorter than ``window`` is padded
+    by reflection (replication when too short to reflect). Each tile is later prepared on its own,
+    exactly as a slide region of the same size.
 
     Returns:
-        ``(boxes, probs)``: window origins ``(y0, x0)`` (row by row) and one row of the
-        classifier's output per window (``N`` for binary predictors, ``N×K`` otherwise).
+        ``(boxes, tiles)``: tile origins ``(y0, x0)`` and ``uint8`` tiles ``window×window[×C]``.
     """
-    if image.ndim != 3:
-        raise ConfigError(f"tiled inference takes one C×H×W image, got shape {tuple(image.shape)}")
-    x = pad_to_window(image, window)
-    boxes = tile_boxes(x.shape[1], x.shape[2], window, overlap)
-    out = [np.asarray(probs_fn(t)) for _, t in iter_tile_batches(x, boxes, window, batch_size)]
-    return boxes, np.concatenate(out)
+    a = np.asarray(image)
+    h, w = a.shape[:2]
+    ph, pw = max(window - h, 0), max(window - w, 0)
+    if ph or pw:
+        pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
+        a = np.pad(a, pad, mode="reflect" if ph < h and pw < w else "edge")
+    boxes = tile_boxes(a.shape[0], a.shape[1], window, 0)
+    return boxes, [np.ascontiguousarray(a[y0:y0 + window, x0:x0 + window]) for y0, x0 in boxes]
+
+
+def aggregate_tiles(task: str, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image-level probabilities from per-tile ones, and the per-tile score of a heatmap.
+
+    Binary and multi-label: the maximum over tiles (an image is positive when any part is);
+    multi-class: the mean over tiles. The score is P(positive) (binary), 1 − P(first class)
+    (multi-class) or the largest label probability (multi-label).
+    """
+    p = np.asarray(probs)
+    if task == "multiclass":
+        return p.mean(0), 1 - p[:, 0]
+    return p.max(0), (p if p.ndim == 1 else p.max(1))
+
+
+def tile_grid(boxes: list[tuple[int, int]], score: np.ndarray) -> np.ndarray:
+    """Per-tile scores as a ``rows × cols`` grid (boxes from :func:`image_tiles`)."""
+    ys, xs = sorted({b[0] for b in boxes}), sorted({b[1] for b in boxes})
+    grid = np.full((len(ys), len(xs)), np.nan, np.float32)
+    yi, xi = {y: i for i, y in enumerate(ys)}, {x: i for i, x in enumerate(xs)}
+    for (y0, x0), v in zip(boxes, np.asarray(score, np.float32), strict=True):
+        grid[yi[y0], xi[x0]] = v
+    return grid
 
 
 def sliding_window_probs(model: nn.Module, image: torch.Tensor, window: int = 256, overlap: int = 64,

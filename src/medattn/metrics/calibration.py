@@ -103,8 +103,10 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
     """Probabilities of ``logits / temperature`` (sigmoid for 1-D logits, softmax for 2-D)."""
     if not temperature > 0:
         raise DataError(f"temperature must be > 0, got {temperature}")
+    from medattn.models.outputs import probabilities
+
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64)) / float(temperature)
-    return (torch.sigmoid(z) if z.ndim == 1 else torch.softmax(z, dim=1)).numpy()
+    return probabilities(z, "binary" if z.ndim == 1 else "multiclass").double().numpy()
 
 
 def _nll(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> float:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from medattn.errors import ModelError
-from medattn.models.outputs import main_logits
+from medattn.models.outputs import probabilities
 from medattn.models.registry import create_model, register_model
 
 __all__ = ["ProbabilityMeanEnsemble", "ensemble"]
@@ -37,8 +37,8 @@ class ProbabilityMeanEnsemble(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = (lambda z: torch.softmax(z, 1)) if self.activation == "softmax" else torch.sigmoid
-        p = torch.stack([act(main_logits(m(x)).float()) for m in self.members]).mean(0).clamp(_EPS, 1 - _EPS)
+        task = "multiclass" if self.activation == "softmax" else "multilabel"
+        p = torch.stack([probabilities(m(x), task) for m in self.members]).mean(0).clamp(_EPS, 1 - _EPS)
         return torch.log(p) if self.activation == "softmax" else torch.log(p) - torch.log1p(-p)
 
 

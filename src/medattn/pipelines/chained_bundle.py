@@ -83,10 +83,9 @@ class ChainedPredictor(Predictor):
 
     def postprocess_logits(self, logits: torch.Tensor) -> np.ndarray:
         """Classifier probabilities from logits (``B`` for binary, else ``B×K``)."""
-        logits = logits.float()
-        if self.task == "multiclass":
-            return torch.softmax(logits, 1).detach().cpu().numpy()
-        p = torch.sigmoid(logits).detach().cpu().numpy()
+        from medattn.models.outputs import probabilities
+
+        p = probabilities(logits, self.task).detach().cpu().numpy()
         return p[:, 0] if self.task == "binary" else p
 
     @torch.no_grad()

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from medattn.bundle import Predictor, load_bundle
+from medattn.decode import read_image
 from medattn.errors import BundleError
 from medattn.pipelines.chain_model import ChainedModel
 from medattn.pipelines.emphasis import check_mode
@@ -164,12 +165,12 @@ class SegmentClassifyPipeline:
             images = [images]
         out = []
         for i, item in enumerate(images):
-            pil = self.classifier.to_pil(item).convert("RGB")
-            x = self.preprocess([pil]).to(self.device)
+            img = read_image(item, "RGB", max_pixels=self.classifier.max_pixels)
+            x = self.preprocess([img]).to(self.device)
             with torch.no_grad():
                 res = self.model.run_chain(x)
             probs = self.predictor.postprocess_logits(res.logits)[0]
-            w, h = pil.size
+            h, w = img.shape[:2]
             s = self.work_size
             m = Image.fromarray(res.mask[0].cpu().numpy().astype(np.uint8)).resize((w, h), Image.NEAREST)
             x0, y0, x1, y1 = res.boxes[0].tolist()
@@ -179,9 +180,9 @@ class SegmentClassifyPipeline:
             e_img = e_img[..., 0] if e_img.shape[2] == 1 else e_img
             r = ChainResult(source=source_name(item, i), mask=np.asarray(m), region_fraction=float(res.mask[0].float().mean()),
                             box=box, emphasised=e_img, classification=self.classifier.format_probs(probs),
-                            image=np.asarray(pil) if keep_images else None)
+                            image=img if keep_images else None)
             if compare:
-                r.alone = self.classifier.predict([pil])[0]
+                r.alone = self.classifier.infer([img])[0]
             if cam:
                 r.cam, r.cam_class = self._cam(e_img, cam, (h, w), box)
             out.append(r)

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from medattn import __version__
 from medattn.bundle import Predictor, load_bundle
 from medattn.errors import MedattnError
+from medattn.infer.records import response_fields
 from medattn.serve.batching import BatcherBusy, MicroBatcher
 from medattn.serve.limits import BodySizeLimit, HTTPError, Limits, decode_upload, status_for
 
@@ -127,22 +128,34 @@ def create_app(
         return JSONResponse({"error": "http_error", "detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    async def _tensor(f: UploadFile) -> Any:
+    async def _prepare(f: UploadFile, tile: bool | None = None) -> Any:
+        """Decode (the one decoder) and apply the bundle's large-input rule and preparation."""
         data = await f.read(lim.max_upload_bytes + 1)
-        img = await run_in_threadpool(decode_upload, data, f.filename or "upload", lim)
+        label = f"'{f.filename or 'upload'}'"
+        img = await run_in_threadpool(decode_upload, data, f.filename or "upload", lim, predictor.decode)
         try:
-            return img, await run_in_threadpool(predictor.preprocess, [img])
+            return await run_in_threadpool(lambda: predictor.prepare_input(img, tile=tile, name=label))
         except MedattnError as exc:
             raise status_for(exc) from None
 
-    async def _infer(x: Any) -> Any:
+    async def _forward(prep: Any) -> Any:
+        """Probabilities of a prepared input: one view through the micro-batcher (requests share
+        forward passes), tiles and segmentation fields in the thread pool."""
+        if len(prep.x) != 1 or prep.handling == "segmented":
+            try:
+                return await asyncio.wait_for(run_in_threadpool(predictor.forward, prep), lim.timeout_s)
+            except TimeoutError:
+                raise HTTPError(503, "busy", f"inference took longer than {lim.timeout_s:g} s; retry") from None
         batcher.start()
         try:
-            return await asyncio.wait_for(batcher.submit(x[0]), lim.timeout_s)
+            row = await asyncio.wait_for(batcher.submit(prep.x[0]), lim.timeout_s)
         except BatcherBusy as exc:
             raise HTTPError(503, "busy", str(exc)) from None
         except TimeoutError:
             raise HTTPError(503, "busy", f"inference took longer than {lim.timeout_s:g} s; retry") from None
+        import numpy as np
+
+        return np.asarray(row)[None]
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -173,13 +186,12 @@ def create_app(
     ) -> dict[str, Any]:
         if len(file) > lim.max_files:
             raise HTTPError(413, "too_large", f"{len(file)} files sent; the limit is {lim.max_files} per request")
-        prepared = [await _tensor(f) for f in file]
-        rows = await asyncio.gather(*(_infer(x) for _, x in prepared))
+        prepared = [await _prepare(f) for f in file]
+        rows = await asyncio.gather(*(_forward(p) for p in prepared))
         preds = []
-        for f, (img, x), row in zip(file, prepared, rows, strict=True):
-            extra = await run_in_threadpool(_trust, img, x, row, alpha, method, mc_samples)
-            preds.append({"file": f.filename, "width": img.size[0], "height": img.size[1],
-                          **predictor.format_probs(row), **extra})
+        for f, prep, probs in zip(file, prepared, rows, strict=True):
+            res = await run_in_threadpool(_conclude, prep, probs, alpha, method, mc_samples)
+            preds.append({"file": f.filename, **response_fields(res)})
         if strict and any(p["warnings"] for p in preds):
             from medattn.trust.assess import warnings_summary
 
@@ -188,14 +200,10 @@ def create_app(
                                 status_code=422)
         return {"model": ident, "task": predictor.task, "predictions": preds}
 
-    def _trust(img: Any, x: Any, row: Any, alpha: float | None, method: str | None, mc: int) -> dict[str, Any]:
-        """Warnings, OOD score, conformal set and uncertainty of one image (medattn.trust)."""
-        import numpy as np
-
-        from medattn.trust.assess import assess
-
+    def _conclude(prep: Any, probs: Any, alpha: float | None, method: str | None, mc: int) -> dict[str, Any]:
+        """The answer of :meth:`Predictor.conclude` (the same as every other door's)."""
         try:
-            return assess(predictor, [img], x, np.asarray(row)[None], alpha=alpha, method=method, mc_samples=mc)[0]
+            return predictor.conclude(prep, probs, alpha=alpha, method=method, mc_samples=mc)
         except MedattnError as exc:
             raise status_for(exc) from None
 
@@ -215,10 +223,10 @@ def create_app(
         if method.lower() not in explainer.methods:
             raise HTTPError(422, "invalid_input",
                             f"unknown method '{method}'; valid for this bundle: {', '.join(explainer.methods)}")
-        img, _ = await _tensor(file)
-        from medattn.trust.contract import check_image
-
-        warns = await run_in_threadpool(check_image, predictor.meta.get("contract") or {}, predictor.to_pil(img))
+        prep = await _prepare(file)
+        answer = await run_in_threadpool(_conclude, prep, await _forward(prep), None, None, 0)
+        warns = answer.get("warnings") or []
+        img = prep.image
         if strict and warns:
             return JSONResponse({"error": "input_warnings", "detail": "; ".join(w["message"] for w in warns)[:2000],
                                  "warnings": {file.filename: warns}}, status_code=422)
@@ -234,7 +242,8 @@ def create_app(
                             headers={"X-Medattn-Method": res["method"], "X-Medattn-Target": str(res["target"]),
                                      "X-Medattn-Warnings": ",".join(w["code"] for w in warns)})
         body: dict[str, Any] = {"model": ident, "file": file.filename, "method": res["method"], "target": res["target"],
-                                "overlay_png_base64": base64.b64encode(png).decode(), "warnings": warns}
+                                "overlay_png_base64": base64.b64encode(png).decode(), "warnings": warns,
+                                "prediction": response_fields(answer)}
         if "crop" in res:
             body["crop_png_base64"] = base64.b64encode(to_png(res["crop"])).decode()
             body.update(box=res["box"], branches=res["branches"])

@@ -85,8 +85,9 @@ def status_for(exc: BaseException) -> HTTPError:
     return HTTPError(400, "bad_request", f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
-def decode_upload(data: bytes, filename: str, limits: Limits) -> Any:
-    """Decode one uploaded file into a PIL image within ``limits`` (raises :class:`HTTPError`)."""
+def decode_upload(data: bytes, filename: str, limits: Limits, decode: Callable[..., Any] | None = None) -> Any:
+    """Decode one uploaded file within ``limits`` (raises :class:`HTTPError`) by ``decode`` (a
+    predictor's :meth:`~medattn.bundle.Predictor.decode`; default: the one decoder, RGB)."""
     from medattn.decode import sniff_format
 
     label = f"'{filename or 'upload'}'"
@@ -99,6 +100,8 @@ def decode_upload(data: bytes, filename: str, limits: Limits) -> Any:
         what = "not an image" if fmt is None else f"a {fmt.upper()} file, which this server does not accept"
         raise HTTPError(415, "unsupported_format", f"{label} is {what}; accepted: {', '.join(limits.formats)}")
     try:
+        if decode is not None:
+            return decode(data, name=label)
         return read_image(data, max_pixels=limits.max_pixels, name=label)
     except MedattnError as exc:
         raise status_for(exc) from None

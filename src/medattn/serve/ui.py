@@ -49,6 +49,15 @@ def _headline(result: dict[str, Any]) -> str:
 def _trust_md(result: dict[str, Any]) -> str:
     """The conformal set and the input warnings, shown above the probability bars."""
     lines = []
+    if result.get("handling") == "tiled":
+        lines.append(f"**Tiled**: the {result['width']}×{result['height']} px image was seen as {result['tiles']} "
+                     f"tiles at its own scale (never shrunk); the image is positive when any tile is (highest tile "
+                     f"{100 * result['tile_max']:.1f}%, mean {100 * result['tile_mean']:.1f}%).")
+        if "tile_sets" in result:
+            sets = ", ".join(f"{{{k.replace('|', ', ')}}} {100 * v:.0f}%" for k, v in result["tile_sets"].items())
+            lines.append(f"**Prediction sets of the tiles** ({100 * (1 - result['alpha']):.0f}% conformal): {sets}")
+        if "tile_ood_share" in result:
+            lines.append(f"Tiles out of distribution: {100 * result['tile_ood_share']:.0f}%")
     if "prediction_set" in result:
         s = result["prediction_set"]
         shown = ", ".join(s) if isinstance(s, list) else "; ".join(f"{k}: {'/'.join(v) or '—'}" for k, v in s.items())
@@ -60,7 +69,7 @@ def _trust_md(result: dict[str, Any]) -> str:
                      + "\n".join(f"- **{w['code']}**: {w['message']}" for w in warns))
     else:
         lines.append("No input warnings: the image matches what the model was trained on.")
-    if "ood_score" in result:
+    if "ood_score" in result and "uncertainty" in result:
         lines.append(f"Out-of-distribution score {result['ood_score']:.1f} (threshold {result['ood_threshold']:.1f}); "
                      f"entropy {result['uncertainty']['entropy']:.2f}")
     return "\n\n".join(lines)
@@ -76,6 +85,12 @@ _CAM_CAPTION = ("Grad-CAM++: where the features that raised the score of the exp
                 "(gradient-weighted class activation map; red = high, blue = low; not a segmentation).")
 _ATT_CAPTION = ("Native attention: the model's own spatial-attention weights of its last attention "
                 "block (what it emphasised, for every class alike; red = high).")
+
+
+def dashboard_answer(predictor: Predictor, src: str | Path, alpha: float = 0.1) -> dict[str, Any]:
+    """The dashboard's answer for one uploaded file: :meth:`Predictor.infer` on the file as uploaded
+    (the same decoder, large-input rule, preparation and checks as every other door)."""
+    return predictor.infer([src], alpha=float(alpha))[0]
 
 
 def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], limits: Limits) -> Any:
@@ -94,8 +109,8 @@ def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], li
         if not src:
             raise gr.Error("Upload an image, a DICOM file, or pick a sample first.")
         try:
-            img = predictor.to_pil(src)
-            result = predictor.predict([img], alpha=float(alpha))[0]
+            img = predictor.decode(src)
+            result = dashboard_answer(predictor, src, alpha)
             cam = explainer.render(img, "gradcam++", None if target == "top" else target)
             att = explainer.render(img, "attention") if "attention" in methods else None
             extra = explainer.render(img, "agcnn") if "agcnn" in methods else None
@@ -104,9 +119,11 @@ def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], li
             raise gr.Error(str(exc)) from None
         probs = result.get("probabilities") or result.get("class_fractions", {})
         df = pd.DataFrame({"class": list(probs), "probability": [float(v) for v in probs.values()]})
+        from medattn.infer.records import response_fields
+
         doc = {"model": {"id": f"{arch}-{str(predictor.meta['weights_sha256'])[:12]}",
                          "version": predictor.meta.get("medattn_version")},
-               "file": Path(src).name, "task": predictor.task, **result,
+               "file": Path(src).name, "task": predictor.task, **response_fields(result),
                "explanation": {"method": "gradcam++", "target": cam["target"]}}
         if extra is not None:
             doc["agcnn"] = {"box": extra["box"], "branches": extra["branches"]}

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from medattn.bundle import Predictor
 from medattn.errors import ConfigError
+from medattn.models.outputs import probabilities
 
 __all__ = ["Explainer", "to_png", "DISPLAY_MAX", "with_colorbar"]
 
@@ -61,7 +62,8 @@ def _display(img: Any) -> np.ndarray:
     and enlarged to at least 224 so small patches stay visible."""
     from PIL import Image
 
-    im = img.convert("RGB")
+    a = np.asarray(img)
+    im = Image.fromarray(np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a[..., :3])
     w, h = im.size
     scale = min(DISPLAY_MAX / max(w, h), max(1.0, 224 / max(w, h)))
     if abs(scale - 1) > 1e-6:
@@ -113,10 +115,11 @@ class Explainer:
         key = str(method).lower()
         if key not in self.methods:
             raise ConfigError(f"method '{method}' is not available for this bundle; valid: {', '.join(self.methods)}")
+        image = self._pred.decode(image)
         shown = _display(image)
         with self._lock, torch.inference_mode(False):
             if key == "segmentation":
-                return self._segmentation(self._pred.preprocess([image]), shown)
+                return self._segmentation(self._pred.prepare_input(image), shown)
             if key == "agcnn":
                 return self._agcnn(self._pred.preprocess([image]), shown)
             ex = self._explain(image, key, target)
@@ -135,9 +138,9 @@ class Explainer:
             res = explain(self._pred, [image], method=method, target=int(np.argmax(p)), keep_images=False)
         return max(res, key=lambda e: e.probability)
 
-    def _segmentation(self, x: torch.Tensor, shown: np.ndarray) -> dict[str, Any]:
+    def _segmentation(self, prep: Any, shown: np.ndarray) -> dict[str, Any]:
         with torch.no_grad():
-            probs = self.predictor.predict_tensor(x)[0]
+            probs = self.predictor.forward(prep)
         lab = self.predictor.mask_from_probs(probs)
         t = torch.from_numpy(lab)[None, None].float()
         lab_big = F.interpolate(t, size=shown.shape[:2], mode="nearest")[0, 0].numpy().astype(np.int64)
@@ -165,7 +168,7 @@ class Explainer:
         img[[by0, by1 - 1], bx0:bx1] = (0, 255, 0)
         crop = np.ascontiguousarray(shown[by0:by1, bx0:bx1])
         names = self.predictor.class_names
-        branches = {k: dict(zip(names, torch.sigmoid(v[0].float()).tolist(), strict=False))
+        branches = {k: dict(zip(names, probabilities(v, "multilabel")[0].tolist(), strict=False))
                     for k, v in (("global", out.global_logits), ("local", out.local_logits),
                                  ("fusion", out.fusion_logits))}
         return {"method": "agcnn", "target": "crop", "overlay": img, "crop": crop,

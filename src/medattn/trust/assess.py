@@ -24,7 +24,7 @@ import torch
 
 from medattn.errors import ConfigError
 
-__all__ = ["assess", "REFER", "warnings_summary"]
+__all__ = ["assess", "assess_tiles", "REFER", "warnings_summary"]
 
 REFER = "uncertain — refer"
 _LOCK = threading.Lock()
@@ -54,13 +54,9 @@ def _features(predictor: Any, x: torch.Tensor) -> np.ndarray | None:
 
 
 def _probs_fn(predictor: Any, model: torch.nn.Module) -> Any:
-    from medattn.bundle import main_output
+    from medattn.models.outputs import probabilities
 
-    def probs_of(v: torch.Tensor) -> torch.Tensor:
-        z = main_output(model(v)).float()
-        return torch.softmax(z, 1) if predictor.task == "multiclass" else torch.sigmoid(z)
-
-    return probs_of
+    return lambda v: probabilities(model(v), predictor.task)
 
 
 def _mc_model(predictor: Any) -> torch.nn.Module:
@@ -93,18 +89,21 @@ def _set_label(task: str, s: Any) -> str:
     return f"{REFER} ({', '.join(unsure)})" if unsure else "decided for every finding"
 
 
-def assess(predictor: Any, images: Sequence[Any], x: torch.Tensor, probs: np.ndarray, *,
-           alpha: float | None = None, method: str | None = None, mc_samples: int = 0) -> list[dict[str, Any]]:
+def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs: np.ndarray, *,
+           alpha: float | None = None, method: str | None = None, mc_samples: int = 0,
+           tiled: bool = False) -> list[dict[str, Any]]:
     """Trust outputs of each image (see the module docstring).
 
     Args:
         predictor: the :class:`~medattn.bundle.Predictor`.
-        images: decoded images (PIL), for the input contract.
-        x: their preprocessed batch.
+        images: decoded images (``uint8`` arrays), for the input contract.
+        x: their prepared batch.
         probs: rows of :meth:`~medattn.bundle.Predictor.predict_tensor` for ``x``.
         alpha: miscoverage of the prediction sets (default: the bundle's, 0.1).
         method: multiclass set score, ``aps`` (default) or ``raps``.
         mc_samples: forward passes with dropout on (0 = off).
+        tiled: the images are seen tile by tile at their own scale (segmentation fields of view,
+            tiled classification): their size and aspect are not warned about.
     """
     from medattn.trust.contract import check_image, warning
     from medattn.trust.uncertainty import (
@@ -119,8 +118,11 @@ def assess(predictor: Any, images: Sequence[Any], x: torch.Tensor, probs: np.nda
     if alpha is not None and not 0 < float(alpha) < 1:
         raise ConfigError(f"alpha must be between 0 and 1 (exclusive), got {alpha}")
     contract = meta.get("contract") or {}
-    out: list[dict[str, Any]] = [{"warnings": check_image(contract, predictor.to_pil(im) if contract else im)}
-                                 for im in images]
+    if images is None:  # tiles: no contract check per tile (the whole image is checked)
+        out: list[dict[str, Any]] = [{"warnings": []} for _ in range(len(x))]
+    else:
+        out = [{"warnings": [w for w in check_image(contract, im) if not (tiled and w["code"] in ("input_size", "aspect"))]}
+               for im in images]
     if task == "segmentation":
         return out
     p = np.asarray(probs)
@@ -172,6 +174,45 @@ def assess(predictor: Any, images: Sequence[Any], x: torch.Tensor, probs: np.nda
             else:
                 row["calibrated_probabilities"] = dict(zip(names, map(float, cp), strict=True))
             row["temperature"] = float(temp)
+    return out
+
+
+def assess_tiles(predictor: Any, image: np.ndarray, x: torch.Tensor, probs: np.ndarray, *,
+                 alpha: float | None = None, method: str | None = None) -> dict[str, Any]:
+    """Trust outputs of an image seen tile by tile: the input contract on the whole image (size
+    and aspect aside), and per tile the OOD flag and the prediction set, summarised.
+
+    Returns ``warnings`` (an image-level ``ood`` warning when more than the bundle's
+    ``ood.tile_share`` (default 0.5) of the tiles are out of distribution), ``tile_ood_share``,
+    ``tile_ood_score_median``, ``tile_sets`` (share of tiles per prediction set, e.g.
+    ``{"IDC": 0.2, "non-IDC": 0.7, "IDC|non-IDC": 0.1}``) and ``alpha``.
+    """
+    from medattn.trust.contract import check_image, warning
+
+    rows = assess(predictor, None, x, probs, alpha=alpha, method=method)
+
+    warns = [w for w in check_image(predictor.meta.get("contract") or {}, image)
+             if w["code"] not in ("input_size", "aspect")]
+    out: dict[str, Any] = {"warnings": warns}
+    scores = [r["ood_score"] for r in rows if "ood_score" in r]
+    if scores:
+        ood = predictor.meta.get("ood") or {}
+        t = float(ood["threshold"])
+        share = float(np.mean(np.asarray(scores) > t))
+        limit = float(ood.get("tile_share", 0.5))
+        out.update(tile_ood_share=round(share, 4), tile_ood_score_median=round(float(np.median(scores)), 4),
+                   ood_threshold=round(t, 4))
+        if share > limit:
+            warns.append(warning("ood", f"out-of-distribution: {100 * share:.0f}% of the {len(scores)} tiles have "
+                                        f"feature scores above the threshold {t:.1f} (more than "
+                                        f"{100 * limit:.0f}%); the image is unlike the training data"))
+    sets = [r["prediction_set"] for r in rows if "prediction_set" in r]
+    if sets and all(isinstance(s, list) for s in sets):
+        from collections import Counter
+
+        counts = Counter("|".join(s) if s else "(empty)" for s in sets)
+        out["tile_sets"] = {k: round(v / len(sets), 4) for k, v in sorted(counts.items())}
+        out["alpha"] = rows[0].get("alpha")
     return out
 
 

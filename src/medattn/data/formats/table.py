@@ -114,7 +114,7 @@ class TableDataset(Dataset):
 
     def _load(self, i: int) -> tuple[torch.Tensor, ...]:
         row = self.table.iloc[i]
-        arr = read_image(self.root / str(row["file"]), mode=self.mode)
+        arr = read_image(self.root / str(row["file"]), mode=self.mode, max_pixels=None)
         img = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
         if self.task == "segmentation":
             m = self.mask_loader(row) if self.mask_loader is not None else read_mask(self.root / str(row["mask"]))
