@@ -302,3 +302,30 @@ def test_train_resume_is_a_flag_with_the_run_folder(tmp_path: Path, capsys: pyte
     assert f"--resume '{tmp_path / 'r'}'" in capsys.readouterr().err
     assert main(["train", "--resume"]) == 2
     assert "--resume needs the run" in capsys.readouterr().err
+
+
+def test_slide_on_bad_file(inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.svs"
+    junk.write_bytes(b"not a slide")
+    argv = ["slide", str(inputs["bundle"]), str(junk), str(inputs["slide"]), "--workers", "0"]
+    assert main([*argv, "--out", str(tmp_path / "err"), "--on-bad-file", "error"]) == 2
+    assert "junk.svs" in capsys.readouterr().err
+    assert not (tmp_path / "err" / "s").exists()  # stopped at the unreadable slide
+    assert main([*argv, "--out", str(tmp_path / "skip")]) == 2  # default skip: the others go on, exit 2 at the end
+    cap = capsys.readouterr()
+    assert "junk.svs" in cap.err and "1 of 2 slides" in cap.err and (tmp_path / "skip" / "s" / "summary.json").is_file()
+
+
+def test_audit_on_bad_file(inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((16, 16, 3), 30 * i + (100 if c == "b" else 0), np.uint8)).save(data / c / f"{i}.png")
+    (data / "a" / "broken.png").write_bytes(b"")
+    assert main(["audit", str(data), "--out", str(tmp_path / "a.json")]) == 0
+    assert "BAD a/broken.png: empty (0 bytes)" in capsys.readouterr().out
+    assert main(["audit", str(data), "--out", str(tmp_path / "b.json"), "--on-bad-file", "error"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a/broken.png" in err and "empty (0 bytes)" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "b.json").is_file()  # the report is kept

@@ -6,8 +6,10 @@ traceback).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -153,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         130 interrupted.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # tifffile logs its own diagnosis of a malformed TIFF with object reprs ("<tifffile.TiffPages @…>") and
+    # Pillow warns about corrupt EXIF with a source line; medattn's one-line messages name the file instead
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     from medattn.runtime import tune_allocator
 
     tune_allocator()

@@ -39,6 +39,7 @@ def run_search(recipe_ref: str | Path | Recipe, *, trials: int, out: str | Path,
 
     require_extra("search", ["optuna"], "medattn search")
     import optuna
+
     from medattn.engine.runner import _data_root, resolve_recipe, train_run
 
     base = recipe_ref if isinstance(recipe_ref, Recipe) else resolve_recipe(recipe_ref, overrides, smoke)
