@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(recipes_app, name="recipes")
 
 
-def _echo_summary(summary: dict, rank_zero: bool) -> None:
+def _echo_summary(summary: dict[str, Any], rank_zero: bool) -> None:
     if rank_zero and "metrics" in summary:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in list(summary["metrics"].items())[:6] if v == v)
         typer.echo(f"run {summary['run']}: {summary.get('evaluated_on', 'test')} {shown} "
