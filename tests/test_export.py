@@ -82,8 +82,8 @@ def test_export_cli(tmp_path: Path) -> None:
     from medattn.cli import main
 
     b = _bundle(tmp_path, *CASES["pcam_cnn"][:2], *CASES["pcam_cnn"][2:])
-    assert main(["export", str(b), "--format", "torchscript", "--out", str(tmp_path / "x.pt")]) == 0
+    assert main(["export", str(b), "--to", "torchscript", "--out", str(tmp_path / "x.pt")]) == 0
     assert (tmp_path / "x.pt").is_file()
-    assert main(["export", str(b), "--format", "nope"]) == 2
+    assert main(["export", str(b), "--to", "nope"]) == 2
     assert main(["serve", str(b), "--api-key-env", "MEDATTN_TEST_UNSET_VAR"]) == 2
     assert main(["serve", str(tmp_path / "missing")]) == 2

@@ -50,7 +50,7 @@ def test_overview_cli_and_split_file(smoke_roots: dict[str, Path], tmp_path: Pat
     root = smoke_roots["idc"]
     st = make_split(scan(root, "idc"), seed=1)
     write_split_csv(st.iloc[:-2], tmp_path / "split.csv")  # the run used all but two items
-    assert main(["overview", str(root), "--format", "idc", "--split", str(tmp_path / "split.csv"),
+    assert main(["overview", str(root), "--format", "idc", "--split-csv", str(tmp_path / "split.csv"),
                  "--out", str(tmp_path / "ov")]) == 0
     import json
 

@@ -6,13 +6,16 @@ traceback).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from medattn.commands.options import Contrast, NBoot, Seed, Workers
 from medattn.errors import MedattnError
 
 __all__ = ["app", "main"]
@@ -59,10 +62,10 @@ def demo(
     n_test: Annotated[int, typer.Option(help="Test patches.")] = 512,
     epochs: Annotated[int, typer.Option(help="Maximum epochs per model (early stopping on validation AUROC).")] = 4,
     width: Annotated[float, typer.Option(help="Channel multiplier of the 64-128-128-256 CNN.")] = 0.5,
-    contrast: Annotated[float, typer.Option(help="Tumour/normal contrast of SynthPCam (lower = harder).")] = 0.4,
-    seed: Annotated[int, typer.Option(help="Seed of data generation, training and bootstrap.")] = 0,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    contrast: Contrast = 0.4,
+    seed: Seed = 0,
+    n_boot: NBoot = 1000,
+    workers: Workers = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Generate SynthPCam, train a baseline and an attention CNN, compare them with CIs and CAM
@@ -82,8 +85,8 @@ def synth(
     kind: Annotated[str, typer.Argument(help="pcam, nuclei, folders, cxr14 or graded")],
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     n: Annotated[int, typer.Option(help="Number of items (training split for pcam).")] = 512,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    contrast: Annotated[float, typer.Option(help="pcam: tumour contrast.")] = 1.0,
+    seed: Seed = 0,
+    contrast: Contrast = 1.0,
     distractors: Annotated[float, typer.Option(help="pcam: distractor probability.")] = 0.5,
     tumour_size: Annotated[float, typer.Option(help="pcam: tumour size scale.")] = 1.0,
 ) -> None:
@@ -152,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         130 interrupted.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # tifffile logs its own diagnosis of a malformed TIFF with object reprs ("<tifffile.TiffPages @…>") and
+    # Pillow warns about corrupt EXIF with a source line; medattn's one-line messages name the file instead
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     from medattn.runtime import tune_allocator
 
     tune_allocator()

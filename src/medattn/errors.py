@@ -9,6 +9,7 @@ __all__ = [
     "ModelError",
     "BundleError",
     "OutputError",
+    "MissingExtraError",
 ]
 
 
@@ -34,3 +35,7 @@ class BundleError(MedattnError):
 
 class OutputError(MedattnError):
     """An output location cannot be written."""
+
+
+class MissingExtraError(ConfigError):
+    """A verb needs an optional extra that is not installed (the message names the pip command)."""

@@ -51,7 +51,7 @@ def test_clean_group_split_passes_strict(cells: Path, tmp_path: Path) -> None:
     split = make_split(scan(cells), seed=1)
     write_split_csv(split, tmp_path / "split.csv")
     out = tmp_path / "audit.json"
-    assert main(["audit", str(cells), "--split", str(tmp_path / "split.csv"), "--strict", "--out", str(out)]) == 0
+    assert main(["audit", str(cells), "--split-csv", str(tmp_path / "split.csv"), "--strict", "--out", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["passed"] and rep["leaking_files"] == [] and set(rep["splits"]) == {"train", "valid", "test"}
 
@@ -59,7 +59,7 @@ def test_clean_group_split_passes_strict(cells: Path, tmp_path: Path) -> None:
 def test_copies_across_splits_flagged_file_by_file(cells: Path, tmp_path: Path, capsys) -> None:
     root, split_csv, copies = _leaky(cells, tmp_path)
     out = tmp_path / "audit.json"
-    assert main(["audit", str(root), "--split", str(split_csv), "--strict", "--out", str(out)]) == 1
+    assert main(["audit", str(root), "--split-csv", str(split_csv), "--strict", "--out", str(out)]) == 1
     rep = json.loads(out.read_text())
     assert not rep["passed"]
     assert rep["leakage"]["exact_cross_split"] == 1
@@ -68,7 +68,7 @@ def test_copies_across_splits_flagged_file_by_file(cells: Path, tmp_path: Path, 
         assert c in rep["leaking_files"], c
     printed = capsys.readouterr().out
     assert "LEAK identical" in printed and "LEAK near-identical" in printed
-    assert main(["audit", str(root), "--split", str(split_csv), "--out", str(out)]) == 0  # not strict
+    assert main(["audit", str(root), "--split-csv", str(split_csv), "--out", str(out)]) == 0  # not strict
 
 
 def test_group_overlap_and_bad_files(cells: Path, tmp_path: Path) -> None:

@@ -109,12 +109,12 @@ def test_source_names_warn_and_group_pattern_finds_shared_sources(tmp_path: Path
     assert main(["split", str(root), "--out", str(by_file), "--seed", "1"]) == 0
     assert "every file is its own group" in capsys.readouterr().out
     out = tmp_path / "audit.json"
-    main(["audit", str(root), "--split", str(by_file), "--out", str(out)])
+    main(["audit", str(root), "--split-csv", str(by_file), "--out", str(out)])
     rep = json.loads(out.read_text())
     assert any("--group-pattern '^(\\d+)-'" in w for w in rep["warnings"])
     assert "WARNING every file is its own group" in capsys.readouterr().out
     # the same file-level split audited with the pattern: source images on both sides
-    assert main(["audit", str(root), "--split", str(by_file), "--group-pattern", r"^(\d+)-", "--strict",
+    assert main(["audit", str(root), "--split-csv", str(by_file), "--group-pattern", r"^(\d+)-", "--strict",
                  "--out", str(out)]) == 1
     rep = json.loads(out.read_text())
     assert rep["leakage"]["group_overlap"] > 0 and not rep["passed"] and rep["warnings"] == []
@@ -123,7 +123,7 @@ def test_source_names_warn_and_group_pattern_finds_shared_sources(tmp_path: Path
     grouped = tmp_path / "grouped.csv"
     assert main(["split", str(root), "--out", str(grouped), "--group-pattern", r"^(\d+)-"]) == 0
     assert read_split_csv(grouped)["group"].nunique() == 24
-    assert main(["audit", str(root), "--split", str(grouped), "--group-pattern", r"^(\d+)-", "--strict",
+    assert main(["audit", str(root), "--split-csv", str(grouped), "--group-pattern", r"^(\d+)-", "--strict",
                  "--out", str(out)]) == 0
     assert main(["audit", str(root), "--group-pattern", r"^(\d+", "--out", str(out)]) == 2  # bad regex
 

@@ -52,5 +52,6 @@ def test_evaluate_run_and_bundle(tmp_path: Path, synth_pcam: Path, capsys: pytes
     assert metrics(tmp_path / "ev2") == metrics(run)
     assert main(["evaluate", str(run / "bundle"), "--data", str(synth_pcam), "--split-csv",
                  str(tmp_path / "missing.csv")]) == 2
-    assert "split file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--split-csv" in err and "does not exist" in err
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2

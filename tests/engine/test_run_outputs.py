@@ -78,6 +78,20 @@ def test_skip_trains_and_lists_bad_files(cls_run: Path) -> None:
     assert ZERO not in preds and TRUNC not in preds
 
 
+def test_evaluate_on_bad_file(cls_run: Path, bad_data: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`medattn evaluate --on-bad-file`: the default skips and lists; error names the file before
+    anything is scored."""
+    ext = ["evaluate", str(cls_run / "bundle"), "--data", str(bad_data), "--external"]
+    assert main([*ext, "--out", str(tmp_path / "err"), "--on-bad-file", "error"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (ZERO in err or TRUNC in err) and len(err.splitlines()) == 1
+    assert not (tmp_path / "err" / "metrics.json").exists()
+    assert main([*ext, "--out", str(tmp_path / "skip")]) == 0
+    rows = list(csv.DictReader((tmp_path / "skip" / "bad_files.txt").read_text().splitlines()))
+    assert sorted(r["file"] for r in rows) == sorted([TRUNC, ZERO])
+
+
 def test_classification_run_directory_is_complete(cls_run: Path) -> None:
     for f in ("recipe.yaml", "split.csv", "audit.json", "training_history.csv", "training_history.png",
               "bundle/bundle.json", "metrics.json", "per_class_metrics.csv", "test_predictions.csv",

@@ -155,7 +155,7 @@ def test_cli_segment_classify_and_save(bundles, tmp_path: Path) -> None:
     assert rows[0].startswith("source,label") and len(rows) == 1 + len(list(files[0].parent.glob("*.png")))
     assert main(["pipeline", "save", str(tmp_path / "c"), "--segmenter", str(seg), "--classifier", str(cls)]) == 0
     assert main(["pipeline", "segment-classify", "--chain", str(tmp_path / "c"), str(files[0]),
-                 "--out", str(tmp_path / "o2"), "--cam", "none"]) == 0
+                 "--out", str(tmp_path / "o2"), "--cam-method", "none"]) == 0
     assert main(["pipeline", "segment-classify", "--segmenter", str(seg), str(files[0])]) == 2
     assert main(["pipeline", "segment-classify", "--segmenter", str(seg), "--classifier", str(cls),
                  "--mode", "blur", str(files[0])]) == 2

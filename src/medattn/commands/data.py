@@ -8,6 +8,17 @@ from typing import Annotated
 
 import typer
 
+from medattn.commands.options import (
+    DataFormat,
+    Folds,
+    GroupPattern,
+    OnBadFile,
+    Seed,
+    SplitCsv,
+    Workers,
+    on_bad_file_mode,
+)
+
 __all__ = ["register"]
 
 _MAX_LINES = 40
@@ -41,16 +52,15 @@ def _table(title: str, df: object) -> None:
 def split(
     data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest).")],
     out: Annotated[Path, typer.Option(help="Output split.csv.")] = Path("split.csv"),
-    fmt: Annotated[str | None, typer.Option("--format", help="pcam, folders, csv, cxr14, idc, seg_pairs, monuseg (default: detect).")] = None,
+    fmt: DataFormat = None,
     ratios: Annotated[str, typer.Option(help="train,valid,test fractions.")] = "0.7,0.15,0.15",
-    seed: Annotated[int, typer.Option(help="Shuffling seed.")] = 0,
-    folds: Annotated[int | None, typer.Option(help="k-fold: hold out test, add a 'fold' column 0..k-1 to the rest.")] = None,
+    seed: Seed = 0,
+    folds: Folds = None,
     official: Annotated[bool, typer.Option(help="Keep official splits (PCam, CXR14 lists) when present.")] = True,
-    group_pattern: Annotated[str | None, typer.Option("--group-pattern", help="Regular expression naming the "
-                             "patient/source image in each file name of class-folder data (first capture group), "
-                             "e.g. '^(\\d+)-' for Herlev; the recipe's data.options.group_pattern.")] = None,
+    group_pattern: GroupPattern = None,
 ) -> None:
-    """Stratified group split (by patient when the format knows it) written as split.csv."""
+    """Stratified group split (by patient when the format knows it) written as split.csv; with
+    --folds K the non-test items also get a 'fold' column 0..K-1."""
     from medattn.data.audit import source_name_warning
     from medattn.data.splits import make_split, scan_grouped, split_summary, write_split_csv
 
@@ -68,23 +78,25 @@ def split(
 
 def audit(
     data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest).")],
-    split_csv: Annotated[Path | None, typer.Option("--split", help="split.csv to audit (default: the official split, if any).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="Data format (default: detect).")] = None,
+    split_csv: SplitCsv = None,
+    fmt: DataFormat = None,
     out: Annotated[Path, typer.Option(help="Where to write audit.json.")] = Path("audit.json"),
     strict: Annotated[bool, typer.Option(help="Exit with code 1 on any leakage (patients or images shared across splits).")] = False,
-    workers: Annotated[int, typer.Option(help="Reader threads.")] = 2,
-    group_pattern: Annotated[str | None, typer.Option("--group-pattern", help="Regular expression naming the "
-                             "patient/source image in each file name of class-folder data (first capture group), "
-                             "e.g. '^(\\d+)-' for Herlev; the recipe's data.options.group_pattern.")] = None,
+    workers: Workers = 2,
+    group_pattern: GroupPattern = None,
+    on_bad_file: OnBadFile = None,
 ) -> None:
     """Leakage and quality audit: patients in several splits, exact and near-duplicate images
     across splits (also flipped, rotated, cropped, rescaled, recoloured or greyscale copies),
     duplicates within a split, class balance, unreadable/truncated/zero-byte files, and a warning
-    when '<source>-...' file names have no groups (use --group-pattern). Writes audit.json."""
+    when '<source>-...' file names have no groups (use --group-pattern). Writes audit.json. Without
+    --split-csv the official split (if any) is audited. Bad files are always listed in audit.json;
+    --on-bad-file error also ends with exit 2 naming the first."""
     import pandas as pd
 
     from medattn.data.audit import audit as run_audit
     from medattn.data.splits import read_split_csv, scan_grouped
+    from medattn.data.validate import describe_problem
     from medattn.io import atomic_write_json
 
     if split_csv is not None:
@@ -107,7 +119,7 @@ def audit(
     if len(lines) > _MAX_LINES:
         typer.echo(f"... {len(lines) - _MAX_LINES} more in {out}")
     for b in rep["bad_files"][:_MAX_LINES]:
-        typer.echo(f"BAD {b['file']}: {b['problem']}")
+        typer.echo(f"BAD {b['file']}: {describe_problem(b['problem'])}")
     lk = rep["leakage"]
     typer.echo(f"leakage: {lk['group_overlap']} shared groups, {lk['exact_cross_split']} identical and "
                f"{lk['near_cross_split']} near-identical images across splits; {rep['within_split_duplicates']} "
@@ -116,15 +128,21 @@ def audit(
     for w in rep["warnings"]:
         typer.echo(f"WARNING {w}")
     if not rep["has_splits"]:
-        typer.echo("note: no split given or found; only duplicates and bad files were checked (use --split)")
+        typer.echo("note: no split given or found; only duplicates and bad files were checked (use --split-csv)")
     typer.echo("PASSED" if rep["passed"] else "LEAKAGE FOUND")
+    if rep["bad_files"] and on_bad_file_mode(on_bad_file) == "error":
+        from medattn.errors import DataError
+
+        b = rep["bad_files"][0]
+        raise DataError(f"image '{b['file']}' is {describe_problem(b['problem'])} ({len(rep['bad_files'])} bad "
+                        f"file(s), listed in {out}); re-copy or remove them, or pass --on-bad-file skip")
     if strict and not rep["passed"]:
         raise SystemExit(1)
 
 
 def scan_cmd(
     data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest).")],
-    fmt: Annotated[str | None, typer.Option("--format", help="Data format (default: detect).")] = None,
+    fmt: DataFormat = None,
     out: Annotated[Path | None, typer.Option(help="Write the item table as CSV.")] = None,
 ) -> None:
     """Detect the format, list the items and print counts per class and split."""
@@ -144,13 +162,14 @@ def scan_cmd(
 
 def validate(
     data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest).")],
-    fmt: Annotated[str | None, typer.Option("--format", help="Data format (default: detect).")] = None,
-    split_csv: Annotated[Path | None, typer.Option("--split", help="Check only the files of this split.csv.")] = None,
+    fmt: DataFormat = None,
+    split_csv: SplitCsv = None,
     out: Annotated[Path | None, typer.Option(help="Also write the list of bad files (file,reason CSV).")] = None,
-    workers: Annotated[int, typer.Option(help="Reader threads.")] = 2,
+    workers: Workers = 2,
 ) -> None:
     """Decode every image (and mask) once and list the unusable ones: missing, zero-byte,
-    truncated or undecodable files. Exit code 1 when any is found."""
+    truncated or undecodable files (only those of --split-csv when given). Exit code 1 when any
+    is found."""
     from medattn.data.formats import scan
     from medattn.data.images import BadFilePolicy
     from medattn.data.splits import read_split_csv

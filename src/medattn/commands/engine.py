@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["register"]
+from medattn.commands.options import (
+    DataPath,
+    Folds,
+    OnBadFile,
+    Resume,
+    SetOverrides,
+    Smoke,
+    SplitCsv,
+    SplitName,
+    on_bad_file_mode,
+)
 
-_SET_HELP = "Override a recipe field, e.g. --set optimizer.lr=1e-3 (repeatable)."
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -17,37 +27,42 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def train(
-        recipe: Annotated[str, typer.Argument(help="Recipe name (see `medattn recipes`) or YAML path.")] = "",
-        data: Annotated[Path | None, typer.Option(help="Data folder (or CSV manifest); default: the recipe's data.root.")] = None,
-        out: Annotated[Path | None, typer.Option(help="Run directory, e.g. runs/NAME.")] = None,
-        smoke: Annotated[bool, typer.Option(help="Shrink the recipe to seconds; synthetic data when --data is omitted.")] = False,
-        set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
-        resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this directory.")] = None,
-        folds: Annotated[int | None, typer.Option(
-            help="Grouped, stratified K-fold cross-validation over train + valid (the test split stays untouched): "
-                 "OUT/fold_k runs, cv_summary.json/csv, out-of-fold test_predictions.csv.")] = None,
-        on_bad_file: Annotated[str | None, typer.Option(
-            "--on-bad-file", help="Unreadable/truncated/empty images: 'error' (stop, naming the file) or "
-            "'skip' (leave them out, listed in RUN/bad_files.txt). Default: the recipe's data.on_bad_file.")] = None,
+        recipe: Annotated[str, typer.Argument(help="Recipe name (see `medattn recipes`) or YAML path; with "
+                                                   "--resume, the run directory may stand here.")] = "",
+        data: DataPath = None,
+        out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<recipe name>).")] = None,
+        smoke: Smoke = False,
+        set_: SetOverrides = None,
+        resume: Resume = False,
+        folds: Folds = None,
+        on_bad_file: OnBadFile = None,
     ) -> None:
-        """Train a recipe into a run directory (metrics with CIs, bundle, report.html)."""
+        """Train a recipe into a run directory (metrics with CIs, bundle, report.html). --resume
+        continues the interrupted run in --out (or `medattn train --resume RUN`). --folds K: OUT/fold_k
+        runs, cv_summary.json/csv and out-of-fold test_predictions.csv. --on-bad-file overrides the
+        recipe's data.on_bad_file (skipped files are listed in RUN/bad_files.txt)."""
         from medattn.engine.runner import is_rank_zero, train_run
         from medattn.errors import ConfigError
 
-        if resume is None and not recipe:
+        if resume:
+            for name, given in (("--on-bad-file", on_bad_file is not None), ("--set", bool(set_)),
+                                ("--folds", folds is not None)):
+                if given:
+                    raise ConfigError(f"{name} applies to new runs; --resume continues a run with the recipe.yaml "
+                                      "it was started with")
+            if out is None:
+                if not recipe:
+                    raise ConfigError("--resume needs the run: `medattn train --resume RUN` or --out RUN")
+                out = Path(recipe) if Path(recipe).is_dir() else Path("runs") / Path(recipe).stem
+            summary = train_run(recipe, out=out, data=data, resume=True)
+            _echo_summary(summary, is_rank_zero())
+            return
+        if not recipe:
             raise ConfigError("give a RECIPE (name or YAML path), or --resume RUN")
         if on_bad_file is not None:
-            if on_bad_file not in ("error", "skip"):
-                raise ConfigError(f"--on-bad-file must be 'error' or 'skip', got '{on_bad_file}'")
-            if resume is not None:
-                raise ConfigError("--on-bad-file applies to new runs; a resumed run keeps the data.on_bad_file "
-                                  f"of {resume}/recipe.yaml")
-            set_ = [*(set_ or []), f"data.on_bad_file={on_bad_file}"]
-        if resume is None and out is None:
-            out = Path("runs") / Path(recipe).stem
+            set_ = [*(set_ or []), f"data.on_bad_file={on_bad_file_mode(on_bad_file)}"]
+        out = out or Path("runs") / Path(recipe).stem
         if folds is not None:
-            if resume is not None:
-                raise ConfigError("--folds starts a new cross-validation; --resume continues a single run")
             from medattn.engine.cv import cross_validate
 
             cv = cross_validate(recipe, out=out, folds=folds, data=data, smoke=smoke, overrides=set_)
@@ -56,12 +71,8 @@ def register(app: typer.Typer) -> None:
             for name, m in list(cv["metrics"].items())[:6]:
                 typer.echo(f"  {name:<20} {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
             return
-        summary = train_run(recipe, out=resume or out, data=data, smoke=smoke, overrides=set_,
-                            resume=resume is not None)
-        if is_rank_zero() and "metrics" in summary:
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in list(summary["metrics"].items())[:6] if v == v)
-            typer.echo(f"run {summary['run']}: {summary.get('evaluated_on', 'test')} {shown} "
-                       f"({summary.get('seconds')} s)")
+        summary = train_run(recipe, out=out, data=data, smoke=smoke, overrides=set_)
+        _echo_summary(summary, is_rank_zero())
 
     @app.command()
     def ensemble(
@@ -79,19 +90,20 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def search(
         recipe: Annotated[str, typer.Argument(help="Recipe name or YAML path (its search: section is the space).")],
-        trials: Annotated[int, typer.Option(help="Number of Optuna trials.")] = 10,
-        data: Annotated[Path | None, typer.Option(help="Data folder; default: the recipe's data.root.")] = None,
+        trials: Annotated[int, typer.Option(min=1, help="Number of Optuna trials.")] = 10,
+        data: DataPath = None,
         out: Annotated[Path | None, typer.Option(help="Search directory (trials.csv, best_recipe.yaml).")] = None,
-        smoke: Annotated[bool, typer.Option(help="Tiny trials on synthetic data.")] = False,
-        set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+        smoke: Smoke = False,
+        set_: SetOverrides = None,
         timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+        on_bad_file: OnBadFile = None,
     ) -> None:
-        """Hyperparameter search with Optuna; the objective is a validation metric, never test."""
+        """Hyperparameter search with Optuna; the objective is a validation metric, never test.
+        --on-bad-file overrides the recipe's data.on_bad_file in every trial."""
         from medattn.engine.search import run_search
-        from medattn.errors import ConfigError
 
-        if trials < 1:
-            raise ConfigError(f"--trials must be >= 1, got {trials}")
+        if on_bad_file is not None:
+            set_ = [*(set_ or []), f"data.on_bad_file={on_bad_file_mode(on_bad_file)}"]
         res = run_search(recipe, trials=trials, out=out or Path("runs") / f"search-{Path(recipe).stem}",
                          data=data, smoke=smoke, overrides=set_, timeout=timeout)
         typer.echo(f"best {res['metric']} {res['best_value']:.4f} with {res['best_params']}; "
@@ -100,21 +112,22 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def evaluate(
         run: Annotated[Path, typer.Argument(help="Run directory or bundle folder/zip.")],
-        data: Annotated[Path | None, typer.Option(help="Data folder; default: the data the run trained on.")] = None,
-        split: Annotated[str, typer.Option(help="Split to score: test, valid or train.")] = "test",
+        data: DataPath = None,
+        split: SplitName = "test",
         out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/eval_<split>).")] = None,
-        split_csv: Annotated[Path | None, typer.Option(
-            help="split.csv (file,split,group,label) fixing train/valid/test, e.g. a published split.")] = None,
+        split_csv: SplitCsv = None,
         external: Annotated[bool | None, typer.Option(
             "--external/--internal", help="External: score every item of --data with the bundle's own "
             "threshold(s), temperature and post-processing. Default: external when --data differs from the "
             "data the bundle was trained on.")] = None,
+        on_bad_file: OnBadFile = None,
     ) -> None:
         """Score a run or bundle: on its own split, or on EXTERNAL data (every item, the bundle's own
         validation-chosen threshold(s); nothing is re-fitted), writing metrics.json with CIs."""
         from medattn.engine.evaluate_cli import evaluate_path
 
-        res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv, external=external)
+        res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv, external=external,
+                            on_bad_file=on_bad_file_mode(on_bad_file))
         shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(res["metrics"].items())[:6])
         where = f"external ({res['n_items']} items)" if res["external"] else split
         typer.echo(f"{where}: {shown} → {res['out']}")
@@ -122,3 +135,10 @@ def register(app: typer.Typer) -> None:
     from medattn.commands.recipes import recipes_app
 
     app.add_typer(recipes_app, name="recipes")
+
+
+def _echo_summary(summary: dict[str, Any], rank_zero: bool) -> None:
+    if rank_zero and "metrics" in summary:
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in list(summary["metrics"].items())[:6] if v == v)
+        typer.echo(f"run {summary['run']}: {summary.get('evaluated_on', 'test')} {shown} "
+                   f"({summary.get('seconds')} s)")

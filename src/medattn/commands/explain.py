@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["register", "expand_images"]
+from medattn.commands.options import BatchSize, OnBadFile, on_bad_file_mode
+
+__all__ = ["register", "expand_images", "screen", "write_skipped"]
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 
@@ -30,6 +32,25 @@ def expand_images(paths: list[Path]) -> list[Path]:
     return out
 
 
+def screen(files: list[Path], on_bad_file: str | None) -> tuple[list[Path], dict[str, str]]:
+    """``(readable files, {unreadable file: problem})`` under ``--on-bad-file`` (``error``: one line
+    naming the first bad file, before any output exists)."""
+    from medattn.data.validate import screen_images
+
+    return screen_images(files, on_bad_file_mode(on_bad_file))
+
+
+def write_skipped(bad: dict[str, str], out: Path) -> None:
+    """List the files ``--on-bad-file skip`` left out in OUT/bad_files.csv and say so on stderr."""
+    from medattn.data.images import BadFilePolicy
+
+    if bad:
+        BadFilePolicy("skip", bad=bad).write(out / "bad_files.csv")
+        first, why = next(iter(bad.items()))
+        typer.echo(f"skipped {len(bad)} unreadable file(s), listed in {out / 'bad_files.csv'} "
+                   f"(first: {first}, {why})", err=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
 
@@ -46,16 +67,19 @@ def register(app: typer.Typer) -> None:
             help="Target layer (module name); default: the last feature map after the last attention block.")] = None,
         out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/explain"),
         masks: Annotated[Path | None, typer.Option(
+            exists=True, file_okay=False,
             help="Folder of ground-truth masks named after the images (<stem>.png, <stem>_mask.png).")] = None,
         boxes: Annotated[Path | None, typer.Option(
+            exists=True, dir_okay=False,
             help="Boxes CSV in the ChestX-ray14 BBox_List_2017.csv layout (matched by file name and finding).")] = None,
         box_space: Annotated[int, typer.Option(
-            help="Pixel size of the square space the boxes are given in (ChestX-ray14: 1024; 0 = the image's own).")
-        ] = 1024,
-        batch_size: Annotated[int, typer.Option(help="Images per CAM pass.")] = 16,
+            min=0, help="Pixel size of the square space the boxes are given in (ChestX-ray14: 1024; 0 = the "
+                        "image's own).")] = 1024,
+        batch_size: BatchSize = 16,
         colorbar: Annotated[bool, typer.Option(help="Draw input + overlay + colour bar (else a plain overlay).")] = True,
         agcnn: Annotated[bool, typer.Option(
             help="For an AG-CNN bundle, also write <image>__agcnn_view.png (heatmap, mask, crop, branches).")] = True,
+        on_bad_file: OnBadFile = None,
     ) -> None:
         """Explain images with a bundle: overlay PNGs named <image>__<target>__<method>.png, per-class
         galleries, scores.csv (pointing game and energy in mask/boxes when given), summary.json and
@@ -70,11 +94,10 @@ def register(app: typer.Typer) -> None:
 
         if masks is not None and boxes is not None:
             raise ConfigError("pass either --masks or --boxes, not both")
-        if batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
         files = expand_images(images)
         box_rows = read_bbox_csv(boxes) if boxes is not None else None
         pred = load_bundle(bundle)
+        files, bad = screen(files, on_bad_file)
         res = explain(pred, [str(f) for f in files], method=method, target=target, layer=layer,
                       batch_size=batch_size)
         summary = write_explanations(
@@ -87,6 +110,7 @@ def register(app: typer.Typer) -> None:
             from medattn.explain.writer import write_agcnn_views
 
             write_agcnn_views(pred, [str(f) for f in files], [source_name(str(f), i) for i, f in enumerate(files)], out)
+        write_skipped(bad, out)
         con = Console()
         con.print(f"{summary['maps']} map(s) of {summary['images']} image(s), {summary['method']} at "
                   f"layer {summary['layer']} → {out}")

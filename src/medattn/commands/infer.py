@@ -5,9 +5,21 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
+
+from medattn.commands.options import (
+    Alpha,
+    BatchSize,
+    Device,
+    MaxMegapixels,
+    OnBadFile,
+    Resume,
+    Workers,
+    on_bad_file_mode,
+    positive,
+)
 
 __all__ = ["register", "Progress"]
 
@@ -41,29 +53,30 @@ def predict(
              "(column 'path', relative to the CSV).")],
     out: Annotated[Path, typer.Option(help="Output folder: predictions.csv, bad_files.csv, heatmaps/ "
                                            "(tiled inputs); segmentation: masks/, objects/, geojson/.")],
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out: items already in "
-                                              "predictions.csv or bad_files.csv are skipped.")] = False,
-    on_bad_file: Annotated[str, typer.Option(help="Unreadable input: 'skip' lists it in bad_files.csv and "
-                                                  "goes on; 'error' stops with its name.")] = "skip",
+    resume: Resume = False,
+    on_bad_file: OnBadFile = None,
     tile: Annotated[bool | None, typer.Option(
         "--tile/--no-tile", help="Classification: tile every input larger than the model input (--tile) or "
                                  "resize all to it (--no-tile). Default: the bundle's rule (tile inputs over 2x "
                                  "the training size, or refuse them if the bundle says so).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images (or tiles) per forward pass.")] = 16,
-    device: Annotated[str | None, typer.Option(help="torch device (default: cuda when present, else cpu).")] = None,
-    max_megapixels: Annotated[float, typer.Option(help="Largest input image, megapixels (checked before "
-                                                       "decoding; larger ones are bad files).")] = 50.0,
-    alpha: Annotated[float | None, typer.Option(help="Classification: conformal miscoverage for the "
-                                                     "prediction_set column (bundles with conformal "
-                                                     "calibration; default: the bundle's).")] = None,
+    batch_size: BatchSize = 16,
+    device: Device = None,
+    max_megapixels: MaxMegapixels = 50.0,
+    alpha: Alpha = None,
 ) -> None:
     """Predict images with BUNDLE: predictions.csv (classification) or instance masks, per-object CSV
-    and QuPath GeoJSON (segmentation), written as they come (--resume continues)."""
+    and QuPath GeoJSON (segmentation), written as they come (--resume continues). Unreadable inputs
+    are listed in bad_files.csv (--on-bad-file)."""
     from medattn.bundle import load_bundle
     from medattn.infer.predict import PredictOptions, run_predict
 
     pred = load_bundle(bundle, device=device, max_pixels=int(max_megapixels * 1e6))
-    opts = PredictOptions(out=out, resume=resume, on_bad_file=on_bad_file, tile=tile, batch_size=batch_size,
+    if pred.task == "segmentation":
+        from medattn.extras import require_extra
+
+        require_extra("slide", ["shapely"], "medattn predict with a segmentation bundle (QuPath GeoJSON)")
+    opts = PredictOptions(out=out, resume=resume, on_bad_file=on_bad_file_mode(on_bad_file), tile=tile,
+                          batch_size=batch_size,
                           progress=Progress("predict"), predict_kwargs={} if alpha is None else {"alpha": alpha})
     res = run_predict(pred, inputs, opts)
     typer.echo(f"wrote {res['predictions']}: {res['n_done']} predicted ({res['n_new']} new"
@@ -72,14 +85,14 @@ def predict(
 
 
 def _region(text: str | None) -> tuple[int, int, int, int] | None:
-    from medattn.errors import ConfigError
-
     if not text:
         return None
     try:
         x, y, w, h = (int(float(v)) for v in text.split(","))
     except ValueError:
-        raise ConfigError(f"--region '{text}' is not x,y,w,h (four level-0 pixel numbers, e.g. 0,0,2048,2048)") from None
+        raise typer.BadParameter(f"'{text}' is not x,y,w,h (four level-0 pixel numbers, e.g. 0,0,2048,2048)") from None
+    if w < 1 or h < 1 or x < 0 or y < 0:
+        raise typer.BadParameter(f"'{text}': x and y must be >= 0, w and h >= 1")
     return x, y, w, h
 
 
@@ -88,46 +101,52 @@ def slide(
     slides: Annotated[list[Path], typer.Argument(help="Whole-slide images (SVS, NDPI, MRXS, SCN, pyramidal TIFF, "
                                                       "DICOM WSI; anything OpenSlide or tiffslide reads).")],
     out: Annotated[Path, typer.Option(help="Output folder; each slide writes into OUT/<slide name>/.")],
-    mpp: Annotated[float | None, typer.Option(help="Slide µm per level-0 pixel (overrides its metadata; needed "
-                                                   "when the slide has none).")] = None,
-    model_mpp: Annotated[float | None, typer.Option(help="µm per model-input pixel (overrides the bundle's "
-                                                         "recipe data.mpp; needed when the bundle has none).")] = None,
-    min_tissue: Annotated[float, typer.Option(help="Least share of a tile covered by tissue for it to be "
-                                                   "predicted (0-1).")] = 0.5,
-    tissue_method: Annotated[str, typer.Option(help="Tissue detection: 'saturation' (Otsu on HSV saturation) or "
-                                                    "'od' (Otsu on optical density).")] = "saturation",
-    region: Annotated[str | None, typer.Option(help="Only this level-0 region x,y,w,h (segmentation: the "
-                                                    "nuclei region; default all tissue).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes reading regions.")] = 2,
-    top_k: Annotated[int, typer.Option(help="summary.json reports the mean of the top-k tile probabilities.")] = 10,
-    block: Annotated[int, typer.Option(help="Segmentation: block edge in model pixels (predicted with a halo; "
-                                            "nuclei on block borders are kept once).")] = 2048,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run: finished tiles/blocks are "
-                                              "skipped.")] = False,
+    mpp: Annotated[float | None, typer.Option(callback=positive, help="Slide µm per level-0 pixel (overrides its "
+                                                                       "metadata; needed when the slide has none).")] = None,
+    model_mpp: Annotated[float | None, typer.Option(callback=positive, help="µm per model-input pixel (overrides the "
+                                                                             "bundle's recipe data.mpp; needed when the "
+                                                                             "bundle has none).")] = None,
+    min_tissue: Annotated[float, typer.Option(min=0.0, max=1.0, help="Least share of a tile covered by tissue for it "
+                                                                     "to be predicted (0-1).")] = 0.5,
+    tissue_method: Annotated[Literal["saturation", "od"], typer.Option(
+        help="Tissue detection: 'saturation' (Otsu on HSV saturation) or 'od' (Otsu on optical density).")
+    ] = "saturation",
+    region: Annotated[str | None, typer.Option(callback=_region, help="Only this level-0 region x,y,w,h "
+                                                                      "(segmentation: the nuclei region; default all "
+                                                                      "tissue).")] = None,
+    batch_size: BatchSize = 32,
+    workers: Workers = 2,
+    top_k: Annotated[int, typer.Option(min=1, help="summary.json reports the mean of the top-k tile "
+                                                   "probabilities.")] = 10,
+    block: Annotated[int, typer.Option(min=1, help="Segmentation: block edge in model pixels (predicted with a "
+                                                   "halo; nuclei on block borders are kept once).")] = 2048,
+    resume: Resume = False,
     cam: Annotated[bool, typer.Option(help="Classifiers: also stitch the Grad-CAM of tiles over the threshold "
                                            "into cam.npy and cam.png.")] = False,
-    device: Annotated[str | None, typer.Option(help="torch device (default: cuda when present, else cpu).")] = None,
+    device: Device = None,
+    on_bad_file: OnBadFile = None,
 ) -> None:
     """Run BUNDLE over whole slides. Classifiers: tissue tiles at the bundle's scale → tiles.csv,
     heatmap.tif/.npy, overlay.png, summary.json and slide.geojson (tiles as QuPath detections,
-    regions over the bundle threshold as annotations). Segmenters: nuclei.geojson + nuclei.csv."""
+    regions over the bundle threshold as annotations). Segmenters: nuclei.geojson + nuclei.csv.
+    An unreadable slide is named and the others go on (exit 2 at the end; --on-bad-file error stops)."""
     from medattn.bundle import load_bundle
-    from medattn.errors import ConfigError, DataError
+    from medattn.errors import DataError
+    from medattn.extras import require_extra
     from medattn.infer.slide import SlideOptions, run_slide
 
-    if batch_size < 1 or workers < 0 or top_k < 1:
-        raise ConfigError("--batch-size and --top-k must be >= 1 and --workers >= 0")
+    require_extra("slide", [("openslide", "tiffslide"), "shapely"], "medattn slide")
+    stop = on_bad_file_mode(on_bad_file) == "error"
     pred = load_bundle(bundle, device=device)
     failed: list[str] = []
     for s in slides:
         opts = SlideOptions(out=out / s.stem, mpp=mpp, model_mpp=model_mpp, min_tissue=min_tissue,
                             tissue_method=tissue_method, batch_size=batch_size, workers=workers, resume=resume,
-                            top_k=top_k, region=_region(region), block=block, cam=cam, progress=Progress(s.name))
+                            top_k=top_k, region=region, block=block, cam=cam, progress=Progress(s.name))
         try:
             res = run_slide(pred, s, opts)
         except DataError as exc:  # an unreadable slide does not stop the others
-            if len(slides) == 1:
+            if len(slides) == 1 or stop:
                 raise
             failed.append(s.name)
             typer.echo(f"error: {exc}", err=True)

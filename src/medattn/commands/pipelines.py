@@ -8,19 +8,31 @@ from typing import Annotated, Any
 
 import typer
 
+from medattn.commands.options import (
+    Chain,
+    Classifier,
+    DataFormat,
+    DataPath,
+    Dim,
+    Fill,
+    GroupPattern,
+    Margin,
+    Mode,
+    NBoot,
+    OnBadFile,
+    Seed,
+    Segmenter,
+    SplitCsv,
+    SplitName,
+    renamed,
+)
+
 __all__ = ["register"]
 
 pipeline_app = typer.Typer(help="Composite pipelines: segment, emphasise the regions, classify.",
                            no_args_is_help=True)
 
-_Seg = Annotated[Path | None, typer.Option("--segmenter", help="Segmentation (U-Net) bundle folder or .zip.")]
-_Cls = Annotated[Path | None, typer.Option("--classifier", help="Classification bundle folder or .zip.")]
-_Chain = Annotated[Path | None, typer.Option("--chain", help="A chained bundle (instead of --segmenter/--classifier).")]
-_Mode = Annotated[str, typer.Option("--mode", help="mask (background → fill), dim (background faded) or crop "
-                                                   "(box of the largest region).")]
-_Dim = Annotated[float, typer.Option(help="dim mode: share of the background's contrast kept (0–1).")]
-_Fill = Annotated[float, typer.Option(help="mask/dim: background value in [0, 1] (0 = black, 1 = white).")]
-_Margin = Annotated[float, typer.Option(help="crop mode: fraction of the box added on every side.")]
+_OldCam = renamed("--cam", "--cam-method", "the CAM method; --cam is slide's switch for Grad-CAM maps")
 
 
 def _pipeline(segmenter: Path | None, classifier: Path | None, chain: Path | None, mode: str, dim: float,
@@ -40,21 +52,25 @@ def _pipeline(segmenter: Path | None, classifier: Path | None, chain: Path | Non
 @pipeline_app.command("segment-classify")
 def segment_classify(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
-    segmenter: _Seg = None, classifier: _Cls = None, chain: _Chain = None,
-    mode: _Mode = "mask", dim: _Dim = 0.3, fill: _Fill = 0.0, margin: _Margin = 0.05,
+    segmenter: Segmenter = None, classifier: Classifier = None, chain: Chain = None,
+    mode: Mode = "mask", dim: Dim = 0.3, fill: Fill = 0.0, margin: Margin = 0.05,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/segment-classify"),
-    cam: Annotated[str, typer.Option(help="CAM method of the classifier's map (gradcam, gradcam++, …; none = off).")]
-    = "gradcam++",
+    cam_method: Annotated[str, typer.Option(
+        help="CAM method of the classifier's map (gradcam, gradcam++, …; none = no map).")] = "gradcam++",
+    on_bad_file: OnBadFile = None,
+    old_cam: _OldCam = None,
 ) -> None:
     """Segment IMAGES, emphasise the regions, classify them: writes <image>_mask/_region/_emphasised/_cam.png,
     results.csv and results.json (with the classifier-alone label beside the chained one)."""
-    from medattn.commands.explain import expand_images
+    from medattn.commands.explain import expand_images, screen, write_skipped
     from medattn.pipelines.outputs import write_results
 
     pipe = _pipeline(segmenter, classifier, chain, mode, dim, fill, margin)
-    files = expand_images(images)
-    res = pipe.run([str(f) for f in files], cam=None if cam.lower() == "none" else cam, keep_images=True)
+    files, bad = screen(expand_images(images), on_bad_file)
+    res = pipe.run([str(f) for f in files], cam=None if cam_method.lower() == "none" else cam_method,
+                   keep_images=True)
     write_results(res, out)
+    write_skipped(bad, out)
     changed = sum(1 for r in res if r.alone and r.alone.get("label") != r.classification.get("label"))
     typer.echo(f"{len(res)} image(s) through {pipe.mode} chain → {out} ({changed} label(s) differ from the "
                "classifier alone)")
@@ -63,22 +79,30 @@ def segment_classify(
 @pipeline_app.command("evaluate")
 def evaluate(
     run: Annotated[Path, typer.Argument(help="The classifier's run folder (its split.csv picks the test items).")],
-    segmenter: _Seg = None, classifier: _Cls = None, chain: _Chain = None,
-    mode: _Mode = "mask", dim: _Dim = 0.3, fill: _Fill = 0.0, margin: _Margin = 0.05,
-    data: Annotated[Path | None, typer.Option(help="Data folder (default: the one recorded in run.json).")] = None,
-    split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "test",
+    segmenter: Segmenter = None, classifier: Classifier = None, chain: Chain = None,
+    mode: Mode = "mask", dim: Dim = 0.3, fill: Fill = 0.0, margin: Margin = 0.05,
+    data: DataPath = None,
+    split: SplitName = "test",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/chain-eval"),
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    n_boot: NBoot = 1000,
+    seed: Seed = 0,
     save_chain: Annotated[Path | None, typer.Option(help="Also save the pair as a chained bundle here.")] = None,
+    on_bad_file: OnBadFile = None,
 ) -> None:
-    """Chained pipeline vs the classifier alone on the same items: paired bootstrap of every metric."""
+    """Chained pipeline vs the classifier alone on the same items: paired bootstrap of every metric
+    (--on-bad-file skip leaves unreadable items out of both and lists them in OUT/bad_files.csv)."""
+    from medattn.commands.explain import screen, write_skipped
     from medattn.pipelines import evaluate_chain, items_from_run, save_chained_bundle
     from medattn.report.sections import comparison_table
 
     pipe = _pipeline(segmenter, classifier or (run / "bundle" if chain is None else None), chain, mode, dim, fill,
                      margin)
     paths, labels, groups = items_from_run(run, split, data)
+    good, bad = screen(paths, on_bad_file)
+    if bad:
+        keep = [str(p) not in bad for p in paths]
+        paths, labels, groups = good, labels[keep], groups[keep]
+        write_skipped(bad, out)
     doc = evaluate_chain(pipe, [str(p) for p in paths], labels, groups=groups, n_boot=n_boot, seed=seed, out_dir=out)
     from medattn.report.html import Report
 
@@ -106,8 +130,8 @@ def _settings(pipe: Any) -> dict[str, Any]:
 @pipeline_app.command("save")
 def save(
     out: Annotated[Path, typer.Argument(help="Chained bundle folder to write.")],
-    segmenter: _Seg = None, classifier: _Cls = None,
-    mode: _Mode = "mask", dim: _Dim = 0.3, fill: _Fill = 0.0, margin: _Margin = 0.05,
+    segmenter: Segmenter = None, classifier: Classifier = None,
+    mode: Mode = "mask", dim: Dim = 0.3, fill: Fill = 0.0, margin: Margin = 0.05,
 ) -> None:
     """Save a segmenter and a classifier as one chained bundle (serve it with `medattn serve OUT`)."""
     from medattn.pipelines import save_chained_bundle
@@ -119,19 +143,18 @@ def save(
 
 def overview(
     data: Annotated[Path, typer.Argument(help="Data folder (or CSV manifest / Data_Entry CSV).")],
-    format: Annotated[str | None, typer.Option("--format", help="pcam, folders, csv, cxr14, idc, seg_pairs or "
-                                                                 "monuseg (default: detected).")] = None,
+    format: DataFormat = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/overview"),
-    split_csv: Annotated[Path | None, typer.Option("--split", help="A split.csv to count splits by "
-                                                   "(default: the official split, else a 70/15/15 group split).")] = None,
-    per_class: Annotated[int, typer.Option(help="Montage samples per class.")] = 6,
-    max_stats: Annotated[int, typer.Option(help="Images read for size/intensity statistics.")] = 300,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    group_pattern: Annotated[str | None, typer.Option("--group-pattern", help="Regular expression naming the "
-                             "patient/source image in class-folder file names, e.g. '^(\\d+)-' (Herlev).")] = None,
+    split_csv: SplitCsv = None,
+    per_class: Annotated[int, typer.Option(min=0, help="Montage samples per class.")] = 6,
+    max_stats: Annotated[int, typer.Option(min=1, help="Images read for size/intensity statistics.")] = 300,
+    seed: Seed = 0,
+    group_pattern: GroupPattern = None,
 ) -> None:
     """Dataset overview: counts per class and split, montage, sizes, intensity/colour statistics,
-    label co-occurrence (multi-label), patients per split → overview.html, montage.png, JSON/CSV."""
+    label co-occurrence (multi-label), patients per split → overview.html, montage.png, JSON/CSV.
+    Splits: --split-csv, else the official split, else a 70/15/15 group split. Unreadable images are
+    counted and left out of the statistics."""
     from medattn.overview import dataset_overview, write_overview
 
     ov = dataset_overview(data, format, split_csv=split_csv, per_class=per_class, max_stats=max_stats, seed=seed,

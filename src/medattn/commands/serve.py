@@ -4,37 +4,44 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
+from medattn.commands.options import Device, MaxMegapixels, positive, renamed
+
 __all__ = ["register"]
+
+_OldFormat = renamed("--format", "--to", "the export target, onnx or torchscript; --format is the data format "
+                                         "of the data verbs")
 
 
 def serve(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder or .zip.")],
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default; 0.0.0.0 exposes it).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     api_key_env: Annotated[str | None, typer.Option(
         "--api-key-env", help="Name of an environment variable holding the API key (X-API-Key header).")] = None,
     ui: Annotated[bool, typer.Option(help="Mount the web dashboard at /.")] = True,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest upload per file, MB.")] = 16.0,
-    max_files: Annotated[int, typer.Option(help="Most files per /v1/predict request.")] = 16,
-    max_megapixels: Annotated[float, typer.Option(help="Largest image, megapixels (checked before decoding).")] = 50.0,
-    max_batch: Annotated[int, typer.Option(help="Largest micro-batch.")] = 16,
-    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for a micro-batch to fill, ms.")] = 5.0,
-    device: Annotated[str | None, typer.Option(help="torch device (default: cuda when present, else cpu).")] = None,
+    max_upload_mb: Annotated[float, typer.Option(callback=positive, help="Largest upload per file, MB.")] = 16.0,
+    max_files: Annotated[int, typer.Option(min=1, help="Most files per /v1/predict request.")] = 16,
+    max_megapixels: MaxMegapixels = 50.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Largest micro-batch.")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(min=0.0, help="Longest wait for a micro-batch to fill, ms.")] = 5.0,
+    device: Device = None,
 ) -> None:
     """Serve BUNDLE: REST API under /v1, health at /healthz and /readyz, dashboard at /."""
     from medattn.errors import ConfigError
+    from medattn.extras import require_extra
+
+    require_extra("serve", ["fastapi", "uvicorn", ("python_multipart", "multipart"), "fastapi_offline"]
+                  + (["gradio"] if ui else []), "medattn serve")
 
     key = None
     if api_key_env:
         key = os.environ.get(api_key_env)
         if not key:
             raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is unset or empty")
-    if not 0 < port < 65536:
-        raise ConfigError(f"--port must be in 1..65535, got {port}")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import uvicorn
 
@@ -53,15 +60,22 @@ def serve(
 
 def export(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder or .zip.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript.")] = "onnx",
+    to: Annotated[Literal["onnx", "torchscript"], typer.Option("--to", help="Export target: onnx or torchscript.")]
+    = "onnx",
     out: Annotated[Path | None, typer.Option(help="Output file (default: next to the bundle).")] = None,
-    atol: Annotated[float, typer.Option(help="Largest allowed |export − PyTorch| on random inputs.")] = 1e-4,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    atol: Annotated[float, typer.Option(callback=positive, help="Largest allowed |export − PyTorch| on random "
+                                                                "inputs.")] = 1e-4,
+    opset: Annotated[int, typer.Option(min=1, help="ONNX opset.")] = 18,
+    old_format: _OldFormat = None,
 ) -> None:
     """Export BUNDLE to ONNX (dynamic batch axis) or TorchScript and check parity with PyTorch."""
     from medattn.export import export_bundle
 
-    res = export_bundle(bundle, format, out, atol=atol, opset=opset)
+    if to == "onnx":
+        from medattn.extras import require_extra
+
+        require_extra("export", ["onnx", "onnxruntime", "onnxscript"], "medattn export --to onnx")
+    res = export_bundle(bundle, to, out, atol=atol, opset=opset)
     typer.echo(f"wrote {res['path']} ({res['format']}); parity with PyTorch: max abs diff "
                f"{res['max_abs_diff']:.2e} on batches {res['batches']}")
 

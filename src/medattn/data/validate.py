@@ -12,6 +12,7 @@ raises one :class:`~medattn.errors.DataError` naming the first bad file; ``skip`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from medattn.data.images import IMAGE_EXTENSIONS, BadFilePolicy, check_image
 from medattn.errors import DataError
 
-__all__ = ["FILE_COLUMNS", "find_bad_files", "apply_bad_file_policy", "describe_problem"]
+__all__ = ["FILE_COLUMNS", "find_bad_files", "apply_bad_file_policy", "describe_problem", "screen_images"]
 
 FILE_COLUMNS = ("file", "mask")
 """Table columns holding file paths that are checked (when they name an image file)."""
@@ -99,3 +100,35 @@ def apply_bad_file_policy(root: str | Path, table: Any, mode: str, *, workers: i
     out = table[~table["file"].astype(str).isin(drop)]
     out.attrs = dict(table.attrs)
     return out, pol
+
+
+def screen_images(paths: Sequence[str | Path], mode: str, *, workers: int = 2) -> tuple[list[Path], dict[str, str]]:
+    """Decode each image file of a list once and apply ``on_bad_file`` (verbs given image files).
+
+    Files whose suffix is not in :data:`~medattn.data.images.IMAGE_EXTENSIONS` (e.g. DICOM) pass
+    unchecked; the verb's own reader judges them.
+
+    Returns:
+        ``(readable paths in order, {bad path: problem in plain words})``.
+
+    Raises:
+        DataError: ``mode == "error"`` and a file is bad (one line naming the first), or no file
+            is readable.
+        ConfigError: ``mode`` is neither ``error`` nor ``skip``.
+    """
+    BadFilePolicy(mode)  # type: ignore[arg-type]  # validates the mode
+    ps = [Path(p) for p in paths]
+    todo = [p for p in ps if p.suffix.lower() in IMAGE_EXTENSIONS]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        infos = dict(zip(todo, pool.map(check_image, todo), strict=True))
+    bad = {str(p): describe_problem(str(i["problem"])) for p, i in infos.items()
+           if i["problem"] not in (None, "wrong-mode")}
+    if bad and mode == "error":
+        first, why = next(iter(bad.items()))
+        more = f" ({len(bad) - 1} more bad file(s))" if len(bad) > 1 else ""
+        raise DataError(f"image '{first}' is {why}{more}; re-copy or remove it, or pass --on-bad-file skip")
+    good = [p for p in ps if str(p) not in bad]
+    if not good:
+        raise DataError(f"none of the {len(ps)} image(s) is readable ({next(iter(bad.items()))[0]}: "
+                        f"{next(iter(bad.values()))}, ...)")
+    return good, bad

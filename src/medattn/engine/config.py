@@ -110,9 +110,10 @@ class DataConfig(_Strict):
     """Extra keyword arguments of the format's scanner (file names, column names, …)."""
     max_items: int | None = Field(None, ge=1)
     """Use at most this many items per split (quick experiments); ``None`` = all."""
-    on_bad_file: Literal["error", "skip"] = "error"
-    """Unreadable, truncated, zero-byte or missing images: ``error`` stops with a one-line message
-    naming the file; ``skip`` leaves them out (logged once each, listed in ``bad_files.txt``)."""
+    on_bad_file: Literal["error", "skip"] = "skip"
+    """Unreadable, truncated, zero-byte or missing images: ``skip`` leaves them out (logged once
+    each, listed in ``bad_files.txt``); ``error`` stops with a one-line message naming the file.
+    The default is every verb's ``--on-bad-file`` default (``medattn.commands.options``)."""
     check_files: bool = True
     """Decode every file of the split once before training (``medattn validate``), so a bad file is
     found up front instead of halfway through an epoch. Turn off only for huge, trusted data: the

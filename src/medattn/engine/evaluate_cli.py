@@ -17,7 +17,7 @@ __all__ = ["evaluate_path"]
 
 def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: str = "test",
                   out: str | Path | None = None, split_csv: str | Path | None = None,
-                  external: bool | None = None) -> dict[str, Any]:
+                  external: bool | None = None, on_bad_file: str | None = None) -> dict[str, Any]:
     """Evaluate a run directory or bundle; returns metrics, the output folder and whether the
     evaluation was external.
 
@@ -26,7 +26,8 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
     is scored. External (``data`` differs from the training data, or ``external=True``): every item
     of ``data`` is scored (``split_csv`` may still select its ``test`` rows) with the bundle's own
     threshold(s), temperature and segmentation post-processing — nothing is chosen or fitted on the
-    new data — and ``metrics.json`` says ``"external": true``.
+    new data — and ``metrics.json`` says ``"external": true``. ``on_bad_file`` (``skip``/``error``)
+    replaces the training recipe's ``data.on_bad_file``; skipped files are listed in ``bad_files.txt``.
     """
     import yaml
 
@@ -66,6 +67,8 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
         recipe = recipe_from_dict(raw, f"recipe in bundle '{p}'")
     if data is None:
         raise ConfigError("no data path; pass --data PATH")
+    if on_bad_file is not None:
+        recipe.data.on_bad_file = on_bad_file
     trained_on = (pred.meta.get("training_data") or {}).get("path") or trained_on
     if external is None:
         external = split_csv is None and (trained_on is None or Path(data).resolve() != Path(trained_on).resolve())

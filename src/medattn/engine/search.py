@@ -35,10 +35,11 @@ def suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
 def run_search(recipe_ref: str | Path | Recipe, *, trials: int, out: str | Path, data: str | Path | None = None,
                smoke: bool = False, overrides: list[str] | None = None, timeout: float | None = None) -> dict[str, Any]:
     """Run ``trials`` Optuna trials; write ``trials.csv``, ``search.json`` and ``best_recipe.yaml``."""
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("hyperparameter search needs optuna: pip install 'medattn[search]'") from None
+    from medattn.extras import require_extra
+
+    require_extra("search", ["optuna"], "medattn search")
+    import optuna
+
     from medattn.engine.runner import _data_root, resolve_recipe, train_run
 
     base = recipe_ref if isinstance(recipe_ref, Recipe) else resolve_recipe(recipe_ref, overrides, smoke)

@@ -44,7 +44,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             with Image.open(p) as im:
                 arr = np.asarray(im)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
-        raise DataError(f"{p}: cannot be read as a mask image ({exc})") from exc
+        raise DataError(f"{p}: cannot be read as a mask image ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         raise DataError(f"{p}: is a colour image; masks must be single-channel label images")
     if arr.ndim != 2:
@@ -54,11 +54,17 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 def evaluate_mask_folders(
     true_dir: str | Path, pred_dir: str | Path, pred_prefix: str = "", match_iou: float = 0.5,
+    on_bad_file: str = "error", skipped: dict[str, str] | None = None,
 ) -> list[dict[str, object]]:
     """Pair ``true_dir/<name>`` with ``pred_dir/<pred_prefix><name>`` and compute every metric.
 
+    Args:
+        on_bad_file: ``error`` raises on an unreadable mask; ``skip`` leaves its pair out and
+            records ``{mask path: reason}`` in ``skipped`` (when given).
+
     Raises:
-        DataError: a folder is missing, empty, or a ground-truth mask has no prediction.
+        DataError: a folder is missing, empty, or a ground-truth mask has no prediction; an
+            unreadable mask under ``on_bad_file="error"``; no readable pair at all.
     """
     tdir, pdir = Path(true_dir), Path(pred_dir)
     for d, what in ((tdir, "ground-truth"), (pdir, "prediction")):
@@ -71,8 +77,20 @@ def evaluate_mask_folders(
     if missing:
         raise DataError(f"{pdir} lacks predictions for {len(missing)} masks, e.g. {pred_prefix}{missing[0]}; "
                         "check --pred-prefix or the folder")
-    return [segmentation_row(f.stem, read_mask(f), read_mask(pdir / f"{pred_prefix}{f.name}"), match_iou)
-            for f in files]
+    rows = []
+    for f in files:
+        try:
+            pair = read_mask(f), read_mask(pdir / f"{pred_prefix}{f.name}")
+        except DataError as exc:
+            if on_bad_file != "skip":
+                raise
+            if skipped is not None:
+                skipped[f.name] = str(exc)
+            continue
+        rows.append(segmentation_row(f.stem, *pair, match_iou))
+    if not rows:
+        raise DataError(f"no readable mask pair in {tdir} and {pdir}")
+    return rows
 
 
 def mean_row(rows: Iterable[dict[str, object]]) -> dict[str, float]:
