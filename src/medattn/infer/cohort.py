@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from medattn.errors import ConfigError, DataError
-from medattn.io import atomic_write_json, atomic_write_text, ensure_dir
 from medattn.infer.records import format_cell
+from medattn.io import atomic_write_json, atomic_write_text, ensure_dir
 
 __all__ = [
     "SLIDE_SUFFIXES", "COLUMNS", "SEG_COLUMNS", "ENGINES", "SlideItem", "CohortOptions", "slide_items",
@@ -169,9 +169,11 @@ def run_one(predictor: Any, item: SlideItem, out: str | Path, slide_kw: dict[str
 
 def _check_settings(out: Path, predictor: Any, slide_kw: dict[str, Any]) -> None:
     """Write ``cohort.json`` or refuse a rerun whose bundle or settings differ from it."""
+    from medattn.infer.slide import SlideOptions
+
+    so = SlideOptions(out=out, **slide_kw)  # the defaults of options not given
     cur = {"weights_sha256": predictor.meta.get("weights_sha256") or str(getattr(predictor, "source", "")),
-           "task": predictor.task,
-           "settings": json.loads(json.dumps({k: slide_kw.get(k) for k in _SETTINGS}))}
+           "task": predictor.task, "settings": json.loads(json.dumps({k: getattr(so, k) for k in _SETTINGS}))}
     path = out / "cohort.json"
     if path.is_file():
         try:

@@ -67,7 +67,7 @@ def _open(path: str, backend: str) -> Any:
 
     import tiffslide
 
-    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings about damaged files print object reprs
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # its logs on damaged files print object reprs
     return tiffslide.TiffSlide(path)
 
 
