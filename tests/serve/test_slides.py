@@ -117,3 +117,58 @@ def test_full_queue_is_503_and_jobs_survive_a_restart(setup: dict[str, Path], tm
         tiles = c.get(f"/v1/slides/{ids[0]}/files/tiles", headers=h).text.splitlines()
         assert "1_1,1,1,64,64,64,1,0.25,0.25," in tiles  # the row written before the restart is kept
         c.app.state.slide_jobs.stop()
+
+
+@pytest.mark.browser
+def test_slide_viewer_shows_the_heatmap_over_the_slide(setup: dict[str, Path], tmp_path: Path) -> None:
+    """The viewer in headless Chromium: deep-zoom slide, heatmap overlay that toggles, legend with
+    the threshold; the screenshot is kept in the test's folder."""
+    from tests._server import CHROMIUM, CHROMIUM_ARGS, served
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    app = _app(setup, tmp_path / "jobs")
+    with served(app) as url:
+        h = {"X-API-Key": KEY}
+        job_id = httpx.post(f"{url}/v1/slides", json={"path": "cohort/a.svs"}, headers=h).json()["id"]
+        t0 = time.time()
+        while httpx.get(f"{url}/v1/slides/{job_id}", headers=h).json()["status"] != "done":
+            assert time.time() - t0 < 60
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/v1/slides/{job_id}/slide.dzi").status_code == 401
+        assert "<Size Width=\"576\" Height=\"480\"" in httpx.get(f"{url}/v1/slides/{job_id}/slide.dzi", headers=h).text
+        assert httpx.get(f"{url}/v1/slides/{job_id}/slide_files/99/0_0.jpeg", headers=h).status_code == 404
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 700})
+                page.goto(f"{url}/slides/viewer")
+                page.fill("#key", KEY)
+                page.click("#reload")
+                page.click(f"#job-{job_id}")
+                page.wait_for_selector("#heatmap-overlay", state="visible", timeout=20000)
+                page.wait_for_function("() => document.querySelector('#osd canvas') !== null && "
+                                       "viewer.world.getItemAt(0) && viewer.world.getItemAt(0).getFullyLoaded()",
+                                       timeout=20000)
+                page.wait_for_timeout(500)
+                assert "threshold 0.5" in page.inner_text("#legend")
+                box = page.locator("#heatmap-overlay").bounding_box()
+                assert box and box["width"] > 100 and box["height"] > 100
+                on = tmp_path / "viewer.png"
+                page.screenshot(path=str(on))
+                page.click("#toggle")
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(tmp_path / "viewer_off.png"))
+            finally:
+                browser.close()
+    a = np.asarray(Image.open(on).convert("RGB"), float)
+    b = np.asarray(Image.open(tmp_path / "viewer_off.png").convert("RGB"), float)
+    x0, y0 = int(box["x"]), int(box["y"])
+    region = (slice(y0 + 5, y0 + int(box["height"]) - 5), slice(x0 + 5, x0 + int(box["width"]) - 5))
+    assert np.abs(a[region] - b[region]).mean() > 10  # the overlay changes the picture where it lies
+    assert np.abs(a[:, :250] - b[:, :250]).mean() < 1  # and nothing in the side panel

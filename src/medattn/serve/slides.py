@@ -8,6 +8,7 @@ from ``GET /v1/slides/{id}/files/{name}``.
 * Jobs live in folders under the output root: ``<out>/<id>/job.json`` (status, path, times,
   error) and ``<out>/<id>/slide/`` (the slide's outputs, renamed there when complete by the
   cohort's :func:`~medattn.infer.cohort.run_one`, the same path as ``medattn slide``).
+* A zoomable viewer of finished jobs at ``/slides/viewer`` (:mod:`medattn.serve.slide_viewer`).
 * One worker thread runs jobs in submission order; at most ``max_queue`` wait (503 when full).
   On a restart, queued jobs and the one that was running are queued again; the running one
   resumes from its partial ``tiles.csv``.
@@ -282,7 +283,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def slide_router(jobs: SlideJobs, dependencies: list[Any] | None = None) -> APIRouter:
-    """The ``/v1/slides`` endpoints over ``jobs`` (``dependencies``: e.g. the API-key check)."""
+    """The ``/v1/slides`` endpoints over ``jobs`` (``dependencies``: e.g. the API-key check) and
+    the slide viewer (:mod:`medattn.serve.slide_viewer`)."""
+    from medattn.serve.slide_viewer import viewer_router
+
+    outer = APIRouter()
     r = APIRouter(prefix="/v1/slides", tags=["slides"], dependencies=dependencies or [])
 
     @r.post("", status_code=202, responses=_ERRORS, summary="Queue a slide under the slide root; returns its job")
@@ -303,4 +308,6 @@ def slide_router(jobs: SlideJobs, dependencies: list[Any] | None = None) -> APIR
         path = await run_in_threadpool(jobs.file, job_id, name)
         return FileResponse(path, media_type=FILES[path.name], filename=f"{job_id[:8]}-{path.name}")
 
-    return r
+    outer.include_router(r)
+    outer.include_router(viewer_router(jobs, dependencies))
+    return outer
