@@ -217,3 +217,15 @@ def test_idc_patient_slides_under_shards(tmp_path: Path, bundle: Path) -> None:
         run_cohort(bundle, items, CohortOptions(out=tmp_path / "sh", slide=kw, shard=(k, 2)))
     merge_shards(tmp_path / "sh")
     assert _without_seconds(tmp_path / "sh" / "cohort.csv") == _without_seconds(tmp_path / "plain" / "cohort.csv")
+
+
+def test_segmentation_cohort_rows(tmp_path: Path, dark_segmenter) -> None:
+    from medattn.infer.testslides import write_pyramid
+    from tests.infer.conftest import disc_image
+
+    path = write_pyramid(tmp_path / "nuc.svs", disc_image(128, 128, [(30, 30), (90, 70)]), 0.5, levels=2, quality=95)
+    res = run_cohort("unused", slide_items([str(path)]), CohortOptions(
+        out=tmp_path / "D", slide={"workers": 0, "block": 64, "region": (0, 0, 128, 128)}), predictor=dark_segmenter)
+    assert res["rows"][0]["status"] == "ok" and res["rows"][0]["nuclei"] == 2
+    assert (tmp_path / "D" / "cohort.csv").read_text().splitlines()[0] == \
+        "slide,status,blocks,nuclei,seconds,warnings,error,path"

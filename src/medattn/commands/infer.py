@@ -116,7 +116,7 @@ def slide(
                                                    "(by a hash of the slide id) and write OUT/shards/"
                                                    "cohort-K-of-N.csv; `medattn slide-merge OUT` joins them.")] = None,
     engine: Annotated[str, typer.Option(help="'local' (this process) or 'dask' (one task per slide on a Dask "
-                                             "cluster; pip install 'medattn[cluster]').")] = "local",
+                                             "cluster; the 'cluster' extra).")] = "local",
     address: Annotated[str | None, typer.Option(help="Dask scheduler address (tcp://host:8786), scheduler file, "
                                                      "or 'auto' (DASK_SCHEDULER_ADDRESS, else a cluster on this "
                                                      "machine).")] = None,
