@@ -229,3 +229,12 @@ def test_segmentation_cohort_rows(tmp_path: Path, dark_segmenter) -> None:
     assert res["rows"][0]["status"] == "ok" and res["rows"][0]["nuclei"] == 2
     assert (tmp_path / "D" / "cohort.csv").read_text().splitlines()[0] == \
         "slide,status,blocks,nuclei,seconds,warnings,error,path"
+
+
+def test_outputs_inside_the_input_folder_are_not_slides(tmp_path: Path, bundle: Path, slides: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    shutil.copy(slides / "slide0.svs", root / "slide0.svs")
+    for _ in range(2):  # the rerun must not take out/slide0/heatmap.tif for a slide
+        assert main(["slide", str(bundle), str(root), "--out", str(root / "out"), "--workers", "0"]) == 0
+    assert [r["slide"] for r in read_table(root / "out" / "cohort.csv")] == ["slide0"]

@@ -138,7 +138,7 @@ def slide(
     kw = {"mpp": mpp, "model_mpp": model_mpp, "min_tissue": min_tissue, "tissue_method": tissue_method,
           "batch_size": batch_size, "workers": workers, "top_k": top_k, "region": _region(region), "block": block,
           "cam": cam}
-    items = slide_items(slides)
+    items = slide_items(slides, exclude=out)
 
     def show(r: dict) -> None:
         name = r["slide"]

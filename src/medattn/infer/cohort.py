@@ -91,13 +91,19 @@ class CohortOptions:
     """Called with each slide's row as it finishes."""
 
 
-def slide_items(inputs: list[str]) -> list[SlideItem]:
+def slide_items(inputs: list[str], exclude: str | Path | None = None) -> list[SlideItem]:
     """The slides named by files, folders (recursively, by suffix), globs and CSV manifests
     (column ``path``, relative to the CSV), each with a unique id: its file stem, with its
-    folders when stems repeat."""
+    folders when stems repeat. Files under ``exclude`` (the output folder: its ``heatmap.tif``
+    files are no slides) are left out."""
     from medattn.infer.inputs import output_names, resolve_inputs
 
     paths = resolve_inputs(inputs, SLIDE_SUFFIXES, "whole-slide images")
+    if exclude is not None:
+        ex = Path(exclude).resolve()
+        paths = [p for p in paths if not p.resolve().is_relative_to(ex)]
+        if not paths:
+            raise DataError(f"every slide given lies inside the output folder '{exclude}'; choose another --out")
     names = [n if not n.startswith(".") else f"_{n[1:]}" for n in output_names(paths)]
     return [SlideItem(n, str(p)) for n, p in zip(names, paths, strict=True)]
 

@@ -175,9 +175,9 @@ class SlideJobs:
             with self._cv:
                 body["queue_position"] = list(self._queue).index(job_id) + 1 if job_id in self._queue else None
         if job["status"] == "done":
-            summary = json.loads((res / "summary.json").read_text(encoding="utf-8"))
             body["progress"] = {"done": 1, "total": 1, "fraction": 1.0}
-            body["summary"] = summary
+            s = res / "summary.json"
+            body["summary"] = json.loads(s.read_text(encoding="utf-8")) if s.is_file() else None
             body["files"] = {n: f"/v1/slides/{job_id}/files/{n}" for n in FILES if (res / n).is_file()}
         else:
             body["progress"] = {"done": done, "total": total, "fraction": round(done / total, 4) if total else 0.0}
