@@ -151,10 +151,10 @@ def test_slide_viewer_shows_the_heatmap_over_the_slide(setup: dict[str, Path], t
                 page.fill("#key", KEY)
                 page.click("#reload")
                 page.click(f"#job-{job_id}")
-                page.wait_for_selector("#heatmap-overlay", state="visible", timeout=20000)
+                page.wait_for_selector("#heatmap-overlay", state="visible", timeout=60000)
                 page.wait_for_function("() => document.querySelector('#osd canvas') !== null && "
                                        "viewer.world.getItemAt(0) && viewer.world.getItemAt(0).getFullyLoaded()",
-                                       timeout=20000)
+                                       timeout=60000)  # generous: a loaded 2-core machine
                 page.wait_for_timeout(500)
                 assert "threshold 0.5" in page.inner_text("#legend")
                 box = page.locator("#heatmap-overlay").bounding_box()

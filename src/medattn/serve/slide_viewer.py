@@ -168,11 +168,11 @@ const hdr = () => { const k = $("key").value; sessionStorage.setItem("medattn-ke
 let viewer = null, heat = null;
 async function api(path) { const r = await fetch(path, {headers: hdr()}); if (!r.ok) throw new Error((await r.json()).detail); return r; }
 async function list() {
-  const ul = $("jobs"); ul.innerHTML = "";
   try {
-    const jobs = (await (await api("/v1/slides")).json()).jobs;
+    const jobs = (await (await api("/v1/slides")).json()).jobs, items = [];
     for (const j of jobs) { const li = document.createElement("li"); li.id = "job-" + j.id;
-      li.textContent = j.path + " — " + j.status; if (j.status === "done") li.onclick = () => show(j.id); ul.appendChild(li); }
+      li.textContent = j.path + " — " + j.status; if (j.status === "done") li.onclick = () => show(j.id); items.push(li); }
+    $("jobs").replaceChildren(...items);  // whole: two listings at once never duplicate a job
     const want = location.hash.slice(1); if (want && jobs.some(j => j.id === want)) show(want);
   } catch (e) { $("info").textContent = "cannot list jobs: " + e.message; }
 }
@@ -186,10 +186,10 @@ async function show(id) {
   $("tick").style.left = (100 * thr) + "%";
   $("thr").textContent = "threshold " + thr + " (cyan)";
   $("legend").style.display = "block";
+  const blob = await (await api("/v1/slides/" + id + "/heatmap.png")).blob();  // before the viewer opens
   if (viewer) viewer.destroy();
   viewer = OpenSeadragon({id: "osd", tileSources: "/v1/slides/" + id + "/slide.dzi", showNavigationControl: false,
     loadTilesWithAjax: true, ajaxHeaders: hdr(), maxZoomPixelRatio: 4});
-  const blob = await (await api("/v1/slides/" + id + "/heatmap.png")).blob();
   heat = document.createElement("img"); heat.className = "heat"; heat.id = "heatmap-overlay"; heat.src = URL.createObjectURL(blob);
   heat.style.display = $("toggle").checked ? "block" : "none";
   const [ox, oy] = s.region_origin, [rows, cols] = s.grid, t = s.tile_level0_px;
