@@ -168,9 +168,6 @@ def test_bad_masks_slides_bundles_and_options(bundle: Path, data: Path, tmp_path
     assert t.reprs() == []
 
 
-@pytest.mark.xfail(strict=False, reason="decoder fix by lead: medattn.decode puts PIL's 'cannot identify image "
-                                        "file <_io.BytesIO object at 0x…>' and pydicom's \"'FileDataset' object has "
-                                        "no attribute 'Rows'\" into its messages")
 def test_decoder_messages_have_no_reprs(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     t = Texts(capsys, caplog)
     folder = _decoder_cases(tmp_path / "dec")

@@ -291,6 +291,10 @@ def read_dicom(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_M
         ds = pydicom.dcmread(io.BytesIO(data))
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except AttributeError as exc:  # a DICOM without image attributes (Rows, Columns)
+        missing = getattr(exc, "name", None) or "Rows/Columns"
+        raise DataError(f"{label} is a DICOM file without an image (no {missing} element); send an image "
+                        "DICOM") from None
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{label} is not a readable DICOM image ({_first_line(exc)})") from None
     _check_pixels(cols, rows, frames, max_pixels, label)

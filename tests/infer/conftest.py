@@ -68,3 +68,26 @@ def disc_image(h: int, w: int, centres: list[tuple[int, int]], r: int = 7) -> np
     for cy, cx in centres:
         img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = (70, 30, 110)
     return img
+
+
+def save_tiny_bundle(path: Any, gain: float = 1.0) -> Any:
+    """A saved binary bundle of a tiny CNN (32 px input at 2 µm/px). ``gain`` scales its last
+    layer, whose bias then puts the median logit of SynthPCam patches at 0: a large gain spreads
+    tile scores over (0, 1) around the 0.5 threshold."""
+    from medattn.bundle import save_bundle
+    from medattn.data.synthetic import make_pcam_patch
+    from medattn.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("patch_cnn_baseline", num_classes=1, width=0.125).eval()
+    if gain != 1.0:
+        rng = np.random.default_rng(0)
+        x = np.stack([make_pcam_patch(rng, bool(i % 2))[0][::3, ::3][:32, :32] for i in range(32)])
+        x = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+        with torch.no_grad():
+            model.head[-1].weight.mul_(gain)
+            model.head[-1].bias.zero_()
+            model.head[-1].bias.sub_(model(x).median())
+    meta = {"task": "binary", "class_names": ["normal", "tumour"], "input_size": 32, "in_chans": 3,
+            "mean": [0.5] * 3, "std": [0.25] * 3, "threshold": 0.5, "recipe": {"data": {"mpp": 2.0}}}
+    return save_bundle(model, meta, path)

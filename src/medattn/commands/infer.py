@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -98,9 +99,13 @@ def _region(text: str | None) -> tuple[int, int, int, int] | None:
 
 def slide(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder or .zip (patch classifier or nuclei segmenter).")],
-    slides: Annotated[list[Path], typer.Argument(help="Whole-slide images (SVS, NDPI, MRXS, SCN, pyramidal TIFF, "
-                                                      "DICOM WSI; anything OpenSlide or tiffslide reads).")],
-    out: Annotated[Path, typer.Option(help="Output folder; each slide writes into OUT/<slide name>/.")],
+    slides: Annotated[list[str], typer.Argument(help="Whole-slide images (SVS, NDPI, MRXS, SCN, pyramidal TIFF, "
+                                                     "…; anything OpenSlide or tiffslide reads): files, folders "
+                                                     "(searched recursively), globs (quote them) or CSV manifests "
+                                                     "(column 'path', relative to the CSV).")],
+    out: Annotated[Path, typer.Option(help="Output folder: OUT/<slide>/ per slide (appears when complete), "
+                                           "OUT/cohort.csv, OUT/failed_slides.csv. A rerun skips finished slides "
+                                           "and resumes interrupted ones.")],
     mpp: Annotated[float | None, typer.Option(callback=positive, help="Slide µm per level-0 pixel (overrides its "
                                                                        "metadata; needed when the slide has none).")] = None,
     model_mpp: Annotated[float | None, typer.Option(callback=positive, help="µm per model-input pixel (overrides the "
@@ -116,54 +121,94 @@ def slide(
                                                                       "tissue).")] = None,
     batch_size: BatchSize = 32,
     workers: Workers = 2,
-    top_k: Annotated[int, typer.Option(min=1, help="summary.json reports the mean of the top-k tile "
+    top_k: Annotated[int, typer.Option(min=1, help="summary.json and cohort.csv report the mean of the top-k tile "
                                                    "probabilities.")] = 10,
     block: Annotated[int, typer.Option(min=1, help="Segmentation: block edge in model pixels (predicted with a "
                                                    "halo; nuclei on block borders are kept once).")] = 2048,
-    resume: Resume = False,
     cam: Annotated[bool, typer.Option(help="Classifiers: also stitch the Grad-CAM of tiles over the threshold "
                                            "into cam.npy and cam.png.")] = False,
     device: Device = None,
     on_bad_file: OnBadFile = None,
+    shard: Annotated[str | None, typer.Option(help="K/N: run only the K-th of N stable shards of the slides "
+                                                   "(by a hash of the slide id) and write OUT/shards/"
+                                                   "cohort-K-of-N.csv; `medattn slide-merge OUT` joins them.")] = None,
+    engine: Annotated[Literal["local", "dask"], typer.Option(
+        help="'local' (this process) or 'dask' (one task per slide on a Dask cluster; the 'cluster' extra).")
+    ] = "local",
+    address: Annotated[str | None, typer.Option(help="Dask scheduler address (tcp://host:8786), scheduler file, "
+                                                     "or 'auto' (DASK_SCHEDULER_ADDRESS, else a cluster on this "
+                                                     "machine).")] = None,
+    cpus_per_slide: Annotated[int, typer.Option(min=1, help="Dask: CPU cores (torch threads) each slide task asks "
+                                                            "for.")] = 1,
+    gpus_per_slide: Annotated[float, typer.Option(min=0.0, help="Dask: GPUs each slide task asks for (workers "
+                                                                "declare --resources GPU=n).")] = 0.0,
 ) -> None:
-    """Run BUNDLE over whole slides. Classifiers: tissue tiles at the bundle's scale → tiles.csv,
-    heatmap.tif/.npy, overlay.png, summary.json and slide.geojson (tiles as QuPath detections,
-    regions over the bundle threshold as annotations). Segmenters: nuclei.geojson + nuclei.csv.
-    An unreadable slide is named and the others go on (exit 2 at the end; --on-bad-file error stops)."""
+    """Run BUNDLE over whole slides, one folder per slide. Classifiers: tissue tiles at the bundle's
+    scale → tiles.csv, heatmap.tif/.npy, overlay.png, summary.json and slide.geojson (tiles as QuPath
+    detections, regions over the bundle threshold as annotations). Segmenters: nuclei.geojson +
+    nuclei.csv. A slide that fails is listed in failed_slides.csv and the others go on (exit 2 at the
+    end; --on-bad-file error stops at the first)."""
     from medattn.bundle import load_bundle
     from medattn.errors import DataError
     from medattn.extras import require_extra
-    from medattn.infer.slide import SlideOptions, run_slide
+    from medattn.infer.cohort import CohortOptions, parse_shard, run_cohort, slide_items
 
     require_extra("slide", [("openslide", "tiffslide"), "shapely"], "medattn slide")
     stop = on_bad_file_mode(on_bad_file) == "error"
-    pred = load_bundle(bundle, device=device)
-    failed: list[str] = []
-    for s in slides:
-        opts = SlideOptions(out=out / s.stem, mpp=mpp, model_mpp=model_mpp, min_tissue=min_tissue,
-                            tissue_method=tissue_method, batch_size=batch_size, workers=workers, resume=resume,
-                            top_k=top_k, region=region, block=block, cam=cam, progress=Progress(s.name))
-        try:
-            res = run_slide(pred, s, opts)
-        except DataError as exc:  # an unreadable slide does not stop the others
-            if len(slides) == 1 or stop:
-                raise
-            failed.append(s.name)
-            typer.echo(f"error: {exc}", err=True)
-            continue
-        if res.get("task") == "segmentation":
-            typer.echo(f"{s.name}: {res['nuclei']} nuclei in {res['blocks']} blocks -> {opts.out / 'nuclei.geojson'} "
-                       f"({res['timings']['total_s']:.1f}s)")
+    kw = {"mpp": mpp, "model_mpp": model_mpp, "min_tissue": min_tissue, "tissue_method": tissue_method,
+          "batch_size": batch_size, "workers": workers, "top_k": top_k, "region": region, "block": block,
+          "cam": cam}
+    shard_kn = parse_shard(shard)
+    items = slide_items(slides, exclude=out)
+
+    def show(r: dict) -> None:
+        name = r["slide"]
+        if r["status"] == "failed":
+            typer.echo(f"error: {name} ({r['path']}): {r['error']}", err=True)
+            if stop:
+                raise DataError(f"slide {name} failed ({r['error']}); --on-bad-file error stops here "
+                                "(--on-bad-file skip records it and goes on)")
+        elif r["status"] == "skipped":
+            typer.echo(f"{name}: finished in an earlier run, skipped ({out / name})")
+        elif "nuclei" in r:
+            typer.echo(f"{name}: {r['nuclei']} nuclei in {r['blocks']} blocks -> {out / name} ({r['seconds']:.1f}s)")
         else:
-            typer.echo(f"{s.name}: {res['tiles_predicted']} tissue tiles, {res['positive_tiles']} over "
-                       f"{res['threshold']:.3g} ({100 * res['positive_fraction']:.1f}%), max "
-                       f"{res['max_probability'] if res['max_probability'] is not None else float('nan'):.3f} -> "
-                       f"{opts.out} ({res['timings']['total_s']:.1f}s)")
+            mx = r["max"] if r["max"] is not None else float("nan")
+            typer.echo(f"{name}: {r['tiles']} tissue tiles, {100 * r['tumour_fraction']:.1f}% over the threshold, "
+                       f"max {mx:.3f} -> {out / name} ({r['seconds']:.1f}s)"
+                       + (f"; warnings: {'; '.join(json.loads(r['warnings']))}" if r["warnings"] else ""))
+
+    opts = CohortOptions(out=out, slide=kw, shard=shard_kn, engine=engine, address=address,
+                         cpus_per_slide=cpus_per_slide, gpus_per_slide=gpus_per_slide, device=device,
+                         progress=lambda it: Progress(it.slide), on_row=show)
+    pred = load_bundle(bundle, device=device)
+    res = run_cohort(bundle, items, opts, predictor=pred)
+    n = {s: sum(r["status"] == s for r in res["rows"]) for s in ("ok", "skipped", "failed")}
+    part = f" (shard {shard}: {res['selected']} of {res['total']} slides)" if shard else ""
+    typer.echo(f"cohort{part}: {n['ok']} done, {n['skipped']} skipped, {n['failed']} failed -> {res['table']}")
+    if n["failed"]:
+        raise DataError(f"{n['failed']} of {res['selected']} slides failed; they are listed in {res['failed_table']} "
+                        "(rerun the same command to retry them)")
+
+
+def slide_merge(
+    out: Annotated[Path, typer.Argument(help="The --out folder of the shards (OUT/shards/cohort-K-of-N.csv).")],
+) -> None:
+    """Join the shard tables of `medattn slide --shard K/N --out OUT` into OUT/cohort.csv and
+    OUT/failed_slides.csv (exit 2 when a slide failed)."""
+    from medattn.errors import DataError
+    from medattn.infer.cohort import merge_shards
+
+    res = merge_shards(out)
+    failed = [r for r in res["rows"] if r["status"] == "failed"]
+    typer.echo(f"merged {res['shards']} shards: {len(res['rows'])} slides, {len(failed)} failed -> {res['table']}")
     if failed:
-        raise DataError(f"{len(failed)} of {len(slides)} slides could not be read: {', '.join(failed)}")
+        raise DataError(f"{len(failed)} slides failed ({', '.join(r['slide'] for r in failed[:5])}"
+                        f"{', …' if len(failed) > 5 else ''}); they are listed in {res['failed_table']}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
     app.command("predict")(predict)
     app.command("slide")(slide)
+    app.command("slide-merge")(slide_merge)

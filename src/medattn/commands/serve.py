@@ -29,8 +29,14 @@ def serve(
     max_batch: Annotated[int, typer.Option(min=1, help="Largest micro-batch.")] = 16,
     max_wait_ms: Annotated[float, typer.Option(min=0.0, help="Longest wait for a micro-batch to fill, ms.")] = 5.0,
     device: Device = None,
+    slide_root: Annotated[Path | None, typer.Option(help="Serve slide jobs (POST /v1/slides) on slides under this "
+                                                         "folder only.")] = None,
+    slide_out: Annotated[Path, typer.Option(help="Folder of the slide jobs (kept across restarts; unfinished jobs "
+                                                 "resume).")] = Path("slide-jobs"),
+    max_slide_jobs: Annotated[int, typer.Option(min=1, help="Most slide jobs waiting to run (503 beyond).")] = 8,
 ) -> None:
-    """Serve BUNDLE: REST API under /v1, health at /healthz and /readyz, dashboard at /."""
+    """Serve BUNDLE: REST API under /v1, health at /healthz and /readyz, dashboard at /; with
+    --slide-root, slide jobs under /v1/slides."""
     from medattn.errors import ConfigError
     from medattn.extras import require_extra
 
@@ -50,8 +56,9 @@ def serve(
 
     limits = Limits(max_upload_bytes=int(max_upload_mb * (1 << 20)), max_files=max_files,
                     max_pixels=int(max_megapixels * 1e6))
+    jobs = None if slide_root is None else {"slide_root": slide_root, "out_root": slide_out, "max_queue": max_slide_jobs}
     app = create_app(bundle, api_key=key, limits=limits, ui=ui, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     device=device)
+                     device=device, slide_jobs=jobs)
     if host not in ("127.0.0.1", "localhost", "::1") and not key:
         typer.echo(f"warning: serving on {host} without an API key; anyone who can reach it can use it", err=True)
     typer.echo(f"serving {bundle} on http://{host}:{port} (API docs at /docs)")

@@ -36,13 +36,15 @@ def _manifest(csv_path: Path) -> list[Path]:
     return out
 
 
-def resolve_inputs(inputs: list[str]) -> list[Path]:
+def resolve_inputs(inputs: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+                   kind: str = "image files") -> list[Path]:
     """Every image named by ``inputs``, in order and without duplicates.
 
     A folder contributes its images recursively (sorted; by file suffix), a glob its matches,
     a ``.csv`` file the rows of its path column, any other file itself (its content decides later
     whether it is an image). Manifest rows that do not exist are kept, so they are reported as
-    unreadable rather than dropped.
+    unreadable rather than dropped. ``suffixes`` and ``kind`` (in messages) name what a folder
+    contributes (``medattn slide``: whole-slide images).
 
     Raises:
         DataError: an input that names nothing, or no images at all.
@@ -51,9 +53,9 @@ def resolve_inputs(inputs: list[str]) -> list[Path]:
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            hits = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            hits = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in suffixes)
             if not hits:
-                raise DataError(f"folder '{p}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                raise DataError(f"folder '{p}' holds no {kind} ({', '.join(suffixes)})")
             found += hits
         elif p.is_file() and p.suffix.lower() == ".csv":
             found += _manifest(p)
@@ -65,7 +67,7 @@ def resolve_inputs(inputs: list[str]) -> list[Path]:
                 raise DataError(f"pattern '{raw}' matches no file")
             found += hits
         else:
-            raise DataError(f"input '{raw}' not found; give image files, folders, globs or a CSV manifest")
+            raise DataError(f"input '{raw}' not found; give {kind} as files, folders, globs or a CSV manifest")
     seen: set[str] = set()
     out = []
     for f in found:
@@ -74,7 +76,7 @@ def resolve_inputs(inputs: list[str]) -> list[Path]:
             seen.add(key)
             out.append(f)
     if not out:
-        raise DataError("no input images; give image files, folders, globs or a CSV manifest")
+        raise DataError(f"no input {kind}; give them as files, folders, globs or a CSV manifest")
     return out
 
 

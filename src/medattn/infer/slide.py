@@ -25,7 +25,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from medattn.errors import ConfigError
 from medattn.infer.records import ResultLog
-from medattn.infer.slide_io import SlideReader, choose_level, model_mpp, open_slide, tissue_overview
+from medattn.infer.slide_io import (
+    TILE_ERRORS,
+    SlideReader,
+    choose_level,
+    model_mpp,
+    open_slide,
+    tissue_overview,
+)
 from medattn.infer.tissue import tile_tissue_fraction
 
 __all__ = ["SlideOptions", "TilePlan", "plan_tiles", "RegionDataset", "run_slide"]
@@ -134,7 +141,7 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
         from medattn.infer.slide_seg import run_slide_segmentation
 
         return run_slide_segmentation(predictor, slide, opts)
-    reader = open_slide(slide)
+    reader = open_slide(slide, tile_errors=Path(opts.out) / TILE_ERRORS)
     h, w = predictor.input_hw
     if h != w:
         raise ConfigError(f"slides need a square model input, the bundle's is {h}×{w}")

@@ -1,6 +1,7 @@
 """Slide outputs, all derived from ``tiles.csv`` and written atomically.
 
-``heatmap.npy`` / ``heatmap.tif`` (tile-resolution score, NaN where no tissue; the TIFF carries its
+Tiles the reader could not decode (``tile_errors.jsonl``) are marked ``read_error`` in
+``tiles.csv`` and left out of everything else. ``heatmap.npy`` / ``heatmap.tif`` (tile-resolution score, NaN where no tissue; the TIFF carries its
 resolution in pixels per cm and the µm per heatmap pixel in its description), ``overlay.png``
 (thumbnail + heatmap + colour bar with the threshold in cyan), ``summary.json`` and ``slide.geojson`` (tiles as QuPath
 detections, regions at the bundle threshold as annotations).
@@ -106,6 +107,51 @@ def _geojson(predictor: Any, tiles: Any, plan: Any, threshold: float, path: Path
     return len(regions)
 
 
+def _mark_read_errors(out: Path, slide: str) -> tuple[int, list[str]]:
+    """Tiles the reader could not decode (its ``tile_errors.jsonl``) get ``status`` ``read_error``
+    and no score in ``tiles.csv`` (rewritten atomically; the others get ``ok``), so the heatmap,
+    GeoJSON and scores leave them out. Returns ``(count, warnings)``.
+
+    Raises:
+        DataError: no tile of the slide could be decoded.
+    """
+    import csv
+
+    from medattn.errors import DataError
+    from medattn.infer.records import read_rows
+    from medattn.infer.slide_io import TILE_ERRORS, read_tile_errors
+
+    errors = {(int(e["x"]), int(e["y"])): e["error"] for e in read_tile_errors(out / TILE_ERRORS)}
+    rows = read_rows(out / "tiles.csv")
+    if not errors or not rows:
+        return 0, []
+    bad: list[str] = []
+    for r in rows:
+        if (int(float(r["x"])), int(float(r["y"]))) in errors and r.get("status") != "ok":
+            r["status"] = "read_error"
+            bad.append(r["tile"])
+            for c in r:
+                if c == "score" or c.startswith("prob_"):
+                    r[c] = ""
+        else:
+            r["status"] = r.get("status") or "ok"
+    bad = sorted(set(bad), key=lambda t: tuple(int(v) for v in t.split("_")))
+    if len(bad) == len({r["tile"] for r in rows}):
+        first = next(iter(errors.values()))
+        raise DataError(f"slide '{slide}' is damaged: none of its {len(bad)} tissue tiles could be decoded "
+                        f"(first error: {first})")
+    cols = list(rows[0])
+    with atomic_path(out / "tiles.csv") as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            w = csv.DictWriter(fh, cols, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+    shown = ", ".join(bad[:5]) + (", …" if len(bad) > 5 else "")
+    first = next(iter(errors.values()))
+    return len(bad), [f"{len(bad)} tiles could not be decoded ({shown}; {first}); they are marked read_error in "
+                      "tiles.csv and left out of the heatmap and scores"]
+
+
 def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb: np.ndarray, mask: np.ndarray,
                         mscale: float, *, n_grid: int, n_tissue: int, n_new: int, t_start: float) -> dict[str, Any]:
     """Write every output of a classified slide from its ``tiles.csv``; returns the summary."""
@@ -115,13 +161,18 @@ def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb
 
     t0 = time.perf_counter()
     out = Path(opts.out)
+    n_bad, warnings = _mark_read_errors(out, reader.path)
     tiles = pd.DataFrame(read_rows(out / "tiles.csv"))
     if len(tiles):
         tiles = tiles.drop_duplicates("tile", keep="last")
+        if "status" in tiles:
+            tiles = tiles[tiles["status"].isin(["ok", ""])]
         for c in ("row", "col"):
             tiles[c] = tiles[c].astype(int)
         for c in ("x", "y", "score"):
             tiles[c] = tiles[c].astype(float)
+    if n_tissue == 0:
+        warnings.append(f"no tissue tiles (min_tissue {opts.min_tissue:g}, {opts.tissue_method} tissue detection)")
     grid = heatmap_grid(tiles, plan.rows, plan.cols)
     threshold = float(predictor.threshold) if predictor.task == "binary" else 0.5
     um_tile = plan.tile_l0 * plan.slide_mpp
@@ -153,7 +204,8 @@ def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb
         "positive_fraction": pos / len(scores) if len(scores) else 0.0,
         "max_probability": float(scores.max()) if len(scores) else None,
         f"top{opts.top_k}_mean_probability": float(np.sort(scores)[-k:].mean()) if k else None,
-        "regions": n_regions, "bundle": getattr(predictor, "source", ""),
+        "regions": n_regions, "tiles_read_error": n_bad, "warnings": warnings,
+        "bundle": getattr(predictor, "source", ""),
         "timings": {k2: round(v, 3) for k2, v in opts.timings.items()},
         "outputs": ["tiles.csv", "heatmap.npy", "heatmap.tif", "overlay.png", "slide.geojson", "summary.json"],
     }

@@ -67,6 +67,7 @@ def create_app(
     max_batch: int = 16,
     max_wait_ms: float = 5.0,
     device: str | None = None,
+    slide_jobs: dict[str, Any] | None = None,
 ) -> FastAPI:
     """Build the app serving ``bundle_path``.
 
@@ -79,6 +80,8 @@ def create_app(
         max_batch: largest micro-batch.
         max_wait_ms: longest time a request waits for others to share its batch.
         device: torch device (default CUDA when present, else CPU).
+        slide_jobs: keyword arguments of :class:`medattn.serve.slides.SlideJobs` (``slide_root``,
+            ``out_root``, ``max_queue``): serve ``/v1/slides`` (default: not served).
     """
     lim = limits or Limits()
     predictor = load_bundle(bundle_path, device=device, max_pixels=lim.max_pixels)
@@ -249,6 +252,11 @@ def create_app(
             body.update(box=res["box"], branches=res["branches"])
         return JSONResponse(body)
 
+    if slide_jobs is not None:
+        from medattn.serve.slides import SlideJobs, slide_router
+
+        app.state.slide_jobs = SlideJobs(predictor, **slide_jobs)
+        app.include_router(slide_router(app.state.slide_jobs, [Depends(require_key)]))
     if ui is None or ui:
         from medattn.serve.ui import mount_ui
 
