@@ -1,0 +1,28 @@
+"""Model bundles: the file format (:mod:`.format`, the only writer of ``bundle.json``) and the
+predictor (:mod:`.predictor`, the one inference entry)."""
+
+from __future__ import annotations
+
+from medattn.bundle.format import (
+    BUNDLE_FORMAT,
+    TASKS,
+    read_bundle_files,
+    save_bundle,
+    write_bundle_json,
+)
+from medattn.bundle.predictor import Predictor, Prepared, load_bundle, main_output
+from medattn.decode import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_FORMATS,
+    ImageTooLargeError,
+    UnsupportedImageError,
+    read_dicom,
+    read_image,
+    sniff_format,
+)
+
+__all__ = [
+    "save_bundle", "load_bundle", "read_bundle_files", "write_bundle_json", "Predictor", "Prepared",
+    "BUNDLE_FORMAT", "TASKS", "IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "UnsupportedImageError",
+    "sniff_format", "read_image", "read_dicom", "main_output",
+]
