@@ -120,3 +120,29 @@ def test_segmentation_instances_objects_and_geojson(tmp_path: Path, dark_segment
         g = shapely.geometry.shape(f["geometry"])
         assert g.is_valid and f["properties"]["objectType"] == "detection"
         assert g.area == pytest.approx(areas[f["properties"]["id_in_mask"] - 1], rel=0.15)
+
+
+def test_readable_overlays_for_tiled_and_segmentation_predictions(tmp_path: Path, dark_classifier,
+                                                                  dark_segmenter) -> None:
+    """A person reads the pictures: the tiled heatmap lies over the image (hot where the dark tile
+    is) with a colour bar and a labelled threshold; segmentation gets contours over the image."""
+    big = np.full((120, 260, 3), 230, np.uint8)
+    big[50:100, 150:200] = 40
+    Image.fromarray(big).save(tmp_path / "big.png")
+    run_predict(dark_classifier, [str(tmp_path / "big.png")], PredictOptions(out=tmp_path / "c"))
+    row = read_rows(tmp_path / "c" / "predictions.csv")[0]
+    hm = np.asarray(Image.open(tmp_path / "c" / row["heatmap"]).convert("RGB")).astype(int)
+    k = 400 / 260  # small images are enlarged to 400 px on their longer side
+    assert hm.shape[1] > 400 and hm.shape[0] >= int(120 * k)  # the image plus a colour bar beside it
+    top = 22
+    dark = hm[top + int(75 * k), int(175 * k)]  # the dark tile: high probability, bright inferno
+    light = hm[top + int(20 * k), int(30 * k)]  # a light tile: low probability, dark purple tint
+    assert dark.sum() > light.sum() + 100
+    assert (hm[top:, int(400 + 20):int(400 + 38)].std() > 20)  # the colour bar is drawn
+    centres = [(30, 30), (30, 90), (100, 40)]
+    Image.fromarray(disc_image(130, 130, centres, r=9)).save(tmp_path / "field.png")
+    run_predict(dark_segmenter, [str(tmp_path / "field.png")], PredictOptions(out=tmp_path / "s"))
+    srow = read_rows(tmp_path / "s" / "predictions.csv")[0]
+    ov = np.asarray(Image.open(tmp_path / "s" / srow["overlay"]).convert("RGB"))
+    assert ov.shape[1] >= 400 and ov.shape[0] > 400  # enlarged, title bar on top
+    assert "predicted_label" not in srow and srow["objects"] == "3"

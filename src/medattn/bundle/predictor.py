@@ -265,8 +265,9 @@ class Predictor:
             from medattn.infer.tiling import aggregate_tiles, tile_grid
 
             agg, score = aggregate_tiles(self.task, np.asarray(probs))
-            out = {**base, **self.format_probs(agg), "tiles": len(score), "tile_max": float(score.max()),
-                   "tile_mean": float(score.mean()), "tile_scores": tile_grid(prepared.boxes or [], score)}
+            out = {**base, **self.format_probs(agg), "tiles": len(score), "tile_size": int(prepared.x.shape[-1]),
+                   "tile_max": float(score.max()), "tile_mean": float(score.mean()),
+                   "tile_scores": tile_grid(prepared.boxes or [], score)}
             if trust:
                 out.update(assess_tiles(self, img, prepared.x, np.asarray(probs), alpha=alpha, method=method))
             return out
@@ -278,7 +279,7 @@ class Predictor:
 
     def infer(self, items: Sequence[Any] | Any, *, tile: bool | None = None, alpha: float | None = None,
               method: str | None = None, mc_samples: int = 0, trust: bool = True, batch_size: int = 16,
-              errors: str = "raise") -> list[dict[str, Any]]:
+              errors: str = "raise", keep_image: bool = False) -> list[dict[str, Any]]:
         """The one inference entry: decode, apply the large-input rule, prepare, run, decide, check.
 
         ``medattn predict``, ``evaluate``, ``explain``, ``slide`` (per region), ``POST /v1/predict``,
@@ -295,6 +296,8 @@ class Predictor:
             batch_size: images (or tiles) per forward pass.
             errors: ``raise`` (default) or ``return``: an input that cannot be read or is refused gets
                 ``{"error": message}`` in its place and the others go on.
+            keep_image: add the decoded image (``image``, a ``uint8`` array) to each answer, for doors
+                that draw on it.
 
         Returns:
             One answer per input, in order (see :meth:`conclude`).
@@ -331,6 +334,8 @@ class Predictor:
                 continue
             pr = probs[i] if i in probs else self.forward(p, batch_size)
             out.append(self.conclude(p, pr, alpha=alpha, method=method, mc_samples=mc_samples, trust=trust))
+            if keep_image:
+                out[-1]["image"] = p.image
         return out
 
     @property

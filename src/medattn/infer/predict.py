@@ -49,25 +49,32 @@ class PredictOptions:
     """Extra keyword arguments of ``predictor.predict`` (e.g. ``alpha`` of conformal sets)."""
 
 
-def _heatmap_png(grid: np.ndarray, path: Path) -> None:
-    """Tile probabilities as a small colour PNG (viridis, each tile ≥ 16 px)."""
-    from matplotlib import colormaps
-    from PIL import Image
+def _tile_heat(image: np.ndarray, grid: np.ndarray, window: int) -> np.ndarray:
+    """Per-pixel tile scores of an image tiled by :func:`medattn.infer.tiling.image_tiles` (the last
+    row and column are shifted inwards: later tiles cover the overlap, as they were read)."""
+    from medattn.infer.tiling import tile_starts
 
-    from medattn.io import atomic_path
+    h, w = image.shape[:2]
+    heat = np.full((max(h, window), max(w, window)), np.nan, np.float32)
+    for i, y0 in enumerate(tile_starts(heat.shape[0], window, 0)):
+        for j, x0 in enumerate(tile_starts(heat.shape[1], window, 0)):
+            heat[y0:y0 + window, x0:x0 + window] = grid[i, j]
+    return heat[:h, :w]
 
-    rgb = (colormaps["viridis"](np.clip(np.nan_to_num(grid), 0, 1))[..., :3] * 255).astype(np.uint8)
-    k = max(1, int(np.ceil(16 / max(1, min(grid.shape)))))
-    img = Image.fromarray(np.kron(rgb, np.ones((k, k, 1), np.uint8)))
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
 
+def _classification_row(predictor: Any, res: dict[str, Any], name: str, opts: PredictOptions) -> dict[str, Any]:
+    grid, image = res.pop("tile_scores", None), res.pop("image", None)
+    if grid is not None and image is not None:
+        from medattn.infer.overlays import write_overlay
 
-def _classification_row(res: dict[str, Any], name: str, opts: PredictOptions) -> dict[str, Any]:
-    grid = res.pop("tile_scores", None)
-    if grid is not None:
+        heat = _tile_heat(image, np.asarray(grid), int(res["tile_size"]))
+        k = max(1, int(np.ceil(max(heat.shape) / 1200)))
+        small = heat[::k, ::k]
         hm = opts.out / "heatmaps" / f"{name}.png"
-        _heatmap_png(np.asarray(grid), hm)
+        th = float(res.get("threshold", 0.5))
+        what = predictor.class_names[-1] if predictor.task == "binary" else "not " + predictor.class_names[0]
+        write_overlay(hm, image, small, (0, image.shape[1], image.shape[0], 0), th,
+                      f"{name}: P({what}) per {res['tile_size']} px tile", um_per_px=res.get("mpp"))
         res["heatmap"] = hm.relative_to(opts.out).as_posix()
     return flatten_result(res)
 
@@ -82,7 +89,7 @@ def _segmentation_row(predictor: Any, res: dict[str, Any], name: str, opts: Pred
     )
     from medattn.io import atomic_write_text
 
-    probs, labels = res.pop("probability_map"), res.pop("instance_labels")
+    probs, labels, image = res.pop("probability_map"), res.pop("instance_labels"), res.pop("image", None)
     names = semantic_classes(predictor, probs.shape[0])
     objs = object_table(labels, probs, class_names=names)
     mask = save_label_image(labels, opts.out / "masks" / f"{name}.png")
@@ -97,6 +104,12 @@ def _segmentation_row(predictor: Any, res: dict[str, Any], name: str, opts: Pred
              for r in objs if r["id"] in polys]
     gj = write_geojson(opts.out / "geojson" / f"{name}.geojson", feats)
     res.pop("mask_shape", None)
+    if image is not None:
+        from medattn.infer.overlays import write_instance_overlay
+
+        ov = opts.out / "overlays" / f"{name}.png"
+        write_instance_overlay(ov, image, labels, name, um_per_px=res.get("mpp"))
+        res["overlay"] = ov.relative_to(opts.out).as_posix()
     res.update(objects=len(objs), foreground_fraction=float((labels > 0).mean()),
                mask=mask.relative_to(opts.out).as_posix(), objects_csv=ocsv.relative_to(opts.out).as_posix(),
                geojson=gj.relative_to(opts.out).as_posix())
@@ -133,7 +146,7 @@ def run_predict(predictor: Any, inputs: list[str], opts: PredictOptions) -> dict
     for i in range(0, len(todo), step):
         chunk = todo[i:i + step]
         results = predictor.infer([p for p, _ in chunk], tile=opts.tile, batch_size=opts.batch_size,
-                                  errors="return", **opts.predict_kwargs)
+                                  errors="return", keep_image=True, **opts.predict_kwargs)
         rows = []
         for (path, name), res in zip(chunk, results, strict=True):
             if "error" in res:
@@ -142,7 +155,8 @@ def run_predict(predictor: Any, inputs: list[str], opts: PredictOptions) -> dict
                     raise DataError(why + ("" if "--on-bad-file" in why else " (--on-bad-file skip lists it and goes on)"))
                 bad_log.write([{"path": str(path), "error": why}])
                 continue
-            row = _segmentation_row(predictor, res, name, opts) if seg else _classification_row(res, name, opts)
+            row = (_segmentation_row(predictor, res, name, opts) if seg
+                   else _classification_row(predictor, res, name, opts))
             rows.append({"path": str(path), **row})
         if rows:
             log.write(rows)

@@ -157,7 +157,7 @@ def response_fields(answer: dict[str, Any]) -> dict[str, Any]:
 
     out = {}
     for k, v in answer.items():
-        if k in ("probability_map", "instance_labels"):
+        if k in ("probability_map", "instance_labels", "image"):
             continue
         out[k] = np.round(np.nan_to_num(v, nan=-1.0), 6).tolist() if isinstance(v, np.ndarray) else v
     return out

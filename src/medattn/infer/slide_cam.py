@@ -61,7 +61,7 @@ class CamStitcher:
 
     def write_png(self, thumb: np.ndarray, extent: tuple[float, float, float, float], title: str) -> Path:
         """``cam.png`` next to ``cam.npy``: the CAM over the thumbnail."""
-        from medattn.infer.slide_outputs import write_overlay
+        from medattn.infer.overlays import write_overlay
 
         png = self.path.with_suffix(".png")
         write_overlay(png, thumb, np.asarray(self.map, dtype=np.float32), extent, threshold=0.5, title=title)

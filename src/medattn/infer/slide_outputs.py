@@ -18,7 +18,7 @@ import numpy as np
 
 from medattn.io import atomic_path, atomic_write_json
 
-__all__ = ["write_slide_outputs", "heatmap_grid", "write_heatmap_tif", "write_overlay"]
+__all__ = ["write_slide_outputs", "heatmap_grid", "write_heatmap_tif"]
 
 
 def heatmap_grid(tiles: Any, rows: int, cols: int) -> np.ndarray:
@@ -41,41 +41,6 @@ def write_heatmap_tif(path: Path, grid: np.ndarray, um_per_px: float, origin: tu
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, grid.astype(np.float32), description=desc, resolution=(px_per_cm, px_per_cm),
                          resolutionunit="CENTIMETER", metadata=None)
-
-
-def write_overlay(path: Path, thumb: np.ndarray, grid: np.ndarray, extent: tuple[float, float, float, float],
-                  threshold: float, title: str, max_px: int = 1200) -> None:
-    """PNG of the thumbnail with the heatmap over it (transparent where NaN), a colour bar with
-    the threshold marked, and a title. Drawn with Pillow (no figure machinery: it is fast)."""
-    from matplotlib import colormaps
-    from PIL import Image, ImageDraw
-
-    h, w = thumb.shape[:2]
-    k = min(1.0, max_px / max(h, w))
-    W, H = max(1, int(w * k)), max(1, int(h * k))
-    base = Image.fromarray(thumb).convert("RGB").resize((W, H), Image.Resampling.BILINEAR)
-    x0, x1, y1, y0 = (v * k for v in extent)
-    gw, gh = max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0)))
-    rgba = (colormaps["inferno"](np.nan_to_num(np.clip(grid, 0, 1), nan=0.0)) * 255).astype(np.uint8)
-    rgba[..., 3] = np.where(np.isfinite(grid), 150, 0)
-    heat = Image.fromarray(rgba, "RGBA").resize((gw, gh), Image.Resampling.NEAREST)
-    base.paste(heat, (int(round(x0)), int(round(y0))), heat)
-    bar_w, pad, top = 18, 40, 22
-    canvas = Image.new("RGB", (W + bar_w + 2 * pad + 10, H + top + 6), "white")
-    canvas.paste(base, (0, top))
-    d = ImageDraw.Draw(canvas)
-    d.text((4, 4), title, fill="black")
-    bx = W + pad // 2
-    lut = (colormaps["inferno"](np.linspace(1, 0, max(H, 2)))[:, :3] * 255).astype(np.uint8)
-    canvas.paste(Image.fromarray(np.repeat(lut[:, None, :], bar_w, 1)), (bx, top))
-    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = top + int((1 - v) * (H - 1))
-        d.line([(bx + bar_w, y), (bx + bar_w + 4, y)], fill="black")
-        d.text((bx + bar_w + 6, max(top, y - 6)), f"{v:.2f}", fill="black")
-    ty = top + int((1 - float(np.clip(threshold, 0, 1))) * (H - 1))
-    d.line([(bx - 3, ty), (bx + bar_w + 3, ty)], fill=(0, 200, 255), width=2)
-    with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
 
 
 def _geojson(predictor: Any, tiles: Any, plan: Any, threshold: float, path: Path) -> int:
@@ -183,8 +148,11 @@ def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb
     ox, oy = plan.origin
     extent = (ox / mscale, (ox + plan.cols * plan.tile_l0) / mscale, (oy + plan.rows * plan.tile_l0) / mscale,
               oy / mscale)
+    from medattn.infer.overlays import write_overlay
+
     write_overlay(out / "overlay.png", thumb, grid, extent, threshold,
-                  f"{Path(reader.path).name}: P({predictor.class_names[-1]}) per {um_tile:.0f} um tile")
+                  f"{Path(reader.path).name}: P({predictor.class_names[-1]}) per {um_tile:.0f} µm tile",
+                  um_per_px=mscale * plan.slide_mpp)
     n_regions = _geojson(predictor, tiles, plan, threshold, out / "slide.geojson") if len(tiles) else 0
     scores = tiles["score"].to_numpy(float) if len(tiles) else np.zeros(0)
     k = min(opts.top_k, len(scores))
