@@ -1,9 +1,10 @@
 """Benchmark: an assembled IDC slide through ``medattn slide`` — does stitching keep the AUROC?
 
 One patient's real 50×50 IDC patches (``../shared/data/breast_idc``) are put back at the x, y of
-their names into an Aperio-style pyramid (4 µm/px). A small patch CNN is trained for a few epochs
-on the *other* patients' patches, then (a) scores the patient's patch files directly and (b) runs
-through ``medattn slide`` on the assembled slide. The AUROC of the stitched heatmap at the patch
+their names into an Aperio-style pyramid (4 µm/px). The shipped ``idc-cpu`` recipe is trained (the
+one training path, ``medattn train``) for a few epochs on the *other* patients' patches, then its
+bundle (a) scores the patient's patch files directly and (b) runs through ``medattn slide`` on the
+assembled slide. The AUROC of the stitched heatmap at the patch
 positions should equal the patch AUROC. Writes ``overlay_vs_truth.png`` (heatmap overlay beside the
 true tumour tiles) under ``--out`` and its section of docs/benchmarks.md. Skips without the data.
 
@@ -27,36 +28,27 @@ from _doc import replace_section  # noqa: E402
 
 HEADING = "## Whole slides: assembled IDC slide, heatmap AUROC vs patch AUROC (slide_idc_overlay.py)"
 DATA = ROOT.parent / "shared" / "data" / "breast_idc"
-MEAN, STD = [0.8, 0.6, 0.75], [0.15, 0.2, 0.15]
 
 
-def _load(path: Path) -> np.ndarray:
-    from PIL import Image
+def _train(patient: str, epochs: int, out: Path) -> Path:
+    """Train the shipped ``idc-cpu`` recipe (the one training path) on every patient but ``patient``
+    (a folder of links to the other patients' folders), as a final model; returns its bundle."""
+    from medattn.engine.runner import train_run
 
-    return np.asarray(Image.open(path).convert("RGB").resize((48, 48), Image.Resampling.BILINEAR))
+    others = out / "train_data"
+    if others.exists():
+        import shutil
 
-
-def _train(files: list[Path], labels: list[int], epochs: int) -> torch.nn.Module:
-    from medattn.models import create_model
-
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    x = torch.tensor(np.stack([_load(f) for f in files])).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    y = torch.tensor(labels).float()
-    model = create_model("patch_cnn_baseline", num_classes=1, width=0.25)
-    opt = torch.optim.Adam(model.parameters(), 2e-3)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            xb, yb = x[perm[i:i + 64]], y[perm[i:i + 64]]
-            xb = torch.rot90(xb.flip(-1) if rng.random() < 0.5 else xb, int(rng.integers(4)), (2, 3))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(xb)[:, 0], yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+        shutil.rmtree(others)
+    others.mkdir(parents=True)
+    for d in sorted((DATA / "images").iterdir()):
+        if d.is_dir() and d.name != patient:
+            (others / d.name).symlink_to(d.resolve(), target_is_directory=True)
+    run = out / "run"
+    if not (run / "bundle" / "bundle.json").is_file():
+        train_run("idc-cpu", out=run, data=others,
+                  overrides=[f"trainer.max_epochs={epochs}", "data.split.test_fraction=0", "evaluation.n_boot=100"])
+    return run / "bundle"
 
 
 def _figure(overlay: Path, grid: np.ndarray, truth: list[dict], text: str, out: Path) -> None:
@@ -78,7 +70,7 @@ def _figure(overlay: Path, grid: np.ndarray, truth: list[dict], text: str, out: 
 def main() -> int:
     from sklearn.metrics import roc_auc_score
 
-    from medattn.bundle import Predictor
+    from medattn.bundle import load_bundle
     from medattn.infer.slide import SlideOptions, run_slide
     from medattn.infer.testslides import assemble_idc_slide
 
@@ -96,11 +88,8 @@ def main() -> int:
     rows = list(csv.DictReader(open(DATA / "labels.csv", encoding="utf-8")))
     files = {p.name: p for p in DATA.rglob("*.png")}
     train = [r for r in rows if r["patient_id"] != args.patient]
-    model = _train([files[r["filename"]] for r in train], [int(r["label"]) for r in train], args.epochs)
-    meta = {"task": "binary", "class_names": ["non-IDC", "IDC"], "input_size": 48, "in_chans": 3, "mean": MEAN,
-            "std": STD, "threshold": 0.5, "mpp": 4.0 * 50 / 48, "architecture": {"name": "patch_cnn_baseline"}}
-    pred = Predictor(model=model, meta=meta, device=torch.device("cpu"), source="in-memory patch CNN")
     args.out.mkdir(parents=True, exist_ok=True)
+    pred = load_bundle(_train(args.patient, args.epochs, args.out))
     slide, truth = assemble_idc_slide(DATA, args.patient, args.out / f"idc_{args.patient}.svs", mpp=4.0)
     s = run_slide(pred, slide, SlideOptions(out=args.out / "slide", workers=1, min_tissue=0.2))
     grid = np.load(args.out / "slide" / "heatmap.npy")
@@ -118,13 +107,14 @@ def main() -> int:
 Command: `.venv/bin/python benchmarks/slide_idc_overlay.py --patient {args.patient} --epochs {args.epochs}`
 ({time.perf_counter() - t0:.0f} s, CPU, {args.threads} thread). Patient {args.patient}'s {len(full)} full 50×50 patches
 ({sum(t['label'] for t in full)} IDC) assembled into a {s['dimensions'][0]}×{s['dimensions'][1]} px Aperio pyramid at 4 µm/px; a
-`patch_cnn_baseline` (width 0.25, 48 px) trained {args.epochs} epochs on the other {len({r['patient_id'] for r in train})}
-patients' {len(train)} patches. `medattn slide` found tissue in {len(cov)} of the {len(full)} patch positions
+bundle of the `idc-cpu` recipe (ResNet-18, 50 px) trained {args.epochs} epochs on the other
+{len({r['patient_id'] for r in train})} patients' {len(train)} patches (`medattn train idc-cpu --set
+trainer.max_epochs={args.epochs} --set data.split.test_fraction=0`). `medattn slide` found tissue in {len(cov)} of the {len(full)} patch positions
 (very pale, fatty patches are glass to Otsu) and predicted {s['tiles_predicted']} tiles in {s['timings']['total_s']:.1f} s.
 
 | on the same {len(cov)} patches | AUROC |
 |---|---|
-| patch files scored directly (`Predictor.predict`) | {patch_auc:.3f} |
+| patch files scored directly (`Predictor.infer`) | {patch_auc:.3f} |
 | stitched slide heatmap at the patch positions | {slide_auc:.3f} |
 
 The figure (`{fig.relative_to(ROOT) if fig.is_relative_to(ROOT) else fig}`, not committed: it shows patient data) puts
