@@ -284,7 +284,7 @@ def read_dicom(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_M
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
     except ImportError:
-        raise UnsupportedImageError("reading DICOM needs pydicom: pip install 'medattn[serve]'") from None
+        raise UnsupportedImageError("reading DICOM needs pydicom (a medattn dependency): pip install pydicom") from None
 
     data, label = _as_bytes(source, None, name)
     try:
