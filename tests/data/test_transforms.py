@@ -9,7 +9,6 @@ from medattn.data.transforms import (
     CytologyEnhance,
     HEDJitter,
     PairedTransform,
-    ToChannels,
     build_transforms,
 )
 
@@ -44,23 +43,23 @@ def test_hed_jitter_identity_at_zero_and_stays_in_range():
     assert torch.equal(HEDJitter()(m), m)
 
 
-def test_to_channels():
-    rgb = _img(3)
-    gray = ToChannels(1)(rgb)
-    ref = (0.2989 * rgb[0].float() + 0.587 * rgb[1].float() + 0.114 * rgb[2].float())
-    assert gray.shape == (1, 32, 32)
-    assert (gray[0].float() - ref).abs().max() <= 1.0
-    g = _img(1)
-    assert torch.equal(ToChannels(3)(g), g.expand(3, 32, 32))
-    rgba = _img(4)
-    assert torch.equal(ToChannels(3)(rgba), rgba[:3])
+def test_channels_follow_the_one_decoder_rule():
+    """A one-channel bundle sees the decoder's luminance (ITU-R 601), in training and at inference."""
+    from medattn.data.transforms import Preparation
+    from medattn.decode import as_image_array
 
-
-def test_grayscale_pipeline_with_one_channel_stats():
-    tf = build_transforms("cxr", train=True, size=24, mean=(0.5,), std=(0.25,), channels=1)
-    assert tf(_img(3, 40, 40)).shape == (1, 24, 24)
-    with pytest.raises(ValueError, match="one per channel"):
-        build_transforms("cxr", train=False, channels=1)
+    rgb = _img(3).permute(1, 2, 0).numpy()
+    prep = Preparation(size=24, mean=(0.5,), std=(0.25,), channels=1)
+    x = prep(rgb)
+    assert x.shape == (1, 24, 24)
+    lum = as_image_array(rgb, "L")
+    ref = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2] + 0.5).astype(np.uint8)
+    assert np.array_equal(lum, ref)
+    torch.testing.assert_close(x, prep(lum))  # an RGB image and its luminance are the same input
+    g = prep(lum[..., None].repeat(3, 2))  # a grey image stored as RGB
+    torch.testing.assert_close(g, x)
+    tf = build_transforms("cxr", train=True, size=24, mean=(0.5,), std=(0.25,))
+    assert tf(torch.from_numpy(lum)[None]).shape == (1, 24, 24)
 
 
 def test_cytology_enhance_denoises_and_equalises():

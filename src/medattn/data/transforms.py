@@ -14,7 +14,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 __all__ = [
-    "RandomRot90", "HEDJitter", "CytologyEnhance", "ToChannels", "build_transforms", "Preparation", "prepare",
+    "RandomRot90", "HEDJitter", "CytologyEnhance", "build_transforms", "Preparation", "prepare",
     "IMAGENET_MEAN", "IMAGENET_STD", "PairedTransform",
 ]
 
@@ -106,35 +106,6 @@ class CytologyEnhance(v2.Transform):
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
-class ToChannels(v2.Transform):
-    """Make an image have ``channels`` channels explicitly: RGB→gray by luminance, gray→RGB by
-    repetition, RGBA→RGB by dropping alpha. Masks pass unchanged."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
-        self.channels = channels
-
-    def transform(self, inpt: torch.Tensor, params: dict) -> torch.Tensor:  # noqa: D102
-        if isinstance(inpt, tv_tensors.Mask) or inpt.ndim < 3:
-            return inpt
-        c = inpt.shape[-3]
-        out = inpt
-        if c == 4:
-            out = out[..., :3, :, :]
-            c = 3
-        if c == 3 and self.channels == 1:
-            from torchvision.transforms.v2 import functional as TF
-
-            out = TF.rgb_to_grayscale(out.as_subclass(torch.Tensor), num_output_channels=1)
-        elif c == 1 and self.channels == 3:
-            out = out.expand(*out.shape[:-3], 3, *out.shape[-2:]).clone()
-        if out is inpt:
-            return inpt
-        return tv_tensors.wrap(out.as_subclass(torch.Tensor), like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
-
-
 class Contiguous(v2.Transform):
     """Make images contiguous ``C×H×W``: the uint8 antialiased resize rounds differently on a
     channels-last view than on a contiguous tensor, so every input gets one memory layout."""
@@ -170,7 +141,6 @@ def build_transforms(
     size: int | tuple[int, int] | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    channels: int | None = None,
     stain_jitter: bool = False,
     stain_range: tuple[float, float] = (0.05, 0.02),
     denoise: bool = False,
@@ -186,9 +156,9 @@ def build_transforms(
             ``none`` (resize + normalise only).
         train: include random augmentation.
         size: square output size, or ``(height, width)`` (``None`` keeps the input size).
-        mean, std: normalisation, stored with a bundle so inference matches training; their
-            length must match the output channels.
-        channels: force 1 (grayscale) or 3 (RGB) output channels; ``None`` keeps the input's.
+        mean, std: normalisation, stored with a bundle so inference matches training; one value
+            per channel of the input (grey images are decoded with one channel, by the decoder's
+            luminance rule, :func:`medattn.decode.read_image`).
         stain_jitter: histo only: add :class:`HEDJitter` in training.
         stain_range: ``(sigma, bias)`` of the HED jitter.
         denoise, clahe: cytology only: :class:`CytologyEnhance` steps.
@@ -197,12 +167,9 @@ def build_transforms(
     """
     if preset not in ("histo", "cytology", "cxr", "none"):
         raise ValueError(f"unknown transform preset '{preset}'; use histo, cytology, cxr or none")
-    if channels is not None and len(mean) != channels:
-        raise ValueError(f"mean has {len(mean)} values but channels={channels}; give one per channel")
-    ops: list[v2.Transform] = []
-    if channels is not None:
-        ops.append(ToChannels(channels))
-    ops += _deterministic_ops(preset, size, stain, denoise, clahe)
+    if len(mean) != len(std):
+        raise ValueError(f"mean has {len(mean)} values but std has {len(std)}; give one per channel")
+    ops: list[v2.Transform] = _deterministic_ops(preset, size, stain, denoise, clahe)
     if train and preset == "histo":
         ops += [
             v2.RandomHorizontalFlip(),
