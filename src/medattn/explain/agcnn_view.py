@@ -98,7 +98,9 @@ def agcnn_view(
         bx = boxes.float()
         side = int(getattr(model, "crop_size", min(size)))  # exactly what the local branch saw
         crops = crop_boxes(disp, bx.to(disp.dtype), side)
-        probs = {k: torch.sigmoid(v.float()).cpu().numpy() for k, v in (("global", g), ("local", loc), ("fusion", f))}
+        from medattn.models.outputs import probabilities
+
+        probs = {k: probabilities(v, "multilabel").cpu().numpy() for k, v in (("global", g), ("local", loc), ("fusion", f))}
     finally:
         model.train(was_training)
     out = []
