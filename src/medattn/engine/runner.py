@@ -21,6 +21,7 @@ from medattn.engine.config import (
     Recipe,
     apply_overrides,
     find_recipe,
+    override_recipe,
     parse_overrides,
     recipe_from_dict,
     recipe_to_yaml,
@@ -51,7 +52,7 @@ def resolve_recipe(ref: str | Path, overrides: list[str] | dict[str, Any] | None
     if smoke:
         raw = apply_overrides(raw, smoke_overrides(raw))
     ov = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
-    return recipe_from_dict(apply_overrides(raw, ov), source=f"recipe '{path.name}'")
+    return override_recipe(raw, ov, source=f"recipe '{path.name}'")
 
 
 def _data_root(recipe: Recipe, data: str | Path | None, run_dir: Path, smoke: bool) -> Path:
