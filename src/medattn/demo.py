@@ -142,7 +142,7 @@ def _train_one(name: str, cfg: DemoConfig, data: Path, root: Path, con: Any) -> 
         Image.fromarray(overlay(study["raw"][i], study["cams"][i])).save(cam_dir / f"test_pos_{i:03d}_gradcam.png")
     atomic_write_json(run / "localisation.json", study["scores"])
     stage = summary["stages"]["main"]
-    return {"metrics": doc["metrics"], "threshold": doc["thresholds"], "ece": doc["metrics"]["ece"]["value"],
+    return {"metrics": doc["metrics"], "threshold": doc["threshold"], "ece": doc["metrics"]["ece"]["value"],
             "localisation": study["scores"], "best_val_auroc": stage["best_val"], "epochs": stage["epochs"],
             "seconds": summary.get("seconds"), "run": str(run), "recipe": DEMO_RECIPES[name]}
 

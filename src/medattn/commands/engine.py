@@ -59,7 +59,10 @@ def register(app: typer.Typer) -> None:
         summary = train_run(recipe, out=resume or out, data=data, smoke=smoke, overrides=set_,
                             resume=resume is not None)
         if is_rank_zero() and "metrics" in summary:
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in list(summary["metrics"].items())[:6] if v == v)
+            from medattn.metrics.summary import headline_keys
+
+            m = {k: v for k, v in summary["metrics"].items() if v == v}
+            shown = ", ".join(f"{k} {m[k]:.3f}" for k in headline_keys(m))
             typer.echo(f"run {summary['run']}: {summary.get('evaluated_on', 'test')} {shown} "
                        f"({summary.get('seconds')} s)")
 
@@ -113,9 +116,11 @@ def register(app: typer.Typer) -> None:
         """Score a run or bundle: on its own split, or on EXTERNAL data (every item, the bundle's own
         validation-chosen threshold(s); nothing is re-fitted), writing metrics.json with CIs."""
         from medattn.engine.evaluate_cli import evaluate_path
+        from medattn.metrics.summary import headline_keys
 
         res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv, external=external)
-        shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(res["metrics"].items())[:6])
+        m = res["metrics"]
+        shown = ", ".join(f"{k} {m[k]['value']:.3f}" for k in headline_keys(m))
         where = f"external ({res['n_items']} items)" if res["external"] else split
         typer.echo(f"{where}: {shown} → {res['out']}")
 

@@ -26,7 +26,7 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
     is scored. External (``data`` differs from the training data, or ``external=True``): every item
     of ``data`` is scored (``split_csv`` may still select its ``test`` rows) with the bundle's own
     threshold(s), temperature and segmentation post-processing — nothing is chosen or fitted on the
-    new data — and ``metrics.json`` says ``"external": true``.
+    new data — and ``metrics.json`` says ``"split": "external"`` and ``"external": true``.
     """
     import yaml
 
@@ -148,7 +148,7 @@ def _external_record(path: Path, meta: dict[str, Any], data: str | Path, rd: Any
 
     doc = json.loads(path.read_text())
     trained = meta.get("training_data") or {}
-    doc.update(external=True, data=str(Path(data).resolve()), trained_on=trained.get("path"),
+    doc.update(split="external", external=True, data=str(Path(data).resolve()), trained_on=trained.get("path"),
                n_groups=doc.get("n_groups") or int(rd.table["group"].nunique()))
     if meta.get("validation_calibration"):
         doc["validation_calibration"] = meta["validation_calibration"]

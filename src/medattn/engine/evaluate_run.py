@@ -316,7 +316,7 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         prob_cols, header = [pt], [f"prob_{n}" for n in names]
     if kind == "multiclass" and view:
         doc["positive_view"] = view["record"]
-    doc["thresholds"] = thresholds
+    doc["threshold" if kind == "binary" else "thresholds"] = thresholds  # one number for binary
     doc["threshold_method"] = ("argmax" if kind == "multiclass" else
                                f"{ev.threshold} on validation" + (" (the bundle's)" if fixed is not None else ""))
     doc["metrics"] = _ci_block(res, gset)
