@@ -151,7 +151,7 @@ def _classify_batch(predictor: Any, items: list[tuple[Path, str, Any]], opts: Pr
 
 
 def _segment(predictor: Any, path: Path, name: str, img: Any, opts: PredictOptions) -> dict[str, Any]:
-    from medattn.infer.geojson import feature, instance_polygons, write_geojson
+    from medattn.infer.geojson import instance_polygons, nucleus_feature, write_geojson
     from medattn.infer.instances import (
         OBJECT_COLUMNS,
         instances_of,
@@ -167,7 +167,13 @@ def _segment(predictor: Any, path: Path, name: str, img: Any, opts: PredictOptio
     setting = postprocess_setting(predictor.meta, probs.shape[0])
     labels = instances_of(probs, setting)
     names = semantic_classes(predictor, probs.shape[0])
-    objs = object_table(labels, probs, class_names=names)
+    from medattn.infer.slide import model_mpp
+
+    try:  # µm measurements at the bundle's training scale, when it records one
+        mpp: float | None = model_mpp(predictor.meta, None)
+    except ConfigError:
+        mpp = None
+    objs = object_table(labels, probs, class_names=names, mpp=mpp, image=img)
     mask = save_label_image(labels, opts.out / "masks" / f"{name}.png")
     buf = io.StringIO()
     wr = csv.DictWriter(buf, fieldnames=list(OBJECT_COLUMNS), lineterminator="\n")
@@ -175,9 +181,7 @@ def _segment(predictor: Any, path: Path, name: str, img: Any, opts: PredictOptio
     wr.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in objs)
     ocsv = atomic_write_text(opts.out / "objects" / f"{name}.csv", buf.getvalue())
     polys = instance_polygons(labels)
-    feats = [feature(polys[r["id"]], "detection", r["class"] or "Nucleus",
-                     {"probability": r["mean_probability"], "area_px": r["area"]}, id_in_mask=r["id"])
-             for r in objs if r["id"] in polys]
+    feats = [nucleus_feature(polys[r["id"]], r, id_in_mask=r["id"]) for r in objs if r["id"] in polys]
     gj = write_geojson(opts.out / "geojson" / f"{name}.geojson", feats)
     W, H = img.size
     return {"path": str(path), "width": W, "height": H, "handling": f"tiled {window}px overlap {overlap}",
