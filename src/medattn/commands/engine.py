@@ -117,8 +117,10 @@ def register(app: typer.Typer) -> None:
         validation-chosen threshold(s); nothing is re-fitted), writing metrics.json with CIs."""
         from medattn.engine.evaluate_cli import evaluate_path
         from medattn.metrics.summary import headline_keys
+        from medattn.progress import reporting
 
-        res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv, external=external)
+        with reporting():
+            res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv, external=external)
         m = res["metrics"]
         shown = ", ".join(f"{k} {m[k]['value']:.3f}" for k in headline_keys(m))
         where = f"external ({res['n_items']} items)" if res["external"] else split

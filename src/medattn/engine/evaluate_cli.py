@@ -76,24 +76,31 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
 
         split_table = read_split_csv(split_csv)
     from medattn.io import ensure_dir
+    from medattn.progress import step
 
+    tta = ", 8-view test-time augmentation" if recipe.evaluation.tta else ""
     if external:
         recipe = _with_bundle_classes(recipe, pred.class_names, data)
-        rd = build_data(recipe, data, split_table, required=("test",), every_item=split_table is None)
+        with step(f"reading '{data}'"):
+            rd = build_data(recipe, data, split_table, required=("test",), every_item=split_table is None)
         _check_classes(rd.class_names, pred.class_names, data)
         out_dir = ensure_dir(Path(out) if out else default_out / f"eval_external_{Path(data).name}")
-        ev = evaluate_model(recipe, pred.model, rd, out_dir, split="test", fixed=_bundle_choices(pred.meta))
+        n = int((rd.table["split"] == "test").sum())
+        with step(f"external evaluation ({n} items{tta}; the bundle's thresholds)"):
+            ev = evaluate_model(recipe, pred.model, rd, out_dir, split="test", fixed=_bundle_choices(pred.meta))
         doc = _external_record(out_dir / "metrics.json", pred.meta, data, rd)
         _append_to_card(bundle_path, doc)
         return {"metrics": ev["metrics"], "out": str(out_dir), "external": True, "n_items": doc["n_items"]}
-    rd = build_data(recipe, data, split_table)
+    with step(f"reading '{data}'"):
+        rd = build_data(recipe, data, split_table)
     _check_classes(rd.class_names, pred.class_names, data)
     if not (rd.table["split"] == split).any():
         raise ConfigError(f"'{data}' is the data this model was trained on and its split has no '{split}' items "
                           "(a final model, data.split.test_fraction 0); score new data with --data NEW, or pass "
                           "--external to score every item of this folder")
     out_dir = ensure_dir(Path(out) if out else default_out / f"eval_{split}")
-    ev = evaluate_model(recipe, pred.model, rd, out_dir, split=split)
+    with step(f"evaluation on the {split} split ({int((rd.table['split'] == split).sum())} items{tta})"):
+        ev = evaluate_model(recipe, pred.model, rd, out_dir, split=split)
     return {"metrics": ev["metrics"], "out": str(out_dir), "external": False}
 
 
