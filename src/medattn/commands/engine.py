@@ -53,8 +53,11 @@ def register(app: typer.Typer) -> None:
             cv = cross_validate(recipe, out=out, folds=folds, data=data, smoke=smoke, overrides=set_)
             typer.echo(f"cross-validation {out}: {cv['folds']} folds, {cv['items']} items, {cv['groups']} groups "
                        f"({cv['seconds']} s)")
-            for name, m in list(cv["metrics"].items())[:6]:
-                typer.echo(f"  {name:<20} {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
+            from medattn.metrics.summary import headline_keys
+
+            for name in headline_keys(cv["metrics"]):
+                m = cv["metrics"][name]
+                typer.echo(f"  {name:<20} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  ({m['interval']})")
             return
         summary = train_run(recipe, out=resume or out, data=data, smoke=smoke, overrides=set_,
                             resume=resume is not None)
