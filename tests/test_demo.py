@@ -65,6 +65,32 @@ def test_tiny_demo_writes_every_output(tiny_demo):
     assert json.loads((root / "demo_summary.json").read_text())["config"]["n_train"] == 64
 
 
+def test_console_table_fits_100_columns_with_the_reports_names(tiny_demo):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from medattn.demo import _print_table
+
+    root, summary = tiny_demo
+    buf = io.StringIO()
+    header, rows = _print_table(Console(file=buf, width=200, color_system=None), summary["models"])
+    lines = buf.getvalue().splitlines()
+    assert max(len(ln) for ln in lines) <= 100, max(len(ln) for ln in lines)
+    assert header == ["metric", *DEMO_MODELS, "random map", "centre map"]
+    assert [r[0] for r in rows] == ["auroc", "balanced_accuracy", "f1", "recall", "specificity", "ece",
+                                    "CAM pointing game", "CAM energy in mask"]
+    text = buf.getvalue()
+    auc = summary["models"][DEMO_MODELS[1]]["metrics"]["auroc"]
+    assert f"{auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]" in text
+    html = (root / "report.html").read_text()
+    metrics_section = html[html.index('id="metrics"'):html.index('id="per-model"')]
+    for name in (*header, *(r[0] for r in rows)):  # one vocabulary: the console says what the report says
+        assert re.search(rf"<t[hd]>{re.escape(name)}</t[hd]>", metrics_section), name
+    assert "sensitivity" not in text and "sensitivity" not in metrics_section
+
+
 def test_demo_comparison_is_medattn_compare(tiny_demo, tmp_path):
     """The demo's comparison is `medattn compare` of its two run folders, number for number."""
     root, _ = tiny_demo
