@@ -24,7 +24,7 @@ from typing import Any
 
 from medattn.errors import BundleError
 
-__all__ = ["check_bundle_meta", "BUNDLE_TASKS"]
+__all__ = ["check_bundle_meta", "recorded_mpp", "BUNDLE_TASKS"]
 
 BUNDLE_TASKS = ("binary", "multiclass", "multilabel", "segmentation")
 _LARGE_INPUT_POLICIES = ("tile", "refuse")
@@ -70,6 +70,12 @@ class _Checker:
                 self.numbers(x, f"{field}[{i}]", rule)
         else:
             self.need(_is_num(v), field, v, rule)
+
+
+def recorded_mpp(meta: dict[str, Any]) -> float | None:
+    """µm per model-input pixel the bundle records (``mpp``, else its recipe's ``data.mpp``), or None."""
+    v = meta.get("mpp") or ((meta.get("recipe") or {}).get("data") or {}).get("mpp")
+    return float(v) if v else None
 
 
 def _head_outputs(task: str, names: list[str]) -> set[int] | None:

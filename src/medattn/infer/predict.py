@@ -167,13 +167,10 @@ def _segment(predictor: Any, path: Path, name: str, img: Any, opts: PredictOptio
     setting = postprocess_setting(predictor.meta, probs.shape[0])
     labels = instances_of(probs, setting)
     names = semantic_classes(predictor, probs.shape[0])
-    from medattn.infer.slide import model_mpp
+    from medattn.bundle_meta import recorded_mpp
 
-    try:  # µm measurements at the bundle's training scale, when it records one
-        mpp: float | None = model_mpp(predictor.meta, None)
-    except ConfigError:
-        mpp = None
-    objs = object_table(labels, probs, class_names=names, mpp=mpp, image=img)
+    # µm measurements at the bundle's training scale, when it records one
+    objs = object_table(labels, probs, class_names=names, mpp=recorded_mpp(predictor.meta), image=img)
     mask = save_label_image(labels, opts.out / "masks" / f"{name}.png")
     buf = io.StringIO()
     wr = csv.DictWriter(buf, fieldnames=list(OBJECT_COLUMNS), lineterminator="\n")
