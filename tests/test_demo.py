@@ -46,9 +46,9 @@ def test_tiny_demo_writes_every_output(tiny_demo):
         assert len(preds) == 32 and {"file", "group", "label", "prediction"} <= set(preds.columns)
         # the validation threshold is applied unchanged (the CSV rounds probabilities to 6 decimals)
         prob = preds.filter(like="prob_").iloc[:, 0].to_numpy()
-        clear = np.abs(prob - metrics["thresholds"]) > 1e-6
+        clear = np.abs(prob - metrics["threshold"]) > 1e-6
         assert clear.any()
-        assert np.array_equal(preds["prediction"].to_numpy()[clear], (prob >= metrics["thresholds"])[clear].astype(int))
+        assert np.array_equal(preds["prediction"].to_numpy()[clear], (prob >= metrics["threshold"])[clear].astype(int))
         assert (run / "bundle" / "model.safetensors").is_file()
         # a normal `medattn train` run directory, trained from the shipped recipe with the demo's sizes
         for f in ("recipe.yaml", "split.csv", "training_history.csv", "report.html", "localisation.json"):
@@ -63,6 +63,32 @@ def test_tiny_demo_writes_every_output(tiny_demo):
         assert set(loc) == {"gradcam", "random", "centre_gaussian"}
         assert 0 <= loc["gradcam"]["energy_in_mask"] <= 1
     assert json.loads((root / "demo_summary.json").read_text())["config"]["n_train"] == 64
+
+
+def test_console_table_fits_100_columns_with_the_reports_names(tiny_demo):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from medattn.demo import _print_table
+
+    root, summary = tiny_demo
+    buf = io.StringIO()
+    header, rows = _print_table(Console(file=buf, width=200, color_system=None), summary["models"])
+    lines = buf.getvalue().splitlines()
+    assert max(len(ln) for ln in lines) <= 100, max(len(ln) for ln in lines)
+    assert header == ["metric", *DEMO_MODELS, "random map", "centre map"]
+    assert [r[0] for r in rows] == ["auroc", "balanced_accuracy", "f1", "recall", "specificity", "ece",
+                                    "CAM pointing game", "CAM energy in mask"]
+    text = buf.getvalue()
+    auc = summary["models"][DEMO_MODELS[1]]["metrics"]["auroc"]
+    assert f"{auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]" in text
+    html = (root / "report.html").read_text()
+    metrics_section = html[html.index('id="metrics"'):html.index('id="per-model"')]
+    for name in (*header, *(r[0] for r in rows)):  # one vocabulary: the console says what the report says
+        assert re.search(rf"<t[hd]>{re.escape(name)}</t[hd]>", metrics_section), name
+    assert "sensitivity" not in text and "sensitivity" not in metrics_section
 
 
 def test_demo_comparison_is_medattn_compare(tiny_demo, tmp_path):

@@ -88,7 +88,7 @@ def cv_rows(study: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> list
         row = [f"`{name}`"]
         for m in study["metrics"]:
             v = s["metrics"].get(m) or s["metrics"].get(ALIASES.get(m, m))
-            row.append("n/a" if v is None else f"{fmt(v['mean'])} [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]")
+            row.append("n/a" if v is None else f"{fmt(v.get('value', v['mean']))} [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]")
         row.append(" / ".join(fmt(v, 3) for v in s["metrics"][study["metrics"][0]]["folds"]))
         row.append(f"{sum(s['fold_seconds']) / 60:.1f}")
         rows.append(row)
@@ -169,7 +169,9 @@ def main() -> None:
           "validation split of the other folds, and the held-out fold was scored once"
           + (f"; the cross-validation runs changed the shipped recipes by `{' '.join(args.cv_overrides)}` "
              "(both recipes alike) to fit the CPU budget" if args.cv_overrides else "")
-          + ". Table: mean across folds [95% t-interval], then the per-fold values of the first metric and the "
+          + ". Table: value [95% interval] as `medattn train --folds` reports it (fewer than 5 folds: the pooled "
+          "out-of-fold value and its group-bootstrap CI where it exists; else the mean across folds and its "
+          "t-interval, clipped to the metric's range), then the per-fold values of the first metric and the "
           "CV wall time.", "",
           md_table(["recipe", *study["metrics"], f"{study['metrics'][0]} per fold", "minutes"],
                    cv_rows(study, summaries)), "",

@@ -31,8 +31,9 @@ the seed and the CPU wall time. Every model is trained by `medattn train` (recip
 scored by `medattn evaluate` and compared by `medattn compare`, so a user reproduces a row with the
 commands printed beside it. Thresholds, temperatures and post-processing settings were chosen on
 validation data only; test items (or held-out folds) were used once. CIs are 95% percentile
-bootstraps that resample patients / source images where they exist; cross-validation tables give
-the mean across folds with a t-interval.
+bootstraps that resample patients / source images where they exist; cross-validation tables give,
+with fewer than 5 folds, the pooled out-of-fold value with its group-bootstrap CI, else the mean
+across folds with its t-interval (every interval within the metric's range).
 
 Machine: 2 CPU cores, no GPU. The `cpu_*` sections (2026-12-01) ran two studies side by side at one
 thread each while other jobs used the machine, so their wall times are upper bounds. The other

@@ -25,14 +25,18 @@ from medattn.io import atomic_write_json, ensure_dir
 from medattn.report.html import Report, img_tag, table_html
 from medattn.report.sections import comparison_table, metrics_ci_table
 
-__all__ = ["DemoConfig", "run_demo", "demo_recipe", "demo_overrides", "DEMO_MODELS", "DEMO_RECIPES"]
+__all__ = ["DemoConfig", "run_demo", "demo_recipe", "demo_overrides", "table_rows", "DEMO_MODELS", "DEMO_RECIPES",
+           "TABLE_WIDTH"]
 
 DEMO_RECIPES = {"patch_cnn_baseline": "pcam-baseline", "patch_cnn_attention": "pcam-attention"}
 """Run directory (= model name) → shipped recipe it trains."""
 DEMO_MODELS = tuple(DEMO_RECIPES)
-_COLS = ("auroc", "balanced_accuracy", "f1", "recall", "specificity")
-_SHORT = {"auroc": "AUROC", "balanced_accuracy": "bal. acc", "f1": "F1", "recall": "sensitivity",
-          "specificity": "specificity"}
+_METRICS = ("auroc", "balanced_accuracy", "f1", "recall", "specificity", "ece")
+"""Rows of the side-by-side table, named as in ``metrics.json`` and the HTML report."""
+_CAM_ROWS = {"pointing_game": "CAM pointing game", "energy_in_mask": "CAM energy in mask"}
+_REFS = {"random": "random map", "centre_gaussian": "centre map"}
+TABLE_WIDTH = 100
+"""The console table fits this many columns (a terminal, a log file, an email)."""
 
 
 @dataclass
@@ -142,7 +146,7 @@ def _train_one(name: str, cfg: DemoConfig, data: Path, root: Path, con: Any) -> 
         Image.fromarray(overlay(study["raw"][i], study["cams"][i])).save(cam_dir / f"test_pos_{i:03d}_gradcam.png")
     atomic_write_json(run / "localisation.json", study["scores"])
     stage = summary["stages"]["main"]
-    return {"metrics": doc["metrics"], "threshold": doc["thresholds"], "ece": doc["metrics"]["ece"]["value"],
+    return {"metrics": doc["metrics"], "threshold": doc["threshold"], "ece": doc["metrics"]["ece"]["value"],
             "localisation": study["scores"], "best_val_auroc": stage["best_val"], "epochs": stage["epochs"],
             "seconds": summary.get("seconds"), "run": str(run), "recipe": DEMO_RECIPES[name]}
 
@@ -169,7 +173,7 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
     from medattn.report.eval_plots import save_pr_curve, save_reliability
     from medattn.report.plots import save_roc
 
-    con = console or Console(width=None if sys.stdout.isatty() else 150)
+    con = console or Console(width=None if sys.stdout.isatty() else TABLE_WIDTH)
     t0 = time.time()
     root = ensure_dir(cfg.out)
     con.print(f"[bold]medattn demo[/]: SynthPCam {cfg.n_train}/{cfg.n_valid}/{cfg.n_test} patches → {root}")
@@ -184,13 +188,13 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
     save_reliability(curves, root / "calibration.png")
     comparison = compare_prediction_tables(root / base, root / att, n_boot=cfg.n_boot, seed=cfg.seed)
     atomic_write_json(root / "comparison.json", {"a": base, "b": att, **comparison})
-    rows = _print_table(con, results)
+    header, rows = _print_table(con, results)
     d = {k: "n/a" if v is None or v != v else f"{v:+.3f}"
          for k, v in comparison["metrics"]["auroc"].items()}  # type: ignore[index]
     con.print(f"{att} − {base}: AUROC {d['diff']} [{d['ci_low']}, {d['ci_high']}], "
               f"p = {d['p_value'].lstrip('+')} (paired bootstrap over {comparison['resampled']}, "
               f"as `medattn compare {root / base} {root / att}`); audit passed: {audit_result['passed']}")
-    _write_report(root, cfg, data, results, rows, comparison, audit_result)
+    _write_report(root, cfg, data, results, (header, rows), comparison, audit_result)
     summary = {"config": asdict(cfg), "seconds": round(time.time() - t0, 1), "models": results,
                "comparison": comparison["metrics"]}
     atomic_write_json(root / "demo_summary.json", summary)
@@ -203,31 +207,37 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{v:.3f}"
 
 
-def _print_table(con: Any, results: dict[str, Any]) -> list[list[str]]:
-    """Print the side-by-side table (test metrics with CIs, ECE, CAM localisation); return its rows."""
+def _ci(m: dict[str, Any]) -> str:
+    """``0.953 [0.931, 0.972]`` (value and 95% CI) of one metric."""
+    return f"{_f(m['value'])} [{_f(m.get('ci_low'))}, {_f(m.get('ci_high'))}]"
+
+
+def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the side-by-side table, one row per metric (the console and the HTML
+    report show this same table): test metrics with 95% CIs, then the CAM localisation scores
+    beside those of a random and a centre-Gaussian map."""
+    header = ["metric", *results, *_REFS.values()]
+    rows = [[k, *(_ci(r["metrics"][k]) for r in results.values()), *[""] * len(_REFS)] for k in _METRICS]
+    first = next(iter(results.values()))["localisation"]
+    for key, label in _CAM_ROWS.items():
+        rows.append([label, *(_f(r["localisation"]["gradcam"][key]) for r in results.values()),
+                     *(_f(first[ref][key]) for ref in _REFS)])
+    return header, rows
+
+
+def _print_table(con: Any, results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Print the side-by-side table (at most :data:`TABLE_WIDTH` columns); return header and rows."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="SynthPCam test split (95% bootstrap CIs over slides)")
-    table.add_column("model", no_wrap=True, min_width=19)
-    for c in _COLS:
-        table.add_column(_SHORT[c], justify="center")
-    for c in ("ECE", "CAM pointing", "CAM energy in mask"):
-        table.add_column(c)
-    rows = []
-    for name, r in results.items():
-        m = r["metrics"]
-        cells = [f"{_f(m[c]['value'])}\n[{_f(m[c]['ci_low'])}, {_f(m[c]['ci_high'])}]" for c in _COLS]
-        loc = r["localisation"]["gradcam"]
-        cells += [_f(r["ece"]), _f(loc["pointing_game"]), _f(loc["energy_in_mask"])]
-        rows.append([name, *cells])
-    first = next(iter(results.values()))["localisation"]
-    for ref in ("random", "centre_gaussian"):
-        loc = first[ref]
-        rows.append([f"({ref} map)", *[""] * (len(_COLS) + 1), _f(loc["pointing_game"]), _f(loc["energy_in_mask"])])
+    header, rows = table_rows(results)
+    table = Table(title="SynthPCam test split (95% bootstrap CIs over slides)", box=box.SIMPLE_HEAD)
+    for i, h in enumerate(header):
+        table.add_column(h, no_wrap=True, justify="left" if i == 0 else "center")
     for row in rows:
         table.add_row(*row)
-    con.print(table)
-    return rows
+    con.print(table, width=min(con.width, TABLE_WIDTH))
+    return header, rows
 
 
 def _commands(cfg: DemoConfig, data: Path, root: Path) -> str:
@@ -242,8 +252,9 @@ def _commands(cfg: DemoConfig, data: Path, root: Path) -> str:
     return "\n".join(lines)
 
 
-def _write_report(root: Path, cfg: DemoConfig, data: Path, results: dict[str, Any], rows: list[list[str]],
-                  comparison: dict[str, Any], audit_result: dict[str, Any]) -> None:
+def _write_report(root: Path, cfg: DemoConfig, data: Path, results: dict[str, Any],
+                  table: tuple[list[str], list[list[str]]], comparison: dict[str, Any],
+                  audit_result: dict[str, Any]) -> None:
     report = Report("medattn demo: baseline vs attention CNN on SynthPCam")
     splits = [[s, v["items"], v["groups"], ", ".join(f"{k}: {n}" for k, n in v["classes"].items())]
               for s, v in audit_result["splits"].items()]
@@ -256,7 +267,7 @@ def _write_report(root: Path, cfg: DemoConfig, data: Path, results: dict[str, An
                f"across splits {leak['exact_cross_split']}, near-identical {leak['near_cross_split']}; "
                f"passed: {audit_result['passed']}.</p>")
     report.add("metrics", "Test metrics with 95% CIs",
-               table_html(["model", *_COLS, "ECE", "CAM pointing", "CAM energy in mask"], rows)
+               table_html(*table)
                + "<p class=note>Each model is a recipe run (its own report.html in its folder). Threshold "
                "chosen on validation (Youden's J), applied unchanged to test; CIs resample slides.</p>")
     per_model = "".join(f"<h3>{n} (recipe {r['recipe']})</h3>" + metrics_ci_table(r["metrics"])

@@ -59,6 +59,55 @@ def test_summary_t_interval_against_scipy() -> None:
     assert (s["ci_low"], s["ci_high"]) == pytest.approx((lo, hi))
 
 
+def test_fewer_than_five_folds_report_the_pooled_bootstrap_ci() -> None:
+    # the 2-fold IDC figures of docs/results.md: BA 0.821 / 0.774 gave the t-interval [0.501, 1.093]
+    folds = [{"balanced_accuracy": 0.821, "recall": 0.80, "abnormal_specificity": 0.97, "qwk": -0.9},
+             {"balanced_accuracy": 0.774, "recall": 0.78, "abnormal_specificity": 0.99, "qwk": -0.7}]
+    pooled = {"balanced_accuracy": {"value": 0.797, "ci_low": 0.776, "ci_high": 0.819},
+              "sensitivity": {"value": 0.790, "ci_low": 0.749, "ci_high": 0.826}}
+    s = summarise_folds(folds, pooled=pooled)
+    ba = s["balanced_accuracy"]
+    assert ba["mean"] == pytest.approx(0.7975) and ba["folds"] == [0.821, 0.774]
+    assert (ba["value"], ba["ci_low"], ba["ci_high"]) == (0.797, 0.776, 0.819)
+    assert ba["interval"] == "pooled out-of-fold bootstrap CI (2 folds, fewer than 5)"
+    assert (s["recall"]["ci_low"], s["recall"]["ci_high"]) == (0.749, 0.826)  # pooled 'sensitivity'
+    spec = s["abnormal_specificity"]  # not pooled: the t-interval, clipped to the metric's range
+    assert spec["value"] == pytest.approx(0.98) and spec["ci_high"] == 1.0 and spec["ci_low"] < 0.9
+    assert spec["interval"] == "t-interval of the mean across 2 folds, clipped to [0, 1]"
+    assert s["qwk"]["ci_low"] == -1.0 and s["qwk"]["ci_high"] > 0  # kappa lives in [-1, 1]
+    for m in s.values():
+        assert -1 <= m["ci_low"] <= m["value"] <= m["ci_high"] <= 1
+
+
+def test_five_folds_keep_the_t_interval_within_range() -> None:
+    s = summarise_folds([{"auroc": v, "mae_grade": w} for v, w in
+                         zip([0.99, 0.97, 1.0, 0.92, 1.0], [0.1, 0.5, 0.05, 0.3, 0.02], strict=True)],
+                        pooled={"auroc": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}})
+    assert s["auroc"]["value"] == pytest.approx(0.976) and s["auroc"]["ci_high"] == 1.0  # pooled not used
+    assert s["auroc"]["interval"] == "t-interval of the mean across 5 folds, clipped to [0, 1]"
+    assert s["mae_grade"]["ci_low"] == 0.0 and s["mae_grade"]["ci_high"] > 0.3  # errors: [0, inf)
+
+
+def test_two_fold_cv_prints_pooled_intervals(tmp_path: Path, capsys) -> None:
+    from medattn.cli import main
+
+    assert main(["train", "idc-cpu", "--smoke", "--folds", "2", "--out", str(tmp_path / "cv"),
+                 "--set", "trainer.progress=false", "--set", "evaluation.n_cams=0",
+                 "--set", "data.split.test_fraction=0"]) == 0
+    out = capsys.readouterr().out
+    s = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())
+    for name in ("balanced_accuracy", "auroc", "f1", "recall", "specificity"):
+        m, p = s["metrics"][name], s["pooled"][name if name != "recall" else "sensitivity"]
+        assert (m["value"], m["ci_low"], m["ci_high"]) == (p["value"], p["ci_low"], p["ci_high"])
+        assert "pooled out-of-fold bootstrap CI (2 folds" in m["interval"]
+        assert f"  {name:<20} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  (pooled" in out
+    for m in s["metrics"].values():
+        lo, hi = m["ci_low"], m["ci_high"]
+        assert lo != lo or (0 <= lo <= hi <= 1)
+    csv = (tmp_path / "cv" / "cv_summary.csv").read_text().splitlines()
+    assert csv[0].startswith("metric,value,ci_low,ci_high,interval,mean,sd,fold_0,fold_1")
+
+
 def test_folds_must_be_two_or_more() -> None:
     with pytest.raises(ConfigError, match="--folds must be >= 2"):
         fold_tables(_table(), load_recipe("idc-cpu"), 1)

@@ -63,11 +63,11 @@ def test_final_model_then_external_evaluation(final_runs: dict[str, Path], tmp_p
     res = evaluate_path(run / "bundle", data=ext)
     assert res["external"] is True
     doc = json.loads((Path(res["out"]) / "metrics.json").read_text())
-    assert doc["external"] is True and doc["data"] == str(ext.resolve())
+    assert doc["external"] is True and doc["split"] == "external" and doc["data"] == str(ext.resolve())
     assert doc["n_items"] == _n_items(recipe.data.format, ext)  # every item, no split of the new data
     assert doc["trained_on"] == meta["training_data"]["path"]
     if CASES[name] == "binary":
-        assert doc["thresholds"] == pytest.approx(meta["threshold"])
+        assert doc["threshold"] == pytest.approx(meta["threshold"]) and "thresholds" not in doc
         assert set(doc["prevalence"]) == {"external", "training"}
         assert doc["prevalence"]["training"] == meta["training_data"]["prevalence_train"]
         assert doc["validation_calibration"]["ece"] == pytest.approx(meta["validation_calibration"]["ece"])
@@ -102,3 +102,14 @@ def test_final_model_on_its_own_data_says_what_to_do(final_runs: dict[str, Path]
     trained_on = json.loads((run / "bundle" / "bundle.json").read_text())["training_data"]["path"]
     with pytest.raises(ConfigError, match="no 'test' items.*--external"):
         evaluate_path(run / "bundle", data=trained_on)
+
+
+def test_external_console_line_shows_auroc(final_runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    from medattn.cli import main
+
+    recipe = load_recipe("idc-cpu")
+    ext = write_smoke_data(recipe.data.format, tmp_path / "external", seed=12, class_names=recipe.data.class_names)
+    assert main(["evaluate", str(final_runs["idc-cpu"] / "bundle"), "--data", str(ext),
+                 "--out", str(tmp_path / "ev")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("external (") and "balanced_accuracy " in line and "auroc " in line

@@ -44,7 +44,7 @@ def test_schema_rows_follow_the_models(capsys) -> None:
     assert "trainer.early_stopping.patience" in rows  # nested section expanded
     data = {r.key: r for r in recipe_schema("data")}
     assert data["data.format"].default == "required" and "data.split.seed" in data
-    assert {r.key for r in recipe_schema("recipe")} == {"name", "description", "smoke"}
+    assert {r.key for r in recipe_schema("recipe")} == {"name", "description", "smoke", "overrides"}
     assert schema_sections()[:3] == ["recipe", "task", "data"]
     assert main(["recipes", "schema", "evaluation"]) == 0
     out = capsys.readouterr().out

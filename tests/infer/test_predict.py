@@ -120,6 +120,12 @@ def test_segmentation_instances_objects_and_geojson(tmp_path: Path, dark_segment
         g = shapely.geometry.shape(f["geometry"])
         assert g.is_valid and f["properties"]["objectType"] == "detection"
         assert g.area == pytest.approx(areas[f["properties"]["id_in_mask"] - 1], rel=0.15)
+        m = f["properties"]["measurements"]  # QuPath cell measurements at the bundle's 0.5 µm/px
+        assert m["Nucleus: Area µm^2"] == pytest.approx(areas[f["properties"]["id_in_mask"] - 1] * 0.25)
+        assert m["Nucleus: Perimeter µm"] == pytest.approx(2 * np.pi * 9 * 0.5, rel=0.1)
+        assert m["Nucleus: Eccentricity"] < 0.3
+        assert m["Nucleus: Intensity mean"] == pytest.approx(0.2125 * 70 + 0.7154 * 30 + 0.0721 * 110, abs=0.5)
+        assert 0.9 < m["probability"] < 1 and m["probability"] != round(m["probability"], 2)
 
 
 def test_readable_overlays_for_tiled_and_segmentation_predictions(tmp_path: Path, dark_classifier,

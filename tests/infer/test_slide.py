@@ -179,6 +179,10 @@ def test_nuclei_on_block_borders_are_kept_once(tmp_path: Path, dark_segmenter) -
             g = shapely.geometry.shape(f["geometry"])
             assert g.is_valid and f["properties"]["objectType"] == "detection"
             assert g.area == pytest.approx(np.pi * 49, rel=0.25)
+            m = f["properties"]["measurements"]  # slide at 0.5 µm/px
+            assert m["Nucleus: Area µm^2"] == pytest.approx(np.pi * 49 * 0.25, rel=0.25)
+            assert m["Nucleus: Perimeter µm"] == pytest.approx(2 * np.pi * 7 * 0.5, rel=0.25)
+            assert 0 <= m["Nucleus: Eccentricity"] < 0.5 and m["Nucleus: Intensity mean"] < 80
     assert len(res[64]) == len(res[512]) == len(keep)
     np.testing.assert_allclose(res[64], res[512], atol=0.5)
     truth = np.array(sorted(keep), float) + 0.5

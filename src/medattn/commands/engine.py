@@ -68,8 +68,11 @@ def register(app: typer.Typer) -> None:
             cv = cross_validate(recipe, out=out, folds=folds, data=data, smoke=smoke, overrides=set_)
             typer.echo(f"cross-validation {out}: {cv['folds']} folds, {cv['items']} items, {cv['groups']} groups "
                        f"({cv['seconds']} s)")
-            for name, m in list(cv["metrics"].items())[:6]:
-                typer.echo(f"  {name:<20} {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
+            from medattn.metrics.summary import headline_keys
+
+            for name in headline_keys(cv["metrics"]):
+                m = cv["metrics"][name]
+                typer.echo(f"  {name:<20} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  ({m['interval']})")
             return
         summary = train_run(recipe, out=out, data=data, smoke=smoke, overrides=set_)
         _echo_summary(summary, is_rank_zero())
@@ -125,10 +128,14 @@ def register(app: typer.Typer) -> None:
         """Score a run or bundle: on its own split, or on EXTERNAL data (every item, the bundle's own
         validation-chosen threshold(s); nothing is re-fitted), writing metrics.json with CIs."""
         from medattn.engine.evaluate_cli import evaluate_path
+        from medattn.metrics.summary import headline_keys
+        from medattn.progress import reporting
 
-        res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv, external=external,
-                            on_bad_file=on_bad_file_mode(on_bad_file))
-        shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(res["metrics"].items())[:6])
+        with reporting():
+            res = evaluate_path(run, data=data, split=split, out=out, split_csv=split_csv, external=external,
+                                on_bad_file=on_bad_file_mode(on_bad_file))
+        m = res["metrics"]
+        shown = ", ".join(f"{k} {m[k]['value']:.3f}" for k in headline_keys(m))
         where = f"external ({res['n_items']} items)" if res["external"] else split
         typer.echo(f"{where}: {shown} → {res['out']}")
 
@@ -139,6 +146,9 @@ def register(app: typer.Typer) -> None:
 
 def _echo_summary(summary: dict[str, Any], rank_zero: bool) -> None:
     if rank_zero and "metrics" in summary:
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in list(summary["metrics"].items())[:6] if v == v)
+        from medattn.metrics.summary import headline_keys
+
+        m = {k: v for k, v in summary["metrics"].items() if v == v}
+        shown = ", ".join(f"{k} {m[k]:.3f}" for k in headline_keys(m))
         typer.echo(f"run {summary['run']}: {summary.get('evaluated_on', 'test')} {shown} "
                    f"({summary.get('seconds')} s)")

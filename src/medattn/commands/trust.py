@@ -18,14 +18,18 @@ def info(
     """Print BUNDLE's model card: intended use, training data, evaluation, limitations, and what
     its predictions are checked against (input contract, OOD threshold, conformal calibration)."""
     from medattn.bundle import read_bundle_files
-    from medattn.trust.card import build_card, format_card
+    from medattn.trust.card import build_card, decision_text, format_card, input_text
+    from medattn.trust.contract import size_text
 
     meta, _ = read_bundle_files(bundle)
-    card = meta.get("card") or build_card(meta)
+    card = dict(meta.get("card") or build_card(meta))
+    card.setdefault("decision", decision_text(meta))  # cards saved before decisions were stated
+    card.setdefault("input", input_text(meta))
     contract, ood, conf = meta.get("contract") or {}, meta.get("ood") or {}, meta.get("conformal") or {}
     summary = {
         "model": f"{meta['architecture']['name']} ({meta.get('task')}, classes: {', '.join(meta['class_names'])})",
-        "input": f"{meta['input_size']} px, {meta['in_chans']} channel(s)",
+        "input": input_text(meta),
+        "decision": card["decision"],
         "input_contract": {k: contract.get(k) for k in ("height", "width", "aspect", "colour", "resolution")}
         if contract else None,
         "ood": {k: ood.get(k) for k in ("method", "threshold", "threshold_quantile", "threshold_on")} if ood else None,
@@ -37,11 +41,10 @@ def info(
         return
     typer.echo(format_card(card))
     typer.echo("")
-    typer.echo(f"Model: {summary['model']}; input {summary['input']}")
+    typer.echo(f"Model: {summary['model']}")
     if contract:
-        h, w = contract["height"], contract["width"]
-        typer.echo(f"Input contract: trained on {h[0]}–{h[2]} × {w[0]}–{w[2]} px {contract.get('colour')} images "
-                   f"({contract.get('n_sampled')} sampled); larger inputs are flagged (tile them or use `medattn slide`)")
+        typer.echo(f"Input contract: trained on {size_text(contract)} {contract.get('colour')} images "
+                   f"({contract.get('n_sampled')} sampled); inputs far larger or smaller are flagged")
     if ood:
         typer.echo(f"Out-of-distribution check: {ood['method']}, threshold {ood['threshold']:.4g} "
                    f"({100 * ood['threshold_quantile']:.0f}th percentile on {ood['threshold_on']})")

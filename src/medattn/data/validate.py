@@ -66,8 +66,13 @@ def find_bad_files(root: str | Path, table: Any, *, workers: int = 2) -> list[di
             if not v or "#" in v or Path(v).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             jobs.append((item, v, col))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        infos = list(pool.map(lambda j: check_image(base / j[1]), jobs))
+    from medattn.progress import track
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, track("checking files", len(jobs)) as tick:
+        infos = []
+        for info in pool.map(lambda j: check_image(base / j[1]), jobs):
+            infos.append(info)
+            tick()
     return [{"file": item, "path": path, "problem": str(info["problem"]), "column": col}
             for (item, path, col), info in zip(jobs, infos, strict=True)
             if info["problem"] not in (None, "wrong-mode")]

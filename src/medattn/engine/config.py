@@ -19,7 +19,7 @@ from medattn.errors import ConfigError
 __all__ = [
     "Recipe", "DataConfig", "SplitConfig", "ModelConfig", "TaskConfig", "OptimizerConfig",
     "SchedulerConfig", "LossConfig", "TrainerConfig", "EvaluationConfig", "SearchConfig",
-    "SearchParam", "load_recipe", "recipe_from_dict", "apply_overrides", "parse_overrides",
+    "SearchParam", "load_recipe", "recipe_from_dict", "apply_overrides", "parse_overrides", "override_recipe",
     "recipe_to_yaml", "find_recipe", "list_recipes", "RECIPE_DIR", "DATA_FORMATS", "TASK_TYPES",
 ]
 
@@ -299,6 +299,19 @@ class CardConfig(_Strict):
     limitations: list[str] = []
     """Known limits; medattn adds the ones it can tell (synthetic data, input size, few groups)."""
 
+    @field_validator("intended_use", "users", "data_source")
+    @classmethod
+    def _one_paragraph(cls, v: str) -> str:
+        return " ".join(v.split())
+
+    @field_validator("limitations")
+    @classmethod
+    def _no_empty_limits(cls, v: list[str]) -> list[str]:
+        out = [" ".join(x.split()) for x in v]
+        if not all(out):
+            raise ValueError("each limitation is a non-empty sentence")
+        return out
+
 
 class Recipe(_Strict):
     """A complete, validated training recipe."""
@@ -318,6 +331,10 @@ class Recipe(_Strict):
     """Model card: intended use, users, data source, limitations."""
     smoke: dict[str, Any] = {}
     """Extra ``a.b: value`` overrides applied by ``--smoke`` on top of the generic shrinking."""
+    overrides: list[str] = []
+    """Filled in when a run starts: every ``--set KEY=VALUE`` applied to this recipe, as
+    ``key=value (recipe: old value)``; kept in ``recipe.yaml``, the bundle and its model card
+    (``medattn info``). Leave empty."""
 
     @field_validator("name")
     @classmethod
@@ -419,6 +436,35 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     return out
 
 
+def _lookup(doc: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(doc, dict) or part not in doc:
+            return "unset"
+        doc = doc[part]
+    return doc
+
+
+def _shown(v: Any) -> str:
+    import json
+
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def override_recipe(raw: dict[str, Any], overrides: dict[str, Any], source: str = "recipe") -> Recipe:
+    """Validate ``raw`` with the ``--set`` ``overrides`` applied, recording each of them with the
+    recipe's own value in :attr:`Recipe.overrides` (appended to any already recorded)."""
+    out = apply_overrides(raw, overrides)
+    ov = {k: v for k, v in overrides.items() if k != "overrides"}
+    if ov:
+        try:
+            base: Any = recipe_from_dict(raw, source).model_dump(mode="json")  # defaults filled in
+        except ConfigError:
+            base = raw
+        out["overrides"] = [*(raw.get("overrides") or []),
+                            *(f"{k}={_shown(v)} (recipe: {_shown(_lookup(base, k))})" for k, v in ov.items())]
+    return recipe_from_dict(out, source)
+
+
 def find_recipe(name_or_path: str | Path) -> Path:
     """A recipe file path, or the name of a recipe shipped with medattn (``medattn recipes``)."""
     p = Path(name_or_path)
@@ -447,8 +493,7 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | list[str] 
         raise ConfigError(f"recipe '{path}'{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
-    raw = apply_overrides(raw or {}, overrides or {})
-    return recipe_from_dict(raw, source=f"recipe '{path.name}'")
+    return override_recipe(raw or {}, overrides or {}, source=f"recipe '{path.name}'")
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

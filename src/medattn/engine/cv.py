@@ -8,9 +8,9 @@ data that is neither trained on nor scored. The recipe's own test split, when pr
 touched.
 
 ``OUT/`` holds ``fold_0 … fold_{K-1}`` (ordinary run directories with bundles), ``folds.csv``
-(file, group, label, fold), ``cv_summary.json`` and ``cv_summary.csv`` (every metric per fold, the
-mean across folds with a 95% t-interval, and the pooled out-of-fold value with a group-bootstrap
-CI) and ``test_predictions.csv`` (the out-of-fold predictions, each made by the fold's own model
+(file, group, label, fold), ``cv_summary.json`` and ``cv_summary.csv`` (every metric per fold, its
+reported value and 95% interval — see :func:`summarise_folds` — and the pooled out-of-fold values
+with group-bootstrap CIs) and ``test_predictions.csv`` (the out-of-fold predictions, each made by the fold's own model
 and threshold, with a ``fold`` column), so ``medattn compare CV_A CV_B`` pairs two CV runs item by
 item. :func:`ensemble_bundle` (``medattn ensemble CV_DIR --out BUNDLE``) saves the fold models as
 one bundle.
@@ -29,7 +29,13 @@ import numpy as np
 from medattn.errors import ConfigError
 from medattn.io import atomic_write_json, atomic_write_text, ensure_dir
 
-__all__ = ["cross_validate", "fold_tables", "summarise_folds", "ensemble_bundle", "read_cv_summary"]
+__all__ = ["cross_validate", "fold_tables", "summarise_folds", "ensemble_bundle", "read_cv_summary",
+           "MIN_FOLDS_T"]
+
+MIN_FOLDS_T = 5
+"""Fewer folds than this: the interval of a metric is the pooled out-of-fold bootstrap CI (a
+t-interval on 2–4 fold values is too wide to mean anything and spills out of the metric's range)."""
+_POOLED_NAMES = {"recall": "sensitivity"}  # a fold's metrics.json name → the pooled (compare) name
 
 
 def fold_tables(table: Any, recipe: Any, folds: int) -> tuple[Any, list[Any]]:
@@ -81,8 +87,18 @@ def _t_interval(values: list[float], alpha: float = 0.05) -> tuple[float, float,
     return m, sd, m - h, m + h
 
 
-def summarise_folds(per_fold: list[dict[str, float]], alpha: float = 0.05) -> dict[str, dict[str, Any]]:
-    """Per metric: the fold values, their mean, SD and t-interval of the mean."""
+def summarise_folds(per_fold: list[dict[str, float]], alpha: float = 0.05,
+                    pooled: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Per metric: the fold values, their mean and SD, and the reported ``value`` with its interval.
+
+    With at least :data:`MIN_FOLDS_T` folds the value is the mean across folds with its t-interval;
+    with fewer, the pooled out-of-fold value with its group-bootstrap CI from ``pooled`` (when the
+    metric is there; else the t-interval). Every interval is clipped to the metric's range
+    (:func:`medattn.metrics.summary.metric_range`); ``interval`` says which one it is.
+    """
+    from medattn.metrics.summary import metric_range
+
+    pooled = pooled or {}
     names: list[str] = []
     for row in per_fold:
         names += [k for k in row if k not in names]
@@ -90,7 +106,18 @@ def summarise_folds(per_fold: list[dict[str, float]], alpha: float = 0.05) -> di
     for n in names:
         vals = [float(r.get(n, math.nan)) for r in per_fold]
         m, sd, lo, hi = _t_interval(vals, alpha)
-        out[n] = {"folds": vals, "mean": m, "sd": sd, "ci_low": lo, "ci_high": hi}
+        k = sum(v == v for v in vals)
+        p = pooled.get(n) or pooled.get(_POOLED_NAMES.get(n, ""))
+        if k < MIN_FOLDS_T and p and all(math.isfinite(p.get(c, math.nan)) for c in ("value", "ci_low", "ci_high")):
+            value, lo, hi = float(p["value"]), float(p["ci_low"]), float(p["ci_high"])
+            how = f"pooled out-of-fold bootstrap CI ({k} folds, fewer than {MIN_FOLDS_T})"
+        else:
+            value, how = m, f"t-interval of the mean across {k} folds"
+        a, b = metric_range(n)
+        if (math.isfinite(lo) and lo < a) or (math.isfinite(hi) and hi > b):
+            lo, hi = max(lo, a), min(hi, b)
+            how += f", clipped to [{a:g}, {b:g}]"
+        out[n] = {"folds": vals, "mean": m, "sd": sd, "value": value, "ci_low": lo, "ci_high": hi, "interval": how}
     return out
 
 
@@ -110,14 +137,16 @@ def _oof_predictions(out: Path, folds: int) -> Path | None:
 
 
 def _pooled(recipe: Any, out: Path) -> dict[str, Any] | None:
-    """Out-of-fold metrics of classification runs with group-bootstrap CIs (``medattn compare``'s
-    metric definitions, so pooled and paired figures agree)."""
+    """Out-of-fold metrics with group-bootstrap CIs (``medattn compare``'s metric definitions, so
+    pooled and paired figures agree; segmentation: per-image metrics averaged over the images)."""
+    from medattn.errors import DataError
     from medattn.metrics.bootstrap import bootstrap_ci
     from medattn.metrics.compare import _metric_fn, load_predictions
 
-    if recipe.task.type == "segmentation":
+    try:
+        csv, df = load_predictions(out)
+    except DataError:  # no out-of-fold table (no fold wrote test predictions)
         return None
-    csv, df = load_predictions(out)
     fn = _metric_fn(df, csv)
     groups = df["group"].astype(str).tolist() if "group" in df.columns else None
     ev = recipe.evaluation
@@ -152,15 +181,16 @@ def cross_validate(recipe_ref: Any, *, out: str | Path, folds: int, data: str | 
     summary = {"recipe": recipe.name, "folds": folds, "data": str(Path(root).resolve()),
                "items": int((base["fold"] >= 0).sum()), "groups": int(base.loc[base["fold"] >= 0, "group"].nunique()),
                "held_out_test_items": int((base["fold"] < 0).sum()),
-               "interval": "mean across folds with a 95% t-interval; pooled: out-of-fold predictions, "
-                           "group bootstrap",
-               "metrics": summarise_folds(per_fold, recipe.evaluation.ci_alpha),
+               "interval": (f"value [95% interval]: with {MIN_FOLDS_T} or more folds the mean across folds and its "
+                            "t-interval; with fewer, the pooled out-of-fold value and its group-bootstrap CI; "
+                            "every interval within the metric's range ('interval' of each metric says which)"),
+               "metrics": summarise_folds(per_fold, recipe.evaluation.ci_alpha, pooled),
                "pooled": pooled, "fold_seconds": seconds, "seconds": round(time.time() - t0, 1)}
     atomic_write_json(root_dir / "cv_summary.json", summary)
-    lines = ["metric,mean,sd,ci_low,ci_high," + ",".join(f"fold_{k}" for k in range(folds))]
+    lines = ["metric,value,ci_low,ci_high,interval,mean,sd," + ",".join(f"fold_{k}" for k in range(folds))]
     for name, m in summary["metrics"].items():
-        lines.append(",".join([name, *(f"{m[c]:.6g}" for c in ("mean", "sd", "ci_low", "ci_high")),
-                               *(f"{v:.6g}" for v in m["folds"])]))
+        lines.append(",".join([name, *(f"{m[c]:.6g}" for c in ("value", "ci_low", "ci_high")), f'"{m["interval"]}"',
+                               *(f"{m[c]:.6g}" for c in ("mean", "sd")), *(f"{v:.6g}" for v in m["folds"])]))
     atomic_write_text(root_dir / "cv_summary.csv", "\n".join(lines) + "\n")
     return summary
 

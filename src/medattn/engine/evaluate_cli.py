@@ -26,8 +26,9 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
     is scored. External (``data`` differs from the training data, or ``external=True``): every item
     of ``data`` is scored (``split_csv`` may still select its ``test`` rows) with the bundle's own
     threshold(s), temperature and segmentation post-processing — nothing is chosen or fitted on the
-    new data — and ``metrics.json`` says ``"external": true``. ``on_bad_file`` (``skip``/``error``)
-    replaces the training recipe's ``data.on_bad_file``; skipped files are listed in ``bad_files.txt``.
+    new data — and ``metrics.json`` says ``"split": "external"`` and ``"external": true``. ``on_bad_file``
+    (``skip``/``error``) replaces the training recipe's ``data.on_bad_file``; skipped files are listed in
+    ``bad_files.txt``.
     """
     import yaml
 
@@ -79,25 +80,32 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
 
         split_table = read_split_csv(split_csv)
     from medattn.io import ensure_dir
+    from medattn.progress import step
 
+    tta = ", 8-view test-time augmentation" if recipe.evaluation.tta else ""
     if external:
         recipe = _with_bundle_classes(recipe, pred.class_names, data)
-        rd = build_data(recipe, data, split_table, required=("test",), every_item=split_table is None)
+        with step(f"reading '{data}'"):
+            rd = build_data(recipe, data, split_table, required=("test",), every_item=split_table is None)
         _check_classes(rd.class_names, pred.class_names, data)
         out_dir = ensure_dir(Path(out) if out else default_out / f"eval_external_{Path(data).name}")
-        ev = evaluate_model(recipe, pred.model, rd, out_dir, split="test", fixed=_bundle_choices(pred.meta),
-                            scorer=_infer_scorer(pred))
+        n = int((rd.table["split"] == "test").sum())
+        with step(f"external evaluation ({n} items{tta}; the bundle's thresholds)"):
+            ev = evaluate_model(recipe, pred.model, rd, out_dir, split="test", fixed=_bundle_choices(pred.meta),
+                                scorer=_infer_scorer(pred))
         doc = _external_record(out_dir / "metrics.json", pred.meta, data, rd)
         _append_to_card(bundle_path, doc)
         return {"metrics": ev["metrics"], "out": str(out_dir), "external": True, "n_items": doc["n_items"]}
-    rd = build_data(recipe, data, split_table)
+    with step(f"reading '{data}'"):
+        rd = build_data(recipe, data, split_table)
     _check_classes(rd.class_names, pred.class_names, data)
     if not (rd.table["split"] == split).any():
         raise ConfigError(f"'{data}' is the data this model was trained on and its split has no '{split}' items "
                           "(a final model, data.split.test_fraction 0); score new data with --data NEW, or pass "
                           "--external to score every item of this folder")
     out_dir = ensure_dir(Path(out) if out else default_out / f"eval_{split}")
-    ev = evaluate_model(recipe, pred.model, rd, out_dir, split=split)
+    with step(f"evaluation on the {split} split ({int((rd.table['split'] == split).sum())} items{tta})"):
+        ev = evaluate_model(recipe, pred.model, rd, out_dir, split=split)
     return {"metrics": ev["metrics"], "out": str(out_dir), "external": False}
 
 
@@ -182,7 +190,7 @@ def _external_record(path: Path, meta: dict[str, Any], data: str | Path, rd: Any
 
     doc = json.loads(path.read_text())
     trained = meta.get("training_data") or {}
-    doc.update(external=True, data=str(Path(data).resolve()), trained_on=trained.get("path"),
+    doc.update(split="external", external=True, data=str(Path(data).resolve()), trained_on=trained.get("path"),
                n_groups=doc.get("n_groups") or int(rd.table["group"].nunique()))
     if meta.get("validation_calibration"):
         doc["validation_calibration"] = meta["validation_calibration"]

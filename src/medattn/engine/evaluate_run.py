@@ -33,6 +33,7 @@ def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 6
     """Probabilities: ``N`` (binary), ``N×K`` softmax (multiclass) or sigmoid (multilabel/agcnn);
     ``tta`` > 1 averages that many rotated/mirrored views."""
     from medattn.infer.tta import dihedral_mean
+    from medattn.progress import track
 
     model.eval()
     dev = next(model.parameters()).device
@@ -40,9 +41,11 @@ def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 6
 
     task = "multiclass" if kind == "multiclass" else "multilabel"
     out = []
-    for batch in DataLoader(ds, batch_size=batch_size, shuffle=False):
-        p = dihedral_mean(lambda v: probabilities(model(v), task), batch[0].to(dev), views=tta)
-        out.append(p.cpu().numpy())
+    with track(f"predicting {len(ds)} items" + (f" ({tta}-view TTA)" if tta > 1 else ""), len(ds)) as tick:  # type: ignore[arg-type]
+        for batch in DataLoader(ds, batch_size=batch_size, shuffle=False):
+            p = dihedral_mean(lambda v: probabilities(model(v), task), batch[0].to(dev), views=tta)
+            out.append(p.cpu().numpy())
+            tick(len(p))
     p = np.concatenate(out)
     return p[:, 0] if kind == "binary" and p.ndim == 2 else p
 
@@ -56,19 +59,22 @@ def predict_masks(model: nn.Module, ds: Dataset, mean: tuple[float, ...] = (0.0,
     ``image`` is the network input un-normalised with ``mean``/``std`` (``uint8`` ``H×W×C``).
     """
     from medattn.infer.tiling import effective_overlap, sliding_window_probs
+    from medattn.progress import track
 
     m_, s_ = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     out = []
-    for i in range(len(ds)):  # type: ignore[arg-type]
-        x, m = ds[i][0], ds[i][1]
-        gt = np.asarray(m).reshape(x.shape[-2:])
-        rows, cols = np.nonzero(gt >= 0)
-        h, w = (rows.max() + 1, cols.max() + 1) if len(rows) else gt.shape
-        x = x[:, :h, :w]
-        prob = sliding_window_probs(model, x, tile, effective_overlap(tile, overlap), tta=tta)
-        c = x.shape[0]
-        img = ((x.float().cpu() * s_[:c] + m_[:c]).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
-        out.append((gt[:h, :w], prob, img.permute(1, 2, 0).numpy().squeeze()))
+    with track(f"predicting {len(ds)} images by {tile} px tiles", len(ds)) as tick:  # type: ignore[arg-type]
+        for i in range(len(ds)):  # type: ignore[arg-type]
+            x, m = ds[i][0], ds[i][1]
+            gt = np.asarray(m).reshape(x.shape[-2:])
+            rows, cols = np.nonzero(gt >= 0)
+            h, w = (rows.max() + 1, cols.max() + 1) if len(rows) else gt.shape
+            x = x[:, :h, :w]
+            prob = sliding_window_probs(model, x, tile, effective_overlap(tile, overlap), tta=tta)
+            c = x.shape[0]
+            img = ((x.float().cpu() * s_[:c] + m_[:c]).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+            out.append((gt[:h, :w], prob, img.permute(1, 2, 0).numpy().squeeze()))
+            tick()
     return out
 
 
@@ -324,7 +330,7 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
         prob_cols, header = [pt], [f"prob_{n}" for n in names]
     if kind == "multiclass" and view:
         doc["positive_view"] = view["record"]
-    doc["thresholds"] = thresholds
+    doc["threshold" if kind == "binary" else "thresholds"] = thresholds  # one number for binary
     doc["threshold_method"] = ("argmax" if kind == "multiclass" else
                                f"{ev.threshold} on validation" + (" (the bundle's)" if fixed is not None else ""))
     doc["metrics"] = _ci_block(res, gset)

@@ -21,6 +21,7 @@ from medattn.engine.config import (
     Recipe,
     apply_overrides,
     find_recipe,
+    override_recipe,
     parse_overrides,
     recipe_from_dict,
     recipe_to_yaml,
@@ -51,7 +52,7 @@ def resolve_recipe(ref: str | Path, overrides: list[str] | dict[str, Any] | None
     if smoke:
         raw = apply_overrides(raw, smoke_overrides(raw))
     ov = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
-    return recipe_from_dict(apply_overrides(raw, ov), source=f"recipe '{path.name}'")
+    return override_recipe(raw, ov, source=f"recipe '{path.name}'")
 
 
 def _data_root(recipe: Recipe, data: str | Path | None, run_dir: Path, smoke: bool) -> Path:
@@ -155,7 +156,18 @@ def train_run(recipe: Recipe | str | Path, *, out: str | Path, data: str | Path 
     tune_allocator()
     import lightning as L
 
+    from medattn.progress import reporting
+
     L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
+    with reporting(recipe.trainer.progress and is_rank_zero()):  # phase lines outside the epochs
+        return _train(recipe, run_dir, data, smoke, resume, evaluate, split_table)
+
+
+def _train(recipe: Recipe, run_dir: Path, data: str | Path | None, smoke: bool, resume: bool, evaluate: bool,
+           split_table: Any | None) -> dict[str, Any]:
+    """The body of :func:`train_run` once the recipe is resolved: data, fit, evaluation, outputs."""
+    from medattn.progress import step
+
     t0 = time.time()
     root = _data_root(recipe, data, ensure_dir(run_dir), smoke)
     from medattn.data.splits import read_split_csv, write_split_csv
@@ -185,15 +197,20 @@ def train_run(recipe: Recipe | str | Path, *, out: str | Path, data: str | Path 
         from medattn.engine.report_run import write_bundle, write_report
 
         has_test = bool((rd.table["split"] == "test").any())
-        ev = evaluate_model(recipe, model, rd, run_dir, split="test" if has_test else "valid")
+        split = "test" if has_test else "valid"
+        with step(f"final evaluation on the {split} split ({int((rd.table['split'] == split).sum())} items"
+                  + (", 8-view test-time augmentation)" if recipe.evaluation.tta else ")")):
+            ev = evaluate_model(recipe, model, rd, run_dir, split=split)
         if not has_test:
             note_no_test(run_dir / "metrics.json")
         split_hash = hashlib.sha256(split_csv.read_bytes()).hexdigest()
-        write_bundle(recipe, model, rd, ev, run_dir / "bundle", split_hash)
+        with step("bundle: weights, input contract, out-of-distribution model"):
+            write_bundle(recipe, model, rd, ev, run_dir / "bundle", split_hash)
         summary["metrics"] = {k: v["value"] for k, v in ev["metrics"].items()}
-        summary["evaluated_on"] = "test" if has_test else "valid"
+        summary["evaluated_on"] = split
         summary["seconds"] = round(time.time() - t0, 1)
-        write_report(recipe, run_dir, summary, info)
+        with step("report.html" + (" and Grad-CAMs" if recipe.task.type != "segmentation" else "")):
+            write_report(recipe, run_dir, summary, info)
         atomic_write_json(run_dir / "summary.json", summary)
     return summary
 

@@ -4,7 +4,12 @@ Layout of QuPath's GeoJSON import: a ``FeatureCollection`` whose features carry
 ``properties.objectType`` (``"annotation"`` or ``"detection"``), ``properties.classification``
 (``{"name", "color": [r, g, b]}``) and ``properties.measurements`` (``{name: number}``);
 coordinates are level-0 pixels, y downwards. Geometry goes through shapely, so every polygon
-written is valid (``make_valid``) and closed.
+written is valid (``make_valid``) and closed. Coordinates are rounded to 0.01 px; measurements
+(probabilities, areas) keep full precision.
+
+Nuclei (:func:`nucleus_feature`) carry QuPath's cell-detection measurement names: ``Nucleus: Area
+µm^2``, ``Nucleus: Perimeter µm`` (``px^2`` / ``px`` when the scale is unknown), ``Nucleus:
+Eccentricity`` and ``Nucleus: Intensity mean`` (grey, 0–255), plus ``probability``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["feature", "feature_collection", "write_geojson", "instance_polygons", "tile_polygon",
-           "region_polygons", "CLASS_COLORS"]
+           "region_polygons", "nucleus_feature", "nucleus_measurements", "CLASS_COLORS"]
 
 CLASS_COLORS: dict[str, list[int]] = {
     "tumour": [200, 0, 0], "tumor": [200, 0, 0], "positive": [200, 0, 0], "nucleus": [0, 120, 255],
@@ -49,24 +54,51 @@ def feature(geometry: Any, object_type: str, name: str, measurements: dict[str, 
     return {"type": "Feature", "id": str(uuid.uuid4()), "geometry": geom, "properties": props}
 
 
+def nucleus_measurements(row: dict[str, Any]) -> dict[str, float]:
+    """QuPath-named measurements of one row of :func:`medattn.infer.instances.object_table`."""
+    def val(k: str) -> float | None:
+        v = row.get(k)
+        return float(v) if isinstance(v, (int, float)) and v == v else None
+
+    um = val("area_um2") is not None
+    out = {
+        "probability": val("mean_probability"),
+        "Nucleus: Area µm^2" if um else "Nucleus: Area px^2": val("area_um2") if um else val("area"),
+        "Nucleus: Perimeter µm" if um else "Nucleus: Perimeter px": val("perimeter_um") if um else val("perimeter"),
+        "Nucleus: Eccentricity": val("eccentricity"),
+        "Nucleus: Intensity mean": val("mean_intensity"),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def nucleus_feature(geometry: Any, row: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A QuPath detection of one nucleus: its outline, class (``Nucleus`` unless the head has
+    semantic classes) and :func:`nucleus_measurements`."""
+    return feature(geometry, "detection", row.get("class") or "Nucleus", nucleus_measurements(row), **extra)
+
+
 def feature_collection(features: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": list(features)}
 
 
+def _round_coords(o: Any) -> Any:
+    if isinstance(o, float):
+        return round(o, 2)
+    if isinstance(o, (list, tuple)):
+        return [_round_coords(v) for v in o]
+    return o
+
+
 def write_geojson(path: str | Path, features: Iterable[dict[str, Any]]) -> Path:
-    """Write a FeatureCollection atomically (compact, rounded to 0.01 px)."""
+    """Write a FeatureCollection atomically (compact; coordinates rounded to 0.01 px, properties
+    such as probabilities at full precision)."""
     from medattn.io import atomic_write_text, to_jsonable
 
-    def rnd(o: Any) -> Any:
-        if isinstance(o, float):
-            return round(o, 2)
-        if isinstance(o, dict):
-            return {k: rnd(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [rnd(v) for v in o]
-        return o
-
-    doc = rnd(to_jsonable(feature_collection(features)))
+    doc = to_jsonable(feature_collection(features))
+    for f in doc["features"]:
+        geom = f.get("geometry") or {}
+        if "coordinates" in geom:
+            geom["coordinates"] = _round_coords(geom["coordinates"])
     return atomic_write_text(path, json.dumps(doc, separators=(",", ":")) + "\n")
 
 

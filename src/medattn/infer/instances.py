@@ -1,7 +1,9 @@
 """Instances (nuclei) from segmentation probabilities: per-object measurements, block-wise merging.
 
-:func:`object_table` measures every instance of a label image in one pass (``np.bincount`` and
-``ndimage.find_objects``). :func:`keep_centred` is how large regions are cut into blocks without
+:func:`object_table` measures every instance of a label image: area, centroid, box and mean
+probability in one pass (``np.bincount`` and ``ndimage.find_objects``), perimeter, eccentricity
+and mean intensity with scikit-image ``regionprops``, and area in µm² and perimeter in µm when
+the scale is known (the measurements QuPath gives its cell detections). :func:`keep_centred` is how large regions are cut into blocks without
 cutting or doubling objects: each block is predicted with a halo of context, post-processed whole,
 and keeps only the instances whose centroid falls in its core; an object crossing a block border is
 complete in the block that owns its centroid and dropped by its neighbour.
@@ -18,10 +20,50 @@ from scipy import ndimage as ndi
 from medattn.errors import DataError
 
 __all__ = ["postprocess_setting", "instances_of", "object_table", "keep_centred", "foreground_prob",
-           "save_label_image", "OBJECT_COLUMNS", "semantic_classes"]
+           "save_label_image", "grey_image", "OBJECT_COLUMNS", "semantic_classes"]
 
-OBJECT_COLUMNS = ("id", "centroid_x", "centroid_y", "area", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
-                  "mean_probability", "class")
+OBJECT_COLUMNS = ("id", "centroid_x", "centroid_y", "area", "perimeter", "area_um2", "perimeter_um", "eccentricity",
+                  "mean_intensity", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "mean_probability", "class")
+"""Columns of the per-object table; ``area``/``perimeter`` in (level-0) pixels, ``area_um2`` /
+``perimeter_um`` empty when the scale is unknown, ``mean_intensity`` empty without an image."""
+
+
+def grey_image(image: Any, mean: Any = None, std: Any = None) -> np.ndarray:
+    """``H×W`` grey intensities in 0–255 (luminance of RGB) of an image: a PIL image, an ``H×W[×C]``
+    array, or a normalised ``C×H×W`` tensor with the ``mean``/``std`` it was normalised with."""
+    from skimage.color import rgb2gray
+
+    if hasattr(image, "detach"):  # a normalised network input
+        x = image.detach().float().cpu().numpy()
+        c = x.shape[0]
+        if mean is not None and std is not None:
+            x = x * np.asarray(std[:c], np.float32)[:, None, None] + np.asarray(mean[:c], np.float32)[:, None, None]
+        arr = np.moveaxis(np.clip(x, 0, 1) * 255, 0, -1)
+    else:
+        arr = np.asarray(image).astype(np.float32)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3:
+        arr = rgb2gray(arr[..., :3] / 255.0) * 255.0
+    return arr.astype(np.float32)
+
+
+def _shape_measurements(lab: np.ndarray, n: int, image: Any) -> dict[str, np.ndarray]:
+    """Perimeter (px), eccentricity and mean grey intensity (NaN without ``image``) of labels 0..n."""
+    from skimage.measure import regionprops_table
+
+    props = ["label", "perimeter", "eccentricity"]
+    grey = None
+    if image is not None:
+        grey = grey_image(image)
+        if grey.shape != lab.shape:
+            raise DataError(f"image of shape {grey.shape} does not match the label image {lab.shape}")
+        props.append("intensity_mean")
+    t = regionprops_table(lab, intensity_image=grey, properties=props)
+    out = {k: np.full(n + 1, np.nan) for k in ("perimeter", "eccentricity", "intensity_mean")}
+    for k in props[1:]:
+        out[k][t["label"]] = t[k]
+    return out
 
 
 
@@ -54,8 +96,11 @@ def foreground_prob(probs: np.ndarray) -> np.ndarray:
 
 
 def object_table(labels: np.ndarray, probs: np.ndarray | None = None, *, class_names: list[str] | None = None,
-                 offset: tuple[float, float] = (0.0, 0.0), scale: float = 1.0) -> list[dict[str, Any]]:
-    """One row per instance: id, centroid, area, bbox, mean foreground probability, class.
+                 offset: tuple[float, float] = (0.0, 0.0), scale: float = 1.0, mpp: float | None = None,
+                 image: Any = None) -> list[dict[str, Any]]:
+    """One row per instance (:data:`OBJECT_COLUMNS`): id, centroid, area, perimeter, eccentricity,
+    mean intensity, bbox, mean foreground probability, class, and area/perimeter in µm when ``mpp``
+    is given.
 
     Args:
         labels: ``H×W`` instance labels (0 = background).
@@ -66,6 +111,11 @@ def object_table(labels: np.ndarray, probs: np.ndarray | None = None, *, class_n
         offset: ``(x, y)`` added to coordinates after scaling (level-0 position of the image).
         scale: coordinate and length multiplier (level-0 pixels per image pixel); areas are
             multiplied by ``scale²``.
+        mpp: µm per output pixel (per level-0 pixel when ``scale`` maps to level 0); ``None``
+            leaves ``area_um2`` and ``perimeter_um`` empty.
+        image: the image the labels were predicted on (``H×W[×C]`` array, PIL image, or a
+            normalised tensor already turned grey by :func:`grey_image`), for ``mean_intensity``
+            (grey, 0–255).
     """
     lab = np.asarray(labels)
     if lab.ndim != 2:
@@ -80,16 +130,24 @@ def object_table(labels: np.ndarray, probs: np.ndarray | None = None, *, class_n
         cls_sum = None
         if probs is not None and class_names and probs.shape[0] > 2:
             cls_sum = np.stack([np.bincount(flat, probs[k].ravel(), n + 1) for k in range(1, probs.shape[0])], 1)
+    shape = _shape_measurements(lab, n, image)
     boxes = ndi.find_objects(lab)
     ox, oy = offset
     rows = []
+
+    def num(v: float) -> float | str:
+        return float(v) if np.isfinite(v) else ""
+
     for i in range(1, n + 1):
         if area[i] == 0 or boxes[i - 1] is None:
             continue
         sl = boxes[i - 1]
+        a, perim = area[i] * scale * scale, shape["perimeter"][i] * scale
         row: dict[str, Any] = {
             "id": i, "centroid_x": ox + scale * (cx[i] + 0.5), "centroid_y": oy + scale * (cy[i] + 0.5),
-            "area": area[i] * scale * scale,
+            "area": a, "perimeter": num(perim),
+            "area_um2": a * mpp * mpp if mpp else "", "perimeter_um": num(perim * mpp) if mpp else "",
+            "eccentricity": num(shape["eccentricity"][i]), "mean_intensity": num(shape["intensity_mean"][i]),
             "bbox_x0": ox + scale * sl[1].start, "bbox_y0": oy + scale * sl[0].start,
             "bbox_x1": ox + scale * sl[1].stop, "bbox_y1": oy + scale * sl[0].stop,
             "mean_probability": float(mean_p[i]) if mean_p is not None else "",

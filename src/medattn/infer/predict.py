@@ -80,7 +80,8 @@ def _classification_row(predictor: Any, res: dict[str, Any], name: str, opts: Pr
 
 
 def _segmentation_row(predictor: Any, res: dict[str, Any], name: str, opts: PredictOptions) -> dict[str, Any]:
-    from medattn.infer.geojson import feature, instance_polygons, write_geojson
+    from medattn.bundle_meta import recorded_mpp
+    from medattn.infer.geojson import instance_polygons, nucleus_feature, write_geojson
     from medattn.infer.instances import (
         OBJECT_COLUMNS,
         object_table,
@@ -91,7 +92,8 @@ def _segmentation_row(predictor: Any, res: dict[str, Any], name: str, opts: Pred
 
     probs, labels, image = res.pop("probability_map"), res.pop("instance_labels"), res.pop("image", None)
     names = semantic_classes(predictor, probs.shape[0])
-    objs = object_table(labels, probs, class_names=names)
+    # µm measurements at the bundle's training scale, when it records one
+    objs = object_table(labels, probs, class_names=names, mpp=recorded_mpp(predictor.meta), image=image)
     mask = save_label_image(labels, opts.out / "masks" / f"{name}.png")
     buf = io.StringIO()
     wr = csv.DictWriter(buf, fieldnames=list(OBJECT_COLUMNS), lineterminator="\n")
@@ -99,9 +101,7 @@ def _segmentation_row(predictor: Any, res: dict[str, Any], name: str, opts: Pred
     wr.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in objs)
     ocsv = atomic_write_text(opts.out / "objects" / f"{name}.csv", buf.getvalue())
     polys = instance_polygons(labels)
-    feats = [feature(polys[r["id"]], "detection", r["class"] or "Nucleus",
-                     {"probability": r["mean_probability"], "area_px": r["area"]}, id_in_mask=r["id"])
-             for r in objs if r["id"] in polys]
+    feats = [nucleus_feature(polys[r["id"]], r, id_in_mask=r["id"]) for r in objs if r["id"] in polys]
     gj = write_geojson(opts.out / "geojson" / f"{name}.geojson", feats)
     res.pop("mask_shape", None)
     if image is not None:

@@ -211,7 +211,9 @@ def choose_level(downsamples: list[float], target: float) -> int:
 
 def model_mpp(meta: dict[str, Any], override: float | None, source: str = "the bundle") -> float:
     """µm per model-input pixel: ``override``, the bundle's ``mpp``, or its recipe's ``data.mpp``."""
-    v = override or meta.get("mpp") or ((meta.get("recipe") or {}).get("data") or {}).get("mpp")
+    from medattn.bundle_meta import recorded_mpp
+
+    v = override or recorded_mpp(meta)
     if not v:
         raise ConfigError(f"{source} records no training scale (recipe data.mpp); pass --model-mpp with the "
                           "µm per pixel of the model input (PCam 96 px: 0.972), never a guess")

@@ -97,8 +97,9 @@ def _assemble(out: Path, done: set[str]) -> int:
 
 def run_slide_segmentation(predictor: Any, slide: str | Path, opts: Any) -> dict[str, Any]:
     """Nuclei of a slide region (or of every tissue block) as QuPath detections."""
-    from medattn.infer.geojson import feature, instance_polygons
+    from medattn.infer.geojson import instance_polygons, nucleus_feature
     from medattn.infer.instances import (
+        grey_image,
         instances_of,
         keep_centred,
         object_table,
@@ -156,15 +157,14 @@ def run_slide_segmentation(predictor: Any, slide: str | Path, opts: Any) -> dict
         labels = keep_centred(labels, core)
         origin = (bx - halo * f, by - halo * f)
         rows = object_table(labels, probs, class_names=semantic_classes(predictor, probs.shape[0]),
-                            offset=origin, scale=f)
+                            offset=origin, scale=f, mpp=smpp,
+                            image=grey_image(x, predictor.meta["mean"], predictor.meta["std"]))
         polys = instance_polygons(labels, offset=origin, scale=f, simplify=0.5 * f)
         lines = []
         for r in rows:
             r["block"], r["key"] = ids[i], f"{ids[i]}#{r['id']}"
             if r["id"] in polys:
-                feat = feature(polys[r["id"]], "detection", r["class"] or "Nucleus",
-                               {"probability": r["mean_probability"], "area_um2": r["area"] * smpp ** 2},
-                               block=ids[i])
+                feat = nucleus_feature(polys[r["id"]], r, block=ids[i])
                 lines.append(json.dumps(feat, separators=(",", ":")))
         objs.write(rows)
         if lines:

@@ -56,12 +56,16 @@ def bootstrap_ci(
     Returns:
         ``{metric: {"value", "ci_low", "ci_high", "n_boot"}}``; the point value comes from all items.
     """
+    from medattn.progress import track
+
     point = fn(np.arange(n_items))
     samples: dict[str, list[float]] = {k: [] for k in point}
-    for idx in group_resample_indices(groups, n_items, n_boot, seed):
-        vals = fn(idx)
-        for k in point:
-            samples[k].append(vals.get(k, float("nan")))
+    with track(f"bootstrap CIs ({n_boot} resamples)", n_boot) as tick:
+        for idx in group_resample_indices(groups, n_items, n_boot, seed):
+            vals = fn(idx)
+            for k in point:
+                samples[k].append(vals.get(k, float("nan")))
+            tick()
     out = {}
     for k, v in point.items():
         arr = np.asarray(samples[k], dtype=np.float64)

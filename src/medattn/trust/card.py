@@ -3,8 +3,11 @@
 ``bundle.json`` carries ``card`` (built by :func:`build_card` when the bundle is saved):
 
 - ``intended_use`` and ``limitations``: the recipe's ``card`` section (or its ``description``),
-  plus limitations medattn knows of (synthetic training data, input size, few groups, no
-  external evaluation yet);
+  plus limitations medattn knows of (synthetic training data, input size and how larger inputs
+  are handled, few groups, no external evaluation yet);
+- ``decision``: how a prediction becomes a decision, with the threshold and what chose it
+  (:func:`decision_text`);
+- ``recipe``: the recipe's name and every ``--set`` override of the run (``recipe.overrides``);
 - ``training_data``: format, data folder name, items and groups per split, class balance,
   ``synthetic`` flag;
 - ``evaluation``: the test metrics with CIs, and ``external`` evaluations appended by
@@ -22,7 +25,7 @@ from typing import Any
 
 from medattn.errors import BundleError
 
-__all__ = ["build_card", "append_external_evaluation", "format_card", "RESEARCH_ONLY"]
+__all__ = ["build_card", "append_external_evaluation", "format_card", "decision_text", "input_text", "RESEARCH_ONLY"]
 
 RESEARCH_ONLY = "Research use only: not a medical device, not for diagnosis or treatment decisions."
 _MAX_EXTERNAL = 50
@@ -38,9 +41,72 @@ def _metric_values(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _side(size: Any) -> str:
+    """``48 px`` or ``64×48 px`` (width × height) from an ``input_size``."""
+    if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] != size[1]:
+        return f"{size[1]}×{size[0]} px"
+    return f"{size[0] if isinstance(size, (list, tuple)) else size} px"
+
+
+def _seg_window(meta: dict[str, Any]) -> str:
+    ev = (meta.get("recipe") or {}).get("evaluation") or {}
+    return _side(ev.get("tile_size") or meta.get("input_size"))
+
+
+def input_text(meta: dict[str, Any]) -> str:
+    """How an image reaches the network: resized (classification) or tiled (segmentation)."""
+    chans = f"{meta.get('in_chans')} channel(s)"
+    if meta.get("task") == "segmentation":
+        return (f"images of any size, predicted by overlapping {_seg_window(meta)} tiles "
+                f"(trained on {_side(meta.get('input_size'))} crops), {chans}")
+    return f"images resized to {_side(meta.get('input_size'))}, {chans}"
+
+
+def _threshold_method(meta: dict[str, Any]) -> str:
+    method = ((meta.get("recipe") or {}).get("evaluation") or {}).get("threshold")
+    if method == "youden":
+        return "chosen by Youden's J (sensitivity + specificity − 1, maximised) on the validation split"
+    if method == "fixed":
+        return "fixed at 0.5 by the recipe"
+    return "stored in the bundle"
+
+
+def decision_text(meta: dict[str, Any]) -> str:
+    """How the bundle turns probabilities into a decision, with its threshold(s) and what chose them."""
+    names = list(meta.get("class_names") or [])
+    task = meta.get("task", "binary")
+    if task == "binary" and len(names) == 2:
+        thr = float(meta.get("threshold", 0.5))
+        return (f"{names[1]} when P({names[1]}) ≥ {thr:.3f}, else {names[0]}; threshold "
+                f"{_threshold_method(meta)}")
+    if task == "multiclass":
+        out = "the class with the highest probability"
+        view = meta.get("positive_view")
+        if view:
+            out += (f"; {view['name']} ({', '.join(view['classes'])}) when their summed probability ≥ "
+                    f"{float(view['threshold']):.3f}, threshold {view.get('threshold_method', 'stored in the bundle')}")
+        return out
+    if task == "multilabel":
+        th = meta.get("thresholds") or [0.5] * len(names)
+        each = ", ".join(f"{n} {float(t):.3f}" for n, t in zip(names, th, strict=True))
+        return f"each finding present when its probability ≥ its threshold ({_threshold_method(meta)}): {each}"
+    if task == "segmentation":
+        pp = meta.get("postprocess") or {}
+        inst = f"; instances by the '{pp['method']}' post-processing chosen on validation" if pp.get("method") else ""
+        if len(names) > 2 or (meta.get("recipe") or {}).get("task", {}).get("seg_target") == "three_class":
+            return "each pixel takes its likeliest class" + inst
+        return f"pixels with P({names[-1] if names else 'foreground'}) ≥ {float(meta.get('threshold', 0.5)):.3f}" + inst
+    return "stored in the bundle"
+
+
+def _overrides(recipe: dict[str, Any]) -> list[str]:
+    return [str(o) for o in recipe.get("overrides") or []]
+
+
 def build_card(meta: dict[str, Any]) -> dict[str, Any]:
     """The card of a bundle from its metadata (recipe, training data, metrics, trust numbers)."""
     from medattn import __version__
+    from medattn.trust.contract import size_text
 
     recipe = meta.get("recipe") or {}
     section = recipe.get("card") or {}
@@ -53,28 +119,39 @@ def build_card(meta: dict[str, Any]) -> dict[str, Any]:
         limits.insert(0, "Trained on SYNTHETIC images: it has never seen real tissue or patients; "
                          "its outputs on real images mean nothing.")
     if contract:
-        h, w = contract.get("height", [None] * 3), contract.get("width", [None] * 3)
-        seen = f"{h[0]}×{w[0]}" if (h[0], w[0]) == (h[2], w[2]) else f"{h[0]}–{h[2]} × {w[0]}–{w[2]}"
-        limits.append(f"Trained on {seen} px {contract.get('colour')} images resized to {size} px; larger "
-                      "images must be tiled (`medattn predict --tile`, `medattn slide`), not shrunk.")
+        seen = f"{size_text(contract)} {contract.get('colour')} images"
+        if meta.get("task") == "segmentation":
+            limits.append(f"Trained on random {_side(size)} crops of {seen}; images of any size are predicted "
+                          f"by overlapping {_seg_window(meta)} tiles, never resized, so they must be at the "
+                          "training scale.")
+        else:
+            limits.append(f"Trained on {seen} resized to {_side(size)}; larger images must be tiled "
+                          "(`medattn predict --tile`, `medattn slide`), not shrunk.")
     splits = td.get("splits") or {}
     groups = (splits.get("train") or {}).get("groups")
     if groups is not None and groups < 30:
         limits.append(f"Only {groups} training groups (patients/source images): expect wide variation on new sites.")
+    if _overrides(recipe):
+        limits.append(f"The run changed the recipe '{recipe.get('name')}' (--set): "
+                      f"{'; '.join(_overrides(recipe))}.")
     limits.append("Not yet evaluated on external data unless listed under evaluation.external.")
     root = td.get("path")
+    no_test = bool(splits) and not (splits.get("test") or {}).get("items")
     return {
         "name": recipe.get("name") or meta.get("architecture", {}).get("name"),
         "intended_use": section.get("intended_use") or recipe.get("description") or
         f"Research on {meta.get('task', 'classification')} of {', '.join(meta.get('class_names', []))}.",
         "users": section.get("users") or "researchers",
         "research_use_only": RESEARCH_ONLY,
+        "decision": decision_text(meta),
+        "input": input_text(meta),
+        "recipe": {"name": recipe.get("name"), "overrides": _overrides(recipe)},
         "training_data": {
             "format": td.get("format"), "folder": Path(root).name if root else None,
             "splits": splits, "class_balance": td.get("prevalence_train"), "synthetic": synthetic,
             "source": section.get("data_source"),
         },
-        "evaluation": {"split": "test", "metrics": _metric_values(meta.get("metrics") or {}),
+        "evaluation": {"split": "valid" if no_test else "test", "metrics": _metric_values(meta.get("metrics") or {}),
                        "conformal_alpha_default": (meta.get("conformal") or {}).get("default_alpha"),
                        "ood_threshold_quantile": (meta.get("ood") or {}).get("threshold_quantile"),
                        "external": []},
@@ -129,6 +206,15 @@ def format_card(card: dict[str, Any], *, markdown: bool = False) -> str:
     b = "**" if markdown else ""
     lines = [f"{b}Model card: {card.get('name')}{b}", "", f"{b}{card.get('research_use_only', RESEARCH_ONLY)}{b}", ""]
     lines.append(f"Intended use: {card.get('intended_use')}")
+    if card.get("decision"):
+        lines.append(f"Decision: {card['decision']}")
+    if card.get("input"):
+        lines.append(f"Input: {card['input']}")
+    rec = card.get("recipe") or {}
+    if rec.get("name"):
+        changed = rec.get("overrides") or []
+        lines.append(f"Recipe: {rec['name']}" + (f", changed for this run by --set {', '.join(changed)}"
+                                                 if changed else " (no --set overrides)"))
     td = card.get("training_data") or {}
     counts = ", ".join(f"{s} {v.get('items')} items / {v.get('groups')} groups"
                        for s, v in (td.get("splits") or {}).items())

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["image_stats", "summarise_stats", "check_image", "warning", "SIZE_FACTOR", "ASPECT_FACTOR"]
+__all__ = ["image_stats", "summarise_stats", "check_image", "warning", "size_text", "SIZE_FACTOR", "ASPECT_FACTOR"]
 
 SIZE_FACTOR = 2.0
 ASPECT_FACTOR = 1.5
@@ -47,6 +47,18 @@ def image_stats(img: Any) -> dict[str, Any]:
         means = np.repeat(means, 3)
     return {"h": int(h), "w": int(w), "chroma": chroma, "mean": [float(v) for v in means],
             "contrast": float(a.mean(-1).std())}
+
+
+def size_text(contract: dict[str, Any]) -> str:
+    """The training image sizes of a contract for people: ``"50×50 px"`` when every image had that
+    size, else the median width × height and the range of sides, e.g.
+    ``"50×50 px (27–50 px on a side in the training data)"``."""
+    hmin, hmed, hmax = (int(v) for v in contract["height"])
+    wmin, wmed, wmax = (int(v) for v in contract["width"])
+    if (hmin, wmin) == (hmax, wmax):
+        return f"{wmed}×{hmed} px"
+    lo, hi = min(hmin, wmin), max(hmax, wmax)
+    return f"{wmed}×{hmed} px ({lo}–{hi} px on a side in the training data)"
 
 
 def _q(values: list[float]) -> list[float]:
@@ -88,14 +100,14 @@ def check_image(contract: dict[str, Any], img: Any) -> list[dict[str, str]]:
     h, w = s["h"], s["w"]
     hmin, _, hmax = contract["height"]
     wmin, _, wmax = contract["width"]
-    seen = f"{hmin}×{wmin}" if (hmin, wmin) == (hmax, wmax) else f"{hmin}–{hmax} × {wmin}–{wmax}"
+    seen = size_text(contract)
     if max(h / max(hmax, 1), w / max(wmax, 1)) > SIZE_FACTOR:
-        out.append(warning("input_size", f"image is {w}×{h} px but the model was trained on {seen} px images "
-                                         f"(H×W); shrinking it to the model input loses the detail the model "
+        out.append(warning("input_size", f"image is {w}×{h} px but the model was trained on {seen} images; "
+                                         f"shrinking it to the model input loses the detail the model "
                                          f"relies on: tile it or use `medattn slide`"))
     elif min(h / max(hmin, 1), w / max(wmin, 1)) < 1 / SIZE_FACTOR:
-        out.append(warning("input_size", f"image is {w}×{h} px, far smaller than the training images ({seen} px, "
-                                         f"H×W); it is enlarged to the model input and may be at the wrong scale"))
+        out.append(warning("input_size", f"image is {w}×{h} px, far smaller than the training images ({seen}); "
+                                         f"it is enlarged to the model input and may be at the wrong scale"))
     amin, amax = contract["aspect"]
     asp = w / h
     if asp < amin / ASPECT_FACTOR or asp > amax * ASPECT_FACTOR:

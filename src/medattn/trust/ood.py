@@ -96,9 +96,11 @@ def fit_gaussian(feats: np.ndarray, labels: np.ndarray | None, val_feats: np.nda
         "fitted_on": f"train ({n} items)",
     }
     val = ood_scores(doc, val_feats)
-    doc["threshold"] = float(np.quantile(val, quantile)) if len(val) else float("inf")
+    # no validation items: the training scores set it (a finite number; bundle.json refuses others)
+    ref, on = (val, f"valid ({len(val)} items)") if len(val) else (ood_scores(doc, f), f"train ({n} items, no validation)")
+    doc["threshold"] = float(np.quantile(ref, quantile))
     doc["threshold_quantile"] = quantile
-    doc["threshold_on"] = f"valid ({len(val)} items)"
+    doc["threshold_on"] = on
     doc["valid_scores_median"] = float(np.median(val)) if len(val) else None
     return doc
 
