@@ -84,6 +84,9 @@ def test_preparation_steps_compare_each_step_with_the_input_at_its_size() -> Non
     assert len({s["display"].shape for s in steps}) == 1
     tiled = preparation_steps(SimpleNamespace(preparation=prep), img, resize=False)
     assert [s["name"] for s in tiled] == ["input", "denoised + CLAHE"]
+    grey = Preparation(size=16, mean=[0.5], std=[0.25], channels=1)  # an X-ray bundle: one channel
+    g = preparation_steps(SimpleNamespace(preparation=grey), img[..., 0])
+    assert [s["image"].shape for s in g] == [(64, 64), (16, 16)] and 0 < g[1]["ssim"] < 1
 
 
 def test_samples_come_from_the_bundle_domain_or_none(tmp_path: Path) -> None:

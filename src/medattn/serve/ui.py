@@ -74,7 +74,7 @@ def decision_md(predictor: Predictor, result: dict[str, Any]) -> str:
         else:
             top = max(probs, key=lambda n: probs[n] - th[n])
             head = f"### No finding over its threshold (closest: {top} {_compare(probs[top], th[top])})"
-        where = f" Each finding's probability is its likeliest tile's of {result['tiles']}." if tiled else ""
+        where = f" Each finding's probability is that of its likeliest tile (of {result['tiles']})." if tiled else ""
         return f"{head}  \nThresholds {rule}.{where}"
     label = result["label"]
     if predictor.task == "binary":
@@ -259,8 +259,9 @@ def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], li
             doc["agcnn"] = {"box": extra["box"], "branches": extra["branches"]}
         path = atomic_write_json(out_dir / f"prediction_{time.strftime('%Y%m%d_%H%M%S')}_{id(doc) % 10000}.json", doc)
         tiles = _tiles(predictor, img, result)
-        prep = [(s["display"], f"{s['name']} · {s['width']}×{s['height']} px · PSNR {_number(s['psnr'], '.1f')} dB "
-                               f"· SSIM {_number(s['ssim'], '.3f')}") for s in steps]
+        prep = [(s["display"], f"{s['name']}: {s['width']}×{s['height']} px" if i == 0 else
+                 f"{s['name']}: {_number(s['psnr'], '.1f')} dB, SSIM {_number(s['ssim'], '.2f')}")
+                for i, s in enumerate(steps)]  # short captions; the table below has every number
         return (decision_md(predictor, result), _trust_md(result), _bars(predictor, result),
                 gr.update(value=tiles, visible=tiles is not None), prep, _prep_md(steps, result),
                 with_colorbar(cam["overlay"]), _CAM_CAPTION + (_TILED_CAM if tiles is not None else ""),
