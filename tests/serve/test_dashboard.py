@@ -136,3 +136,16 @@ def test_a_synthetic_bundle_shows_items_of_its_own_training_data(tmp_path: Path)
     # the data folder is gone: synthetic images of the bundle's channels instead
     meta["training_data"]["path"] = str(tmp_path / "gone")
     assert [p.name.startswith("synthetic_") for p in sample_images(meta, None, n=2)] == [True, True]
+
+
+def test_the_likeliest_tile_is_cut_as_the_model_saw_it() -> None:
+    from medattn.infer.tiling import image_tiles, tile_grid
+    from medattn.serve.views import likeliest_tile
+
+    img = np.random.default_rng(0).integers(0, 256, (100, 130, 3), dtype=np.uint8)
+    boxes, tiles = image_tiles(img, 48)
+    score = np.linspace(0, 1, len(boxes))[::-1].copy()
+    score[len(boxes) - 2] = 2.0  # the second-to-last tile (an edge tile shifted inwards) scores highest
+    tile, r, c = likeliest_tile(img, tile_grid(boxes, score), 48)
+    y0, x0 = boxes[len(boxes) - 2]
+    assert np.array_equal(tile, img[y0:y0 + 48, x0:x0 + 48]) and (r, c) == (2, 1)

@@ -97,6 +97,7 @@ def test_dashboard_shows_card_banner_warning_set_and_colorbar(server: str, tmp_p
             prep = page.locator("#prep-metrics")
             prep.get_by_text("PSNR vs input").wait_for()
             assert "without a resize" in prep.inner_text() and "resized to" not in prep.inner_text()
+            assert "likeliest tile" in prep.inner_text() and "48×48" in prep.inner_text()  # one tile, as seen
             assert page.locator("#cam-gallery").is_hidden()  # per-class maps: multi-class bundles only
             page.screenshot(path=str(SHOT), full_page=True)
         finally:

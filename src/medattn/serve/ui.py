@@ -172,13 +172,15 @@ def _number(v: float, fmt: str) -> str:
     return "∞" if math.isinf(v) else ("—" if math.isnan(v) else format(v, fmt))
 
 
-def _prep_md(steps: list[dict[str, Any]], result: dict[str, Any]) -> str:
-    """The preparation panel's table and caption."""
+def _prep_md(steps: list[dict[str, Any]], result: dict[str, Any], tile: Any = None) -> str:
+    """The preparation panel's table and caption (``tile``: row and column of the tile shown)."""
     rows = ["| step | size (px) | PSNR vs input (dB) | SSIM vs input | RMS contrast |", "|---|---|---|---|---|"]
     rows += [f"| {s['name']} | {s['width']}×{s['height']} | {_number(s['psnr'], '.1f')} | {_number(s['ssim'], '.3f')} "
              f"| {s['rms_contrast']:.3f} |" for s in steps]
-    how = {"tiled": f"This image is tiled at its own scale: each of its {result.get('tiles')} tiles goes through "
-                    "these steps without a resize. ",
+    r, c = tile or (0, 0)
+    how = {"tiled": f"This image is tiled at its own scale: shown is its likeliest tile (row {r + 1}, column {c + 1} "
+                    f"of the heatmap); each of its {result.get('tiles')} tiles goes through these steps on its own, "
+                    "without a resize. ",
            "segmented": "Segmentation sees the image at its own size (overlapping tiles), without a resize. "}
     return ("\n".join(rows) + "\n\n" + how.get(str(result.get("handling")), "")
             + "Each deterministic step of this bundle's preparation, in order; then the pixels are scaled to "
@@ -241,7 +243,14 @@ def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], li
         try:
             img = predictor.decode(src)
             result = dashboard_answer(predictor, src, alpha)
-            steps = preparation_steps(predictor, img, resize=result.get("handling") not in ("tiled", "segmented"))
+            seen, where = img, None
+            if result.get("handling") == "tiled":  # the model sees tiles: show the likeliest one's steps
+                from medattn.serve.views import likeliest_tile
+
+                seen, *where = likeliest_tile(img, result["tile_scores"], predictor.input_hw[0])
+            steps = preparation_steps(predictor, seen, resize=result.get("handling") not in ("tiled", "segmented"))
+            if where:
+                steps[0]["name"] = "likeliest tile"
             cam = explainer.render(img, "gradcam++", None if target == "top" else target)
             classes = explainer.render_classes(img, "gradcam++") if per_class else []
             att = explainer.render(img, "attention") if "attention" in methods else None
@@ -263,7 +272,7 @@ def build_ui(predictor: Predictor, explainer: Explainer, samples: list[Path], li
                  f"{s['name']}: {_number(s['psnr'], '.1f')} dB, SSIM {_number(s['ssim'], '.2f')}")
                 for i, s in enumerate(steps)]  # short captions; the table below has every number
         return (decision_md(predictor, result), _trust_md(result), _bars(predictor, result),
-                gr.update(value=tiles, visible=tiles is not None), prep, _prep_md(steps, result),
+                gr.update(value=tiles, visible=tiles is not None), prep, _prep_md(steps, result, where),
                 with_colorbar(cam["overlay"]), _CAM_CAPTION + (_TILED_CAM if tiles is not None else ""),
                 [(c["overlay"], f"{c['target']} · p = {c['probability']:.2f}")
                                                 for c in classes],

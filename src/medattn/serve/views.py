@@ -24,7 +24,7 @@ from medattn.errors import ConfigError
 from medattn.models.outputs import probabilities
 
 __all__ = ["Explainer", "to_png", "DISPLAY_MAX", "with_colorbar", "preparation_steps", "probability_bars",
-           "tile_heatmap"]
+           "tile_heatmap", "likeliest_tile"]
 
 DISPLAY_MAX = 384  # longest side of rendered overlays
 
@@ -331,3 +331,15 @@ def tile_heatmap(image: np.ndarray, grid: np.ndarray, window: int, label: str,
         bar.ax.axhline(threshold, color="black", lw=2)
     fig.tight_layout()
     return _figure_rgb(fig)
+
+
+def likeliest_tile(image: np.ndarray, grid: np.ndarray, window: int) -> tuple[np.ndarray, int, int]:
+    """The tile of a tiled input with the highest score, cut exactly as the model saw it
+    (:func:`medattn.infer.tiling.image_tiles`), with its row and column in ``grid``."""
+    from medattn.infer.tiling import image_tiles
+
+    boxes, tiles = image_tiles(np.asarray(image), window)
+    g = np.nan_to_num(np.asarray(grid, np.float32), nan=-1.0)
+    r, c = (int(v) for v in np.unravel_index(int(np.argmax(g)), g.shape))
+    ys, xs = sorted({b[0] for b in boxes}), sorted({b[1] for b in boxes})
+    return tiles[boxes.index((ys[r], xs[c]))], r, c
