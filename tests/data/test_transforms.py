@@ -89,3 +89,22 @@ def test_paired_transform_moves_mask_with_image():
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown transform preset"):
         build_transforms("xray", train=True)
+
+
+def test_preparation_steps_are_the_visible_deterministic_steps():
+    from medattn.data.transforms import Preparation
+
+    prep = Preparation(size=24, mean=[0.5] * 3, std=[0.25] * 3, preset="cytology", denoise=True, clahe=True)
+    img = np.random.default_rng(0).integers(0, 256, (40, 32, 3), dtype=np.uint8)
+    steps = prep.steps(img)
+    assert [n for n, _ in steps] == ["input", "denoised + CLAHE", "resized to 24×24"]
+    assert steps[0][1].shape == (40, 32, 3) and steps[-1][1].shape == (24, 24, 3)
+    assert all(a.dtype == np.uint8 for _, a in steps)
+    # the last step is what the tensor of prep() is made from
+    want = prep(img)
+    got = (torch.from_numpy(steps[-1][1]).permute(2, 0, 1).float() / 255 - 0.5) / 0.25
+    assert torch.allclose(want, got, atol=1e-5)
+    # tiles keep their own size: no resize step
+    assert [n for n, _ in prep.steps(img, resize=False)] == ["input", "denoised + CLAHE"]
+    grey = Preparation(size=24, mean=[0.5], std=[0.25], channels=1).steps(img[..., 0])
+    assert [a.shape for _, a in grey] == [(40, 32), (24, 24)]

@@ -56,9 +56,12 @@ def test_upload_shows_prediction_and_overlay(server: str, tmp_path: Path) -> Non
             page.locator("#input-image input[type=file]").set_input_files(str(img))
             page.locator("#input-image img").first.wait_for()
             page.locator("#analyse").click()
-            page.get_by_text("Prediction:").wait_for()
-            headline = page.locator("#headline").inner_text()
-            assert "probability" in headline and ("normal" in headline or "tumour" in headline)
+            page.locator("#decision").get_by_text("threshold 0.50").wait_for()
+            decision = page.locator("#decision").inner_text()
+            assert "probability" in decision and ("normal" in decision or "tumour" in decision)
+            assert "stored in the bundle" in decision  # no recipe: the rule is unknown, and said so
+            # trained on real data (no synthetic flag) and no samples of its own: none offered
+            assert "No sample images" in page.locator("#no-samples").inner_text()
             overlay = page.locator("#overlay-cam img").first
             overlay.wait_for()
             assert overlay.evaluate("e => e.naturalWidth") >= 224
@@ -71,3 +74,24 @@ def test_upload_shows_prediction_and_overlay(server: str, tmp_path: Path) -> Non
             assert doc["label"] in ("normal", "tumour") and set(doc["probabilities"]) == {"normal", "tumour"}
         finally:
             browser.close()
+
+
+def test_dashboard_links_the_slide_viewer_only_when_slide_jobs_run(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    from fastapi.testclient import TestClient
+
+    from medattn.bundle import save_bundle
+    from medattn.models import create_model
+    from medattn.serve.api import create_app
+
+    meta = {"task": "binary", "class_names": ["normal", "tumour"], "input_size": 32, "in_chans": 3,
+            "mean": [0.5] * 3, "std": [0.25] * 3}
+    bundle = save_bundle(create_model("patch_cnn_attention", width=0.25), meta, tmp_path / "b")
+    (tmp_path / "slides").mkdir()
+    link = "[Slide viewer](/slides/viewer)"
+    jobs = {"slide_root": tmp_path / "slides", "out_root": tmp_path / "jobs", "autostart": False}
+    with TestClient(create_app(bundle, slide_jobs=jobs)) as client:
+        assert link in client.get("/config").text
+    with TestClient(create_app(bundle)) as client:
+        cfg = client.get("/config")
+        assert cfg.status_code == 200 and link not in cfg.text

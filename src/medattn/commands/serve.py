@@ -34,6 +34,9 @@ def serve(
     slide_out: Annotated[Path, typer.Option(help="Folder of the slide jobs (kept across restarts; unfinished jobs "
                                                  "resume).")] = Path("slide-jobs"),
     max_slide_jobs: Annotated[int, typer.Option(min=1, help="Most slide jobs waiting to run (503 beyond).")] = 8,
+    samples: Annotated[Path | None, typer.Option(help="Folder of sample images the dashboard offers (default: the "
+                                                      "bundle's own samples/; synthetic ones only for a bundle "
+                                                      "trained on synthetic data).")] = None,
 ) -> None:
     """Serve BUNDLE: REST API under /v1, health at /healthz and /readyz, dashboard at /; with
     --slide-root, slide jobs under /v1/slides."""
@@ -48,6 +51,10 @@ def serve(
         key = os.environ.get(api_key_env)
         if not key:
             raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is unset or empty")
+    if samples is not None:  # checked before anything starts
+        from medattn.serve.samples import sample_images
+
+        sample_images({}, folder=samples)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import uvicorn
 
@@ -58,7 +65,7 @@ def serve(
                     max_pixels=int(max_megapixels * 1e6))
     jobs = None if slide_root is None else {"slide_root": slide_root, "out_root": slide_out, "max_queue": max_slide_jobs}
     app = create_app(bundle, api_key=key, limits=limits, ui=ui, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     device=device, slide_jobs=jobs)
+                     device=device, slide_jobs=jobs, samples=samples)
     if host not in ("127.0.0.1", "localhost", "::1") and not key:
         typer.echo(f"warning: serving on {host} without an API key; anyone who can reach it can use it", err=True)
     typer.echo(f"serving {bundle} on http://{host}:{port} (API docs at /docs)")

@@ -253,19 +253,23 @@ class Preparation:
                                              denoise=self.denoise, clahe=self.clahe, stain=self.stain)
         return self._tf[key]
 
-    def steps(self, image) -> list[tuple[str, object]]:  # noqa: ANN001
+    def steps(self, image, *, resize: bool = True) -> list[tuple[str, object]]:  # noqa: ANN001
         """``(name, uint8 H×W×C image)`` after each deterministic step, for showing what the model
-        sees (the dashboard's preparation panel): input, stain, cytology enhancement, resize."""
+        sees (the dashboard's preparation panel): input, stain normalisation, cytology enhancement,
+        resize (``resize=False``: tiles and segmentation fields of view, which keep their own size)."""
         import numpy as np
 
+        names = {"StainNormalize": "stain normalised", "CytologyEnhance": "denoised + CLAHE",
+                 "Resize": f"resized to {self.size[1]}×{self.size[0]}" if self.size else "resized"}
         t = self.to_uint8_tensor(image)
         out = [("input", t)]
-        for op in _deterministic_ops(self.preset, self.size, self.stain, self.denoise, self.clahe):
+        for op in _deterministic_ops(self.preset, self.size if resize else None, self.stain, self.denoise,
+                                     self.clahe):
             t = op(t)
-            name = {"StainNormalize": "stain normalised", "CytologyEnhance": "denoised + CLAHE",
-                    "Resize": f"resized to {self.size[1]}×{self.size[0]}" if self.size else "resized"}
-            out.append((name.get(type(op).__name__, type(op).__name__), t))
-        return [(n, np.ascontiguousarray(v.permute(1, 2, 0).numpy().squeeze())) for n, v in out]
+            if not isinstance(op, Contiguous):  # a memory layout, not a step a person sees
+                out.append((names.get(type(op).__name__, type(op).__name__), t))
+        return [(n, np.ascontiguousarray(v.permute(1, 2, 0).numpy().squeeze(-1) if v.shape[0] == 1
+                                          else v.permute(1, 2, 0).numpy())) for n, v in out]
 
     def to_uint8_tensor(self, image) -> torch.Tensor:  # noqa: ANN001
         """``uint8`` ``C×H×W`` tensor with this preparation's channels from a decoded image."""

@@ -68,6 +68,7 @@ def create_app(
     max_wait_ms: float = 5.0,
     device: str | None = None,
     slide_jobs: dict[str, Any] | None = None,
+    samples: str | Path | None = None,
 ) -> FastAPI:
     """Build the app serving ``bundle_path``.
 
@@ -82,6 +83,8 @@ def create_app(
         device: torch device (default CUDA when present, else CPU).
         slide_jobs: keyword arguments of :class:`medattn.serve.slides.SlideJobs` (``slide_root``,
             ``out_root``, ``max_queue``): serve ``/v1/slides`` (default: not served).
+        samples: a folder of sample images for the dashboard (default: the bundle's own, see
+            :func:`medattn.serve.samples.sample_images`).
     """
     lim = limits or Limits()
     predictor = load_bundle(bundle_path, device=device, max_pixels=lim.max_pixels)
@@ -260,6 +263,7 @@ def create_app(
     if ui is None or ui:
         from medattn.serve.ui import mount_ui
 
-        app = mount_ui(app, predictor, explainer, bundle_path=bundle_path, api_key=api_key, limits=lim)
+        app = mount_ui(app, predictor, explainer, bundle_path=bundle_path, api_key=api_key, limits=lim,
+                       samples=samples)
     app.add_middleware(BodySizeLimit, max_bytes=lim.max_body_bytes)
     return app

@@ -60,6 +60,32 @@ def malformed_uploads(valid_png: bytes, max_upload_bytes: int, seed: int = 0) ->
     }
 
 
+def _training_items(meta: dict[str, Any], n: int) -> list[tuple[str, np.ndarray]]:
+    """Up to ``n`` items of the (synthetic) data the bundle was trained on, one class after another
+    (its test split first), when that folder is still there; else none."""
+    td = meta.get("training_data") or {}
+    if not td.get("path") or not Path(td["path"]).exists():
+        return []
+    from medattn.data.formats.registry import read_item, scan
+    from medattn.errors import MedattnError
+
+    try:
+        table = scan(td["path"], td.get("format"))
+        if "split" in table.columns and (table["split"] == "test").any():
+            table = table[table["split"] == "test"]
+        if "label" in table.columns:  # the k-th item of every class before the (k+1)-th of any
+            table = table.assign(_k=table.groupby(table["label"].astype(str)).cumcount()).sort_values("_k", kind="stable")
+        classes = list(meta.get("class_names") or [])
+        names = (table["class_name"] if "class_name" in table.columns else
+                 [classes[int(v)] if str(v).isdigit() and int(v) < len(classes) else "item"
+                  for v in table.get("label", table["file"])])
+        names = list(names)
+        return [(f"{name}_{i}", np.asarray(read_item(td["path"], str(f))))
+                for i, (f, name) in enumerate(zip(list(table["file"])[:n], names[:n], strict=True))]
+    except (MedattnError, OSError, ValueError, KeyError):
+        return []
+
+
 def _synthetic(meta: dict[str, Any], n: int) -> list[tuple[str, np.ndarray]]:
     size = meta.get("input_size", 96)
     side = int(size if isinstance(size, (int, float)) else size[0])
@@ -82,13 +108,42 @@ def _synthetic(meta: dict[str, Any], n: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def sample_images(meta: dict[str, Any], bundle_path: str | Path | None = None, n: int = 4) -> list[Path]:
-    """PNG paths of sample inputs: the bundle's ``samples/`` folder when it has one, else
-    synthetic images that match the bundle's channels (written to a temporary folder)."""
-    if bundle_path is not None and Path(bundle_path).is_dir():
-        own = sorted(p for p in (Path(bundle_path) / "samples").glob("*")
-                     if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+_SHOWN = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")  # formats a browser shows
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _SHOWN)
+
+
+def sample_images(meta: dict[str, Any], bundle_path: str | Path | None = None, n: int = 6,
+                  folder: str | Path | None = None) -> list[Path]:
+    """Sample inputs of the dashboard, from the bundle's own domain or none, first found of:
+
+    1. ``folder`` (``medattn serve --samples DIR``): its images (PNG, JPEG, BMP, WebP, GIF);
+    2. the bundle's own ``samples/`` folder;
+    3. a bundle trained on synthetic data (``synthetic_data``): items of its own training data when that
+       folder is still there, else synthetic images of its channels;
+    4. none: a model trained on real data gets no synthetic patches of another domain.
+
+    Raises:
+        ConfigError: ``folder`` is not a folder or holds no such image.
+    """
+    if folder is not None:
+        from medattn.errors import ConfigError
+
+        f = Path(folder)
+        own = _images_in(f) if f.is_dir() else []
+        if not own:
+            raise ConfigError(f"--samples {f}: " + ("no PNG, JPEG, BMP, WebP or GIF image in that folder; put sample "
+                                                   "images there" if f.is_dir() else "not a folder; pass a folder of "
+                                                   "sample images"))
+        return own[:n]
+    if bundle_path is not None and (Path(bundle_path) / "samples").is_dir():
+        own = _images_in(Path(bundle_path) / "samples")
         if own:
             return own[:n]
-    folder = Path(tempfile.mkdtemp(prefix="medattn_samples_"))
-    return [atomic_write_bytes(folder / f"{name}.png", png_bytes(img)) for name, img in _synthetic(meta, n)]
+    if not meta.get("synthetic_data"):
+        return []
+    out = Path(tempfile.mkdtemp(prefix="medattn_samples_"))
+    made = _training_items(meta, n) or _synthetic(meta, n)
+    return [atomic_write_bytes(out / f"{name}.png", png_bytes(img)) for name, img in made]

@@ -1,5 +1,6 @@
-"""What the API and the dashboard show about one image: CAMs, native attention, AG-CNN crop,
-segmentation overlay.
+"""What the API and the dashboard show about one image: CAMs (one class, or one per class),
+native attention, AG-CNN crop, segmentation overlay, the preparation steps with their image-quality
+numbers, the probability bars and the tile heatmap of a tiled input.
 
 The maps come from :mod:`medattn.explain` (CAMs, targets, overlays) and the attention modules'
 own recorded maps; this module only picks the inputs, serialises calls (CAM hooks are not
@@ -22,7 +23,8 @@ from medattn.bundle import Predictor
 from medattn.errors import ConfigError
 from medattn.models.outputs import probabilities
 
-__all__ = ["Explainer", "to_png", "DISPLAY_MAX", "with_colorbar"]
+__all__ = ["Explainer", "to_png", "DISPLAY_MAX", "with_colorbar", "preparation_steps", "probability_bars",
+           "tile_heatmap", "likeliest_tile"]
 
 DISPLAY_MAX = 384  # longest side of rendered overlays
 
@@ -138,6 +140,19 @@ class Explainer:
             res = explain(self._pred, [image], method=method, target=int(np.argmax(p)), keep_images=False)
         return max(res, key=lambda e: e.probability)
 
+    def render_classes(self, image: Any, method: str = "gradcam++") -> list[dict[str, Any]]:
+        """One map per class (:func:`medattn.explain.explain` with ``target="all"``), in class order:
+        ``[{"target", "probability", "overlay", "heatmap"}]``."""
+        from medattn.explain import explain
+        from medattn.explain.overlay import overlay
+
+        image = self._pred.decode(image)
+        shown = _display(image)
+        with self._lock, torch.inference_mode(False):
+            res = explain(self._pred, [image], method=method, target="all", keep_images=False)
+        return [{"target": e.class_name, "probability": e.probability, "overlay": overlay(shown, e.heatmap),
+                 "heatmap": e.heatmap} for e in sorted(res, key=lambda e: e.class_index)]
+
     def _segmentation(self, prep: Any, shown: np.ndarray) -> dict[str, Any]:
         with torch.no_grad():
             probs = self.predictor.forward(prep)
@@ -173,3 +188,158 @@ class Explainer:
                                  ("fusion", out.fusion_logits))}
         return {"method": "agcnn", "target": "crop", "overlay": img, "crop": crop,
                 "box": [x1, y1, x2, y2], "branches": branches}
+
+
+def _rms_contrast(a: np.ndarray) -> float:
+    """RMS contrast: the standard deviation of the grey levels scaled to [0, 1]."""
+    g = a.astype(np.float64) / 255.0
+    if g.ndim == 3:
+        g = g[..., :3] @ np.array([0.299, 0.587, 0.114])  # luma weights (sum 1)
+    return float(g.std())
+
+
+def _resized(a: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    from PIL import Image
+
+    if a.shape[:2] == tuple(hw):
+        return a
+    im = Image.fromarray(np.ascontiguousarray(a))
+    return np.asarray(im.resize((int(hw[1]), int(hw[0])), Image.NEAREST if nearest else Image.BILINEAR))
+
+
+def preparation_steps(predictor: Predictor, image: np.ndarray, *, resize: bool = True) -> list[dict[str, Any]]:
+    """Each deterministic step the bundle applies to ``image`` (:meth:`Preparation.steps
+    <medattn.data.transforms.Preparation.steps>`) with its image-quality numbers against the input.
+
+    A step is compared with the input at the input's size (a resized step is resized back,
+    bilinearly, for the numbers): PSNR (dB, ``inf`` when identical) and SSIM from
+    :mod:`skimage.metrics`, and the RMS contrast of the step (grey levels in [0, 1]).
+
+    Args:
+        predictor: the served predictor.
+        image: the decoded input.
+        resize: include the resize to the model input (not for tiled inputs and segmentation,
+            which the model sees at their own size).
+
+    Returns:
+        ``[{"name", "image" (uint8, the step's own size), "display" (uint8, at the input's display
+        size; small steps enlarged by pixel repetition), "width", "height", "psnr", "ssim", "rms_contrast"}]``.
+    """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    steps = predictor.preparation.steps(image, resize=resize)
+    ref = steps[0][1]
+    shown_hw = _display(ref).shape[:2]
+    out = []
+    for name, a in steps:
+        back = _resized(a, ref.shape[:2])
+        same = np.array_equal(back, ref)
+        side = min(ref.shape[:2])
+        win = min(7, side if side % 2 else side - 1)
+        ssim = 1.0 if same else (float(structural_similarity(
+            ref, back, data_range=255, win_size=win, channel_axis=-1 if ref.ndim == 3 else None)) if win >= 3
+            else float("nan"))
+        out.append({"name": name, "image": a, "display": _resized(a, shown_hw, nearest=a.shape[0] < shown_hw[0]),
+                    "width": int(a.shape[1]), "height": int(a.shape[0]),
+                    "psnr": float("inf") if same else float(peak_signal_noise_ratio(ref, back, data_range=255)),
+                    "ssim": ssim, "rms_contrast": _rms_contrast(a)})
+    return out
+
+
+def _figure_rgb(fig: Any) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def probability_bars(probs: dict[str, float], decided: list[str], thresholds: dict[str, float] | None = None,
+                     title: str = "Probability of each class") -> np.ndarray:
+    """A horizontal bar per class (probabilities on a fixed 0–1 axis, the value printed at the bar's end),
+    the decided class(es) in a strong colour, and a threshold mark on the rows that have one.
+
+    Args:
+        probs: class → probability.
+        decided: the classes the answer decided (drawn in the strong colour).
+        thresholds: class → decision threshold (binary: the positive class; multi-label: every finding).
+        title: the chart's title.
+    """
+    from matplotlib.figure import Figure
+
+    names = list(probs)
+    vals = [float(probs[n]) for n in names]
+    fig = Figure(figsize=(6.4, 0.42 * len(names) + 0.9), dpi=100)
+    ax = fig.add_subplot()
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, vals, color=["#c0392b" if n in decided else "#9bb1c8" for n in names], height=0.6)
+    thr = thresholds or {}
+    for n, yi, v in zip(names, y, vals, strict=True):
+        inside = v > 0.8
+        ax.text(v - 0.01 if inside else v + 0.01, yi, f"{v:.2f}", va="center", ha="right" if inside else "left",
+                fontsize=9, color="white" if inside else "black")
+        if n in thr:  # the threshold as a black mark across the bar, its value under the class name
+            ax.plot([thr[n], thr[n]], [yi - 0.42, yi + 0.42], color="black", lw=2)
+    ax.set_yticks(y, [f"{n}\n(threshold {thr[n]:.2f})" if n in thr else n for n in names], fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_xlabel("probability", fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _figure_rgb(fig)
+
+
+def tile_heatmap(image: np.ndarray, grid: np.ndarray, window: int, label: str,
+                 threshold: float | None = None) -> np.ndarray:
+    """The per-tile scores of a tiled input painted over it at the tiles' positions, on a fixed 0–1
+    colour scale with a labelled colour bar (and the decision threshold marked on it).
+
+    Args:
+        image: the decoded input (its own size).
+        grid: ``rows × cols`` tile scores (``tile_scores`` of the answer).
+        window: the tile side in pixels (the model input).
+        label: what a tile's score is (e.g. ``P(tumour) per tile``).
+        threshold: the decision threshold on that score, if any.
+    """
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    from medattn.explain.overlay import CMAP
+    from medattn.infer.tiling import tile_boxes
+
+    a = np.asarray(image)
+    H, W = a.shape[:2]
+    g = np.asarray(grid, np.float32)
+    boxes = tile_boxes(max(H, window), max(W, window), window, 0)
+    ys, xs = sorted({b[0] for b in boxes}), sorted({b[1] for b in boxes})
+    heat = np.full((max(H, window), max(W, window)), np.nan, np.float32)
+    for y0, x0 in boxes:  # as the tiles were cut: the last row and column end at the image's edge
+        heat[y0:y0 + window, x0:x0 + window] = g[ys.index(y0), xs.index(x0)]
+    fig = Figure(figsize=(5.6, 4.6), dpi=100)
+    ax = fig.add_subplot()
+    ax.imshow(a, cmap="gray" if a.ndim == 2 else None)
+    im = ax.imshow(heat[:H, :W], cmap=CMAP, norm=Normalize(0, 1), alpha=0.45)
+    ax.set_title(f"{g.shape[0]}×{g.shape[1]} tiles of {window} px at the image's own scale", fontsize=9)
+    ax.set_xlabel(f"{W} px", fontsize=8)
+    ax.set_ylabel(f"{H} px", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label(label + ("" if threshold is None else f" (black line: threshold {threshold:.2f})"), fontsize=9)
+    if threshold is not None:
+        bar.ax.axhline(threshold, color="black", lw=2)
+    fig.tight_layout()
+    return _figure_rgb(fig)
+
+
+def likeliest_tile(image: np.ndarray, grid: np.ndarray, window: int) -> tuple[np.ndarray, int, int]:
+    """The tile of a tiled input with the highest score, cut exactly as the model saw it
+    (:func:`medattn.infer.tiling.image_tiles`), with its row and column in ``grid``."""
+    from medattn.infer.tiling import image_tiles
+
+    boxes, tiles = image_tiles(np.asarray(image), window)
+    g = np.nan_to_num(np.asarray(grid, np.float32), nan=-1.0)
+    r, c = (int(v) for v in np.unravel_index(int(np.argmax(g)), g.shape))
+    ys, xs = sorted({b[0] for b in boxes}), sorted({b[1] for b in boxes})
+    return tiles[boxes.index((ys[r], xs[c]))], r, c
