@@ -32,13 +32,10 @@ __all__ = ["build_ui", "mount_ui", "dashboard_answer", "decision_md"]
 
 
 def _rule(method: str | None) -> str:
-    """What chose a threshold, from the recipe's ``evaluation.threshold`` (or a positive view's record)."""
-    m = str(method or "").lower()
-    if "youden" in m:
-        return "chosen on validation for Youden's J"
-    if m == "fixed":
-        return "fixed at 0.5 by the recipe"
-    return "stored in the bundle"
+    """What chose a threshold, in the dashboard's short form (:func:`medattn.trust.card.threshold_rule`)."""
+    from medattn.trust.card import threshold_rule
+
+    return threshold_rule(method, short=True)
 
 
 def _pair(p: float, t: float) -> tuple[str, str]:

@@ -62,13 +62,20 @@ def input_text(meta: dict[str, Any]) -> str:
     return f"images resized to {_side(meta.get('input_size'))}, {chans}"
 
 
-def _threshold_method(meta: dict[str, Any]) -> str:
-    method = ((meta.get("recipe") or {}).get("evaluation") or {}).get("threshold")
-    if method == "youden":
-        return "chosen by Youden's J (sensitivity + specificity − 1, maximised) on the validation split"
-    if method == "fixed":
+def threshold_rule(method: str | None, *, short: bool = False) -> str:
+    """What chose a decision threshold, from the recipe's ``evaluation.threshold`` (or a positive
+    view's record): the card's sentence, or the dashboard's ``short`` form."""
+    m = str(method or "").lower()
+    if "youden" in m:
+        return ("chosen on validation for Youden's J" if short else
+                "chosen by Youden's J (sensitivity + specificity − 1, maximised) on the validation split")
+    if m == "fixed":
         return "fixed at 0.5 by the recipe"
     return "stored in the bundle"
+
+
+def _threshold_method(meta: dict[str, Any]) -> str:
+    return threshold_rule(((meta.get("recipe") or {}).get("evaluation") or {}).get("threshold"))
 
 
 def decision_text(meta: dict[str, Any]) -> str:
