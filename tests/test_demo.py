@@ -43,12 +43,12 @@ def test_tiny_demo_writes_every_output(tiny_demo):
         assert auc["ci_low"] <= auc["value"] <= auc["ci_high"]
         assert metrics["metrics"]["accuracy"]["resampled"] == "groups"
         preds = pd.read_csv(run / "test_predictions.csv")
-        assert len(preds) == 32 and {"file", "group", "label", "prediction"} <= set(preds.columns)
+        assert len(preds) == 32 and {"file", "group", "true_label", "predicted_label"} <= set(preds.columns)
         # the validation threshold is applied unchanged (the CSV rounds probabilities to 6 decimals)
         prob = preds.filter(like="prob_").iloc[:, 0].to_numpy()
         clear = np.abs(prob - metrics["threshold"]) > 1e-6
         assert clear.any()
-        assert np.array_equal(preds["prediction"].to_numpy()[clear], (prob >= metrics["threshold"])[clear].astype(int))
+        assert np.array_equal(preds["predicted_label"].to_numpy()[clear], (prob >= metrics["threshold"])[clear].astype(int))
         assert (run / "bundle" / "model.safetensors").is_file()
         # a normal `medattn train` run directory, trained from the shipped recipe with the demo's sizes
         for f in ("recipe.yaml", "split.csv", "training_history.csv", "report.html", "localisation.json"):

@@ -138,7 +138,7 @@ def test_cross_validation_run_and_paired_compare(tmp_path: Path) -> None:
 
     out = ensemble_bundle(tmp_path / "b", tmp_path / "ens")
     oof = pd.read_csv(tmp_path / "b" / "test_predictions.csv")
-    assert out["threshold"] == pytest.approx(choose_threshold(oof["label"].to_numpy(), oof["prob_IDC"].to_numpy()))
+    assert out["threshold"] == pytest.approx(choose_threshold(oof["true_label"].to_numpy(), oof["prob_IDC"].to_numpy()))
     ens = load_bundle(tmp_path / "ens")
     members = [load_bundle(tmp_path / "b" / f"fold_{k}" / "bundle") for k in range(2)]
     import torch

@@ -13,7 +13,7 @@ from medattn.cli import main
 
 def _preds(path, y, p, files=None) -> None:
     files = files or [f"f{i}.png" for i in range(len(y))]
-    rows = ["file,group,label,prob_tumour,prediction"]
+    rows = ["file,group,true_label,prob_tumour,predicted_label"]
     rows += [f"{f},,{a},{b:.5f},{int(b >= 0.5)}" for f, a, b in zip(files, y, p, strict=True)]
     path.mkdir(parents=True, exist_ok=True)
     (path / "test_predictions.csv").write_text("\n".join(rows) + "\n")

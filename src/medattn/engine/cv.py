@@ -212,7 +212,6 @@ def ensemble_bundle(cv_dir: str | Path, out: str | Path) -> dict[str, Any]:
     calibration, conformal and out-of-distribution fits are not carried over (they belonged to
     single models).
     """
-    import pandas as pd
 
     from medattn.bundle import load_bundle, save_bundle
     from medattn.metrics.threshold import choose_threshold
@@ -230,7 +229,9 @@ def ensemble_bundle(cv_dir: str | Path, out: str | Path) -> dict[str, Any]:
                          activation="softmax" if task == "multiclass" else "sigmoid")
     for member, p in zip(model.members, preds, strict=True):  # type: ignore[attr-defined]
         member.load_state_dict(p.model.state_dict())
-    oof = pd.read_csv(cv / "test_predictions.csv", dtype={"label": str}, keep_default_na=False)
+    from medattn.metrics.compare import load_predictions
+
+    _, oof = load_predictions(cv / "test_predictions.csv")
     names = list(meta0["class_names"])
     keep = {k: meta0[k] for k in ("class_names", "input_size", "in_chans", "mean", "std", "recipe", "tta", "mpp",
                                   "training_data", "positive_view", "stain_normalization", "preparation")

@@ -350,9 +350,9 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
     prd = pred if pred.ndim == 1 else ["".join(str(int(v)) for v in r) for r in pred]
     rows = {}
     for i, fid in enumerate(ids):
-        rows[fid] = {"group": groups[i] if groups else "", "label": lab[i] if yt.ndim > 1 else int(lab[i]),
+        rows[fid] = {"group": groups[i] if groups else "", "true_label": lab[i] if yt.ndim > 1 else int(lab[i]),
                      **{h: f"{v:.6f}" for h, v in zip(header, probs[i], strict=True)},
-                     "prediction": prd[i] if pred.ndim > 1 else int(prd[i])}
+                     "predicted_label": prd[i] if pred.ndim > 1 else int(prd[i])}
     _write_table(out / "test_predictions.csv", rows)
     write_bad_files(data, out)
     result = {"metrics": res, "thresholds": thresholds, "y": yt, "prob": pt, "prevalence": doc["prevalence"],

@@ -82,14 +82,17 @@ def load_predictions(path: str | Path) -> tuple[Path, pd.DataFrame]:
         raise DataError(f"{csv} not found; pass a run folder holding test_predictions.csv or the CSV itself "
                         "(run `medattn evaluate` first)")
     try:
-        df = pd.read_csv(csv, dtype={"file": str, "group": str, "label": str, "prediction": str},
-                         keep_default_na=False)
+        df = pd.read_csv(csv, dtype={"file": str, "group": str, "label": str, "prediction": str, "true_label": str,
+                                     "predicted_label": str}, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - any parser failure is a malformed file
         raise DataError(f"{csv}: cannot be read as CSV ({exc})") from exc
+    # the vocabulary of every prediction table: true_label / predicted_label (runs before 2026-12-05
+    # wrote label / prediction); inside, the comparison code calls them label / prediction
+    df = df.rename(columns={"true_label": "label", "predicted_label": "prediction"})
     probs = [c for c in df.columns if c.startswith("prob_")]
     seg = "file" in df.columns and not probs and all(c in df.columns for c in _SEG_METRICS)
     if not seg and ("file" not in df.columns or "label" not in df.columns or not probs):
-        raise DataError(f"{csv}: needs columns file, label and prob_<class>, or a segmentation run's per-image "
+        raise DataError(f"{csv}: needs columns file, true_label and prob_<class>, or a segmentation run's per-image "
                         f"{', '.join(_SEG_METRICS)} (found {list(df.columns)})")
     if df["file"].duplicated().any():
         dup = df["file"][df["file"].duplicated()].iloc[0]

@@ -83,7 +83,7 @@ def _write_predictions(path: Path, ids: list[str], groups: np.ndarray | None, y:
         header, pred = [f"prob_{names[1] if len(names) > 1 else 'positive'}"], (p[:, 0] >= thr).astype(int)
     else:
         header, pred = [f"prob_{n}" for n in names], p.argmax(1)
-    lines = [",".join(["file", "group", "label", *header, "prediction"])]
+    lines = [",".join(["file", "group", "true_label", *header, "predicted_label"])]
     for i, fid in enumerate(ids):
         lab = "".join(str(int(v)) for v in y[i]) if y.ndim > 1 else str(int(y[i]))
         g = str(groups[i]) if groups is not None else ""
