@@ -75,8 +75,8 @@ def test_predict_flags_large_grey_and_foreign_images(smoke_pcam_run: Path, tissu
 def test_card_printed_and_external_evaluation_appended(smoke_pcam_run: Path, tmp_path: Path) -> None:
     import shutil
 
-    from medattn.bundle import load_bundle
-    from medattn.trust.card import append_external_evaluation, format_card
+    from medattn.bundle import append_external_evaluation, load_bundle
+    from medattn.trust.card import format_card
 
     b = tmp_path / "bundle"
     shutil.copytree(smoke_pcam_run / "bundle", b)

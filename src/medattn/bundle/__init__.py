@@ -6,8 +6,10 @@ from __future__ import annotations
 from medattn.bundle.format import (
     BUNDLE_FORMAT,
     TASKS,
+    append_external_evaluation,
     read_bundle_files,
     save_bundle,
+    update_bundle_json,
     write_bundle_json,
 )
 from medattn.bundle.predictor import Predictor, Prepared, load_bundle, main_output
@@ -22,7 +24,8 @@ from medattn.decode import (
 )
 
 __all__ = [
-    "save_bundle", "load_bundle", "read_bundle_files", "write_bundle_json", "Predictor", "Prepared",
+    "save_bundle", "load_bundle", "read_bundle_files", "write_bundle_json", "update_bundle_json",
+    "append_external_evaluation", "Predictor", "Prepared",
     "BUNDLE_FORMAT", "TASKS", "IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "UnsupportedImageError",
     "sniff_format", "read_image", "read_dicom", "main_output",
 ]

@@ -3,7 +3,8 @@
 A bundle is a folder (or a ``.zip`` of one). Loading never unpickles anything: weights come from
 safetensors, the architecture is rebuilt from the registry by name and arguments, and the
 weights' sha256 must match ``bundle.json`` (tampered weights are refused). :func:`write_bundle_json`
-is the only writer of ``bundle.json`` (new bundles, model-card updates, chained bundles' parts).
+is the only writer of ``bundle.json`` (new bundles, model-card updates such as
+:func:`append_external_evaluation`, chained bundles' parts in :mod:`medattn.bundle.chained`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from medattn.errors import BundleError, MedattnError
 from medattn.io import atomic_dir, atomic_path, atomic_write_text, to_jsonable
 
 __all__ = ["save_bundle", "read_bundle_files", "build_model", "write_bundle_json", "bundle_json_text",
-           "update_bundle_json", "BUNDLE_FORMAT", "TASKS"]
+           "update_bundle_json", "append_external_evaluation", "BUNDLE_FORMAT", "TASKS"]
 
 BUNDLE_FORMAT = 1
 _REQUIRED = ("architecture", "class_names", "input_size", "in_chans", "mean", "std", "weights_sha256")
@@ -174,3 +175,28 @@ def update_bundle_json(folder: str | Path, update: Any) -> dict[str, Any]:
     meta = update(meta)
     write_bundle_json(p, meta)
     return meta
+
+
+def append_external_evaluation(bundle_dir: str | Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Append one external evaluation (data, n_items, n_groups, metrics) to a bundle folder's model
+    card (:func:`medattn.trust.card.add_external_evaluation`).
+
+    Only ``bundle.json`` changes (atomically); the weights and their checksum stay as they are.
+    Zipped bundles are left untouched (returns the record unchanged).
+
+    Raises:
+        BundleError: not a bundle folder, or an unreadable bundle.json.
+    """
+    from medattn.trust.card import add_external_evaluation
+
+    p = Path(bundle_dir)
+    if p.is_file() and zipfile.is_zipfile(p):
+        return record
+    entry: dict[str, Any] = {}
+
+    def add(meta: dict[str, Any]) -> dict[str, Any]:
+        entry.update(add_external_evaluation(meta, record))
+        return meta
+
+    update_bundle_json(p, add)
+    return entry

@@ -204,10 +204,8 @@ def _external_record(path: Path, meta: dict[str, Any], data: str | Path, rd: Any
 
 
 def _append_to_card(bundle_path: str | Path, doc: dict[str, Any]) -> None:
-    """Record the external evaluation in the bundle's model card when the card module exists."""
-    try:
-        from medattn.trust.card import append_external_evaluation
-    except ImportError:
-        return
+    """Record the external evaluation in the bundle's model card."""
+    from medattn.bundle import append_external_evaluation
+
     record = {k: doc.get(k) for k in ("data", "n_items", "n_groups", "metrics")}
     append_external_evaluation(bundle_path, record)

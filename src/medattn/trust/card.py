@@ -11,21 +11,18 @@
 - ``training_data``: format, data folder name, items and groups per split, class balance,
   ``synthetic`` flag;
 - ``evaluation``: the test metrics with CIs, and ``external`` evaluations appended by
-  ``medattn evaluate --data`` through :func:`append_external_evaluation`;
+  ``medattn evaluate --data`` (:func:`add_external_evaluation`, written by
+  :func:`medattn.bundle.append_external_evaluation`);
 - ``research_use_only``, medattn version and date.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from medattn.errors import BundleError
-
-__all__ = ["build_card", "append_external_evaluation", "format_card", "decision_text", "input_text", "RESEARCH_ONLY"]
+__all__ = ["build_card", "add_external_evaluation", "format_card", "decision_text", "input_text", "RESEARCH_ONLY"]
 
 RESEARCH_ONLY = "Research use only: not a medical device, not for diagnosis or treatment decisions."
 _MAX_EXTERNAL = 50
@@ -168,34 +165,20 @@ def build_card(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def append_external_evaluation(bundle_dir: str | Path, record: dict[str, Any]) -> dict[str, Any]:
-    """Append one external evaluation (data, n_items, n_groups, metrics) to a bundle folder's card.
+def add_external_evaluation(meta: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Add one external evaluation (data, n_items, n_groups, metrics) to the card of a bundle's
+    metadata, in place (an earlier evaluation of the same data is replaced; the last 50 are kept).
+    :func:`medattn.bundle.append_external_evaluation` writes it to a bundle folder.
 
-    Only ``bundle.json`` changes (atomically); the weights and their checksum stay as they are.
-    Zipped bundles are left untouched (returns the record unchanged).
-
-    Raises:
-        BundleError: not a bundle folder.
+    Returns:
+        The card's new entry.
     """
-    from medattn.io import atomic_write_text, to_jsonable
-
-    p = Path(bundle_dir)
-    if p.is_file() and zipfile.is_zipfile(p):
-        return record
-    jf = p / "bundle.json"
-    if not jf.is_file():
-        raise BundleError(f"'{p}' is not a bundle folder: bundle.json is missing")
-    try:
-        meta = json.loads(jf.read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"cannot read '{jf}': {exc}") from None
     card = meta.get("card") or build_card(meta)
     entry = {"date": _dt.date.today().isoformat(), **record,
              "metrics": _metric_values(record.get("metrics") or {})}
     ext = [e for e in card["evaluation"].get("external", []) if e.get("data") != entry.get("data")]
     card["evaluation"]["external"] = (ext + [entry])[-_MAX_EXTERNAL:]
     meta["card"] = card
-    atomic_write_text(jf, json.dumps(to_jsonable(meta), indent=2) + "\n")
     return entry
 
 
