@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from medattn.errors import BundleError, ConfigError
-from medattn.pipelines.emphasis import emphasise, region_boxes, region_mask
+from medattn.models.emphasis import emphasise, region_boxes, region_mask
 
 CLS_META = {"task": "multiclass", "class_names": ["0_healthy", "1_mild", "2_moderate", "3_severe"], "input_size": 32,
             "in_chans": 3, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],

@@ -1,5 +1,6 @@
-"""The predictor of a bundle: :func:`load_bundle` and :class:`Predictor`, whose :meth:`Predictor.infer`
-is the one inference entry of every door (predict, evaluate, explain, slide, REST, dashboard)."""
+"""The predictor of a bundle: :class:`Predictor`, whose :meth:`Predictor.infer` is the one inference
+entry of every door (predict, evaluate, explain, slide, REST, dashboard), and
+:func:`load_single_bundle` (one model's bundle)."""
 
 from __future__ import annotations
 
@@ -19,31 +20,21 @@ from medattn.decode import (  # re-exported: the bundle API reads images too
 )
 from medattn.errors import BundleError, DataError
 
-__all__ = ["load_bundle", "Predictor", "Prepared", "main_output"]
+__all__ = ["load_single_bundle", "Predictor", "Prepared", "main_output"]
 
 
-def load_bundle(path: str | Path, device: str | torch.device | None = None, *,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
-    """Load a bundle into a ready :class:`Predictor` (no unpickling, checksum verified).
-
-    Args:
-        path: bundle folder or ``.zip``.
-        device: torch device (default: CUDA when present, else CPU).
-        max_pixels: largest image (width × height) the predictor decodes.
+def load_single_bundle(path: str | Path, device: str | torch.device | None = None, *,
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
+    """Load one model's bundle (folder or ``.zip``) into a :class:`Predictor` (no unpickling,
+    checksum verified); :func:`medattn.bundle.load_bundle` also reads chained bundles.
 
     Raises:
         BundleError: missing, malformed or tampered bundle, or weights that do not fit.
     """
-    if Path(path).is_dir() and (Path(path) / "pipeline.json").is_file():  # a chained pair (segment → classify)
-        from medattn.pipelines.chained_bundle import load_chained_bundle
-
-        return load_chained_bundle(path, device=device, max_pixels=max_pixels)
     meta, weights = read_bundle_files(path)
     model = build_model(meta, weights, str(path))
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return Predictor(model=model.to(dev), meta=meta, device=dev, source=str(path), max_pixels=max_pixels)
-
-
 
 
 def main_output(out: Any) -> torch.Tensor:

@@ -22,7 +22,7 @@ __all__ = [
     "IMAGENET_WEIGHTS",
 ]
 
-log = logging.getLogger("medattn.models")
+log = logging.getLogger(__name__)
 
 #: medattn architecture → torchvision weight enum (class name, member) for ``pretrained="imagenet"``.
 IMAGENET_WEIGHTS: dict[str, tuple[str, str]] = {

@@ -6,8 +6,9 @@
 
 Each image is resized once to the pipeline's working size (the larger of the two bundles' input
 sizes, twice that for ``crop`` so a cut-out keeps detail); the segmenter and the classifier then
-prepare it as their own bundles prescribe (see :class:`~medattn.pipelines.chain_model.ChainedModel`).
-The served chained bundle runs this same computation, so the figures of
+prepare it as their own bundles prescribe (see :class:`~medattn.models.chain.ChainedModel`).
+The pipeline's predictor is the one a chained bundle loads as
+(:func:`medattn.bundle.chained.chain_predictor`), so the figures of
 :func:`~medattn.pipelines.chain_eval.evaluate_chain` are those of the served pipeline.
 """
 
@@ -21,25 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from medattn.bundle import Predictor, load_bundle
+from medattn.bundle.chained import chain_predictor, read_chained_bundle, settings_of
+from medattn.bundle.predictor import Predictor
 from medattn.decode import read_image
-from medattn.errors import BundleError
-from medattn.pipelines.chain_model import ChainedModel
-from medattn.pipelines.emphasis import check_mode
 
-__all__ = ["SegmentClassifyPipeline", "ChainResult", "working_size", "MAX_WORK_SIZE"]
-
-MAX_WORK_SIZE = 512
-
-
-def working_size(seg_meta: dict[str, Any], cls_meta: dict[str, Any], mode: str) -> int:
-    """Side of the square working image: max of both input sizes (×2 for ``crop``, ≤ 512)."""
-    def side(m: dict[str, Any]) -> int:
-        s = m["input_size"]
-        return int(s) if isinstance(s, (int, float)) else int(max(s))
-
-    base = max(side(seg_meta), side(cls_meta))
-    return int(min(MAX_WORK_SIZE, max(base, 2 * side(cls_meta) if mode == "crop" else base)))
+__all__ = ["SegmentClassifyPipeline", "ChainResult", "load_pipeline"]
 
 
 @dataclass
@@ -72,15 +59,6 @@ class ChainResult:
         return out
 
 
-def _predictor(p: Predictor | str | Path, want: str, role: str) -> Predictor:
-    pred = load_bundle(p) if isinstance(p, (str, Path)) else p
-    is_seg = pred.task == "segmentation"
-    if (want == "segmentation") != is_seg:
-        raise BundleError(f"--{role} '{getattr(pred, 'source', p)}' is a {pred.task} bundle; "
-                          f"pass a {'segmentation (U-Net)' if want == 'segmentation' else 'classification'} bundle")
-    return pred
-
-
 class SegmentClassifyPipeline:
     """A segmenter bundle and a classifier bundle joined by an emphasis step.
 
@@ -98,33 +76,18 @@ class SegmentClassifyPipeline:
     def __init__(self, segmenter: Predictor | str | Path, classifier: Predictor | str | Path, *,
                  mode: str = "mask", dim: float = 0.3, fill: float = 0.0, margin: float = 0.05,
                  device: str | torch.device | None = None) -> None:
-        check_mode(mode, dim, margin)
-        if not 0.0 <= fill <= 1.0:
-            from medattn.errors import ConfigError
-
-            raise ConfigError(f"--fill must lie in [0, 1], got {fill}")
-        self.segmenter = _predictor(segmenter, "segmentation", "segmenter")
-        self.classifier = _predictor(classifier, "classification", "classifier")
+        self.predictor = chain_predictor(segmenter, classifier, mode=mode, dim=dim, fill=fill, margin=margin,
+                                         device=device)
+        """A :class:`~medattn.bundle.chained.ChainedPredictor` whose model is the whole chain (inputs in
+        [0, 1] at the working size): what a saved chained bundle loads as."""
+        self.segmenter, self.classifier = self.predictor.segmenter, self.predictor.classifier
+        self.model, self.device = self.predictor.model, self.predictor.device
         self.mode, self.dim, self.fill, self.margin = mode, dim, fill, margin
-        self.device = torch.device(device) if device else self.classifier.device
-        self.work_size = working_size(self.segmenter.meta, self.classifier.meta, mode)
-        self.model = ChainedModel(self.segmenter.model, self.classifier.model, self.segmenter.meta,
-                                  self.classifier.meta, mode=mode, dim=dim, fill=fill, margin=margin).to(self.device)
-        self.predictor = self._as_predictor()
+        self.work_size = int(self.predictor.meta["pipeline"]["work_size"])
 
     def settings(self) -> dict[str, Any]:
         """The emphasis settings (what ``pipeline.json`` records)."""
-        return {"mode": self.mode, "dim": self.dim, "fill": self.fill, "margin": self.margin,
-                "work_size": self.work_size}
-
-    def _as_predictor(self) -> Predictor:
-        """A :class:`Predictor` whose model is the whole chain (inputs in [0, 1] at the working size)."""
-        from medattn.pipelines.chained_bundle import ChainedPredictor, chained_meta
-
-        meta = chained_meta(self.segmenter.meta, self.classifier.meta, self.settings())
-        return ChainedPredictor(model=self.model, meta=meta, device=self.device,
-                                source=f"{self.segmenter.source} + {self.classifier.source}",
-                                max_pixels=self.classifier.max_pixels)
+        return dict(self.predictor.meta["pipeline"])
 
     @property
     def class_names(self) -> list[str]:
@@ -204,3 +167,10 @@ class SegmentClassifyPipeline:
         full = np.zeros(hw, np.float32)
         full[y0:y1, x0:x1] = resize_map(ex.heatmap, (max(y1 - y0, 1), max(x1 - x0, 1)))[: y1 - y0, : x1 - x0]
         return full, ex.class_name
+
+
+def load_pipeline(path: str | Path, device: str | torch.device | None = None, *,
+                  max_pixels: int | None = None) -> SegmentClassifyPipeline:
+    """Load a chained bundle (:mod:`medattn.bundle.chained`) as a :class:`SegmentClassifyPipeline`."""
+    doc, seg, cls = read_chained_bundle(path, device, max_pixels=max_pixels)
+    return SegmentClassifyPipeline(seg, cls, **settings_of(doc, path), device=device)

@@ -4,8 +4,9 @@ Input: ``B×3×S×S`` images in [0, 1] at the pipeline's working size ``S``. Eac
 own resize, channel count and normalisation (from its bundle), exactly as its
 :class:`~medattn.bundle.Predictor` would prepare the image. ``forward`` returns the classifier's
 logits (gradients flow through the classifier and the emphasised image, never through the
-mask), so CAM code and the REST server treat the chain like any classifier;
-``cam_target_layer`` points at the classifier's own target layer.
+mask), so CAM code and the REST server treat the chain like any classifier: the classifier runs
+last, so the CAM target layer found by probing the chain is the classifier's own (and a classifier
+that declares ``cam_target_layer`` keeps it, as ``classifier.<layer>``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from medattn.pipelines.emphasis import emphasise, region_boxes, region_mask, resize
+from medattn.models.emphasis import emphasise, region_boxes, region_mask, resize
+from medattn.models.outputs import main_logits
 
-__all__ = ["ChainedModel", "ChainOutput"]
+__all__ = ["ChainedModel", "ChainOutput", "working_size", "MAX_WORK_SIZE"]
+
+MAX_WORK_SIZE = 512
 
 
 @dataclass
@@ -33,6 +37,16 @@ class ChainOutput:
     """The classifier's input in [0, 1] (before normalisation), ``B×C×h×w``."""
     seg_logits: torch.Tensor
     logits: torch.Tensor
+
+
+def working_size(seg_meta: dict[str, Any], cls_meta: dict[str, Any], mode: str) -> int:
+    """Side of the square working image: max of both input sizes (×2 for ``crop``, ≤ 512)."""
+    def side(m: dict[str, Any]) -> int:
+        s = m["input_size"]
+        return int(s) if isinstance(s, (int, float)) else int(max(s))
+
+    base = max(side(seg_meta), side(cls_meta))
+    return int(min(MAX_WORK_SIZE, max(base, 2 * side(cls_meta) if mode == "crop" else base)))
 
 
 def _hw(size: Any) -> tuple[int, int]:
@@ -75,21 +89,15 @@ class ChainedModel(nn.Module):
         for name, meta, c in (("seg", seg_meta, self.seg_chans), ("cls", cls_meta, self.cls_chans)):
             self.register_buffer(f"{name}_mean", torch.tensor(list(meta["mean"])[:c]).view(1, c, 1, 1), persistent=False)
             self.register_buffer(f"{name}_std", torch.tensor(list(meta["std"])[:c]).view(1, c, 1, 1), persistent=False)
-        self.cam_target_layer = self._classifier_layer()
-
-    def _classifier_layer(self) -> str:
-        from medattn.explain.layers import find_target_layer
-
-        name, _ = find_target_layer(self.classifier, (1, self.cls_chans, *self.cls_hw))
-        return f"classifier.{name}"
+        inner = getattr(classifier, "cam_target_layer", None)
+        if inner:
+            self.cam_target_layer = f"classifier.{inner}"
 
     @torch.no_grad()
     def segment(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(segmentation logits, boolean region mask at x's size)`` of ``[0, 1]`` images."""
-        from medattn.bundle import main_output
-
         s = (_chans(resize(x, self.seg_hw), self.seg_chans) - self.seg_mean) / self.seg_std
-        logits = main_output(self.segmenter(s)).float()
+        logits = main_logits(self.segmenter(s)).float()
         return logits, region_mask(logits, tuple(x.shape[-2:]), self.seg_threshold)
 
     def emphasise(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,9 +112,7 @@ class ChainedModel(nn.Module):
 
     def classify(self, e: torch.Tensor) -> torch.Tensor:
         """Classifier logits of emphasised ``[0, 1]`` images."""
-        from medattn.bundle import main_output
-
-        return main_output(self.classifier((e - self.cls_mean) / self.cls_std))
+        return main_logits(self.classifier((e - self.cls_mean) / self.cls_std))
 
     def run_chain(self, x: torch.Tensor) -> ChainOutput:
         """The whole chain, keeping masks, boxes and the emphasised images."""

@@ -11,13 +11,13 @@ Layout::
 :class:`ChainedPredictor`, so ``medattn serve chain/`` gives the REST API and the dashboard of the
 whole chain. The sub-bundle folder names are fixed (``pipeline.json`` cannot point elsewhere),
 each sub-bundle's checksum is verified as usual, and ``pipeline.json`` must name the same weights,
-so a swapped sub-bundle is refused.
+so a swapped sub-bundle is refused. The chain's model is :class:`medattn.models.chain.ChainedModel`;
+:class:`medattn.pipelines.SegmentClassifyPipeline` (CAMs, reports) is built on :func:`chain_predictor`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 from medattn import __version__
-from medattn.bundle import Predictor, load_bundle, read_bundle_files
-from medattn.errors import BundleError
-from medattn.io import atomic_dir, to_jsonable
+from medattn.bundle.format import bundle_json_text, read_bundle_files, write_bundle_json
+from medattn.bundle.predictor import Predictor, load_single_bundle
+from medattn.errors import BundleError, ConfigError
+from medattn.io import atomic_dir, atomic_write_text
 
-__all__ = ["ChainedPredictor", "chained_meta", "save_chained_bundle", "load_chained_bundle", "load_pipeline",
-           "is_chained_bundle", "PIPELINE_FILE", "PIPELINE_FORMAT"]
+__all__ = ["ChainedPredictor", "chain_predictor", "chained_meta", "save_chained_bundle", "load_chained_bundle",
+           "read_chained_bundle", "is_chained_bundle", "chain_settings", "settings_of", "PIPELINE_FILE", "PIPELINE_FORMAT"]
 
 PIPELINE_FILE = "pipeline.json"
 PIPELINE_FORMAT = 1
@@ -72,11 +73,15 @@ def chained_meta(seg_meta: dict[str, Any], cls_meta: dict[str, Any], settings: d
 class ChainedPredictor(Predictor):
     """A :class:`Predictor` of a segment → emphasise → classify chain.
 
-    Its model takes ``[0, 1]`` images at the working size (``meta["input_size"]``) and returns the
-    classifier's logits. :meth:`predict_tensor` appends five columns to the class probabilities:
-    the region's share of the image and its box ``(x0, y0, x1, y1)`` as fractions of the image
-    size; :meth:`format_probs` turns them into ``region_fraction`` and ``region_box``.
+    Its model (:class:`~medattn.models.chain.ChainedModel`) takes ``[0, 1]`` images at the working
+    size (``meta["input_size"]``) and returns the classifier's logits. :meth:`predict_tensor`
+    appends five columns to the class probabilities: the region's share of the image and its box
+    ``(x0, y0, x1, y1)`` as fractions of the image size; :meth:`format_probs` turns them into
+    ``region_fraction`` and ``region_box``. ``segmenter`` and ``classifier`` are the two parts.
     """
+
+    segmenter: Predictor | None = None
+    classifier: Predictor | None = None
 
     def _n_out(self) -> int:
         return 1 if self.task == "binary" else len(self.class_names)
@@ -110,6 +115,65 @@ class ChainedPredictor(Predictor):
         return out
 
 
+def _part(p: Predictor | str | Path, want: str, role: str) -> Predictor:
+    """A loaded part of the chain, refused when its task does not fit its role."""
+    pred = load_single_bundle(p) if isinstance(p, (str, Path)) else p
+    is_seg = pred.task == "segmentation"
+    if (want == "segmentation") != is_seg:
+        raise BundleError(f"--{role} '{getattr(pred, 'source', p)}' is a {pred.task} bundle; "
+                          f"pass a {'segmentation (U-Net)' if want == 'segmentation' else 'classification'} bundle")
+    return pred
+
+
+def chain_settings(seg_meta: dict[str, Any], cls_meta: dict[str, Any], *, mode: str = "mask", dim: float = 0.3,
+                   fill: float = 0.0, margin: float = 0.05) -> dict[str, Any]:
+    """Checked emphasis settings with the working size (what ``pipeline.json`` records).
+
+    Raises:
+        ConfigError: an unknown mode, or ``dim``/``fill``/``margin`` outside [0, 1].
+    """
+    from medattn.models.chain import working_size
+    from medattn.models.emphasis import check_mode
+
+    check_mode(mode, dim, margin)
+    if not 0.0 <= fill <= 1.0:
+        raise ConfigError(f"--fill must lie in [0, 1], got {fill}")
+    return {"mode": mode, "dim": dim, "fill": fill, "margin": margin,
+            "work_size": working_size(seg_meta, cls_meta, mode)}
+
+
+def chain_predictor(segmenter: Predictor | str | Path, classifier: Predictor | str | Path, *, mode: str = "mask",
+                    dim: float = 0.3, fill: float = 0.0, margin: float = 0.05,
+                    device: str | torch.device | None = None) -> ChainedPredictor:
+    """The :class:`ChainedPredictor` of a segmenter and a classifier (bundle paths or predictors).
+
+    Args:
+        segmenter: segmentation bundle.
+        classifier: binary / multiclass / multilabel bundle.
+        mode: ``mask`` (background → ``fill``), ``dim`` (background faded) or ``crop`` (box of the
+            largest region).
+        dim: ``dim`` mode: share of the background's contrast kept.
+        fill: background value in [0, 1] for ``mask``/``dim``.
+        margin: ``crop`` mode: fraction of the box added on every side.
+        device: torch device (default: the classifier's).
+
+    Raises:
+        BundleError: a part whose task does not fit its role. ConfigError: bad settings.
+    """
+    from medattn.models.chain import ChainedModel
+
+    seg = _part(segmenter, "segmentation", "segmenter")
+    cls = _part(classifier, "classification", "classifier")
+    settings = chain_settings(seg.meta, cls.meta, mode=mode, dim=dim, fill=fill, margin=margin)
+    dev = torch.device(device) if device else cls.device
+    model = ChainedModel(seg.model, cls.model, seg.meta, cls.meta, mode=mode, dim=dim, fill=fill,
+                         margin=margin).to(dev)
+    pred = ChainedPredictor(model=model, meta=chained_meta(seg.meta, cls.meta, settings), device=dev,
+                            source=f"{seg.source} + {cls.source}", max_pixels=cls.max_pixels)
+    pred.segmenter, pred.classifier = seg, cls
+    return pred
+
+
 def _part_files(src: Predictor | str | Path) -> tuple[dict[str, Any], bytes]:
     if isinstance(src, (str, Path)):
         if is_chained_bundle(src):
@@ -131,15 +195,14 @@ def save_chained_bundle(segmenter: Predictor | str | Path, classifier: Predictor
     Args:
         segmenter, classifier: bundle folders/zips or loaded predictors.
         path: the chained bundle folder (replaced atomically).
-        mode, dim, fill, margin: emphasis settings (see :class:`SegmentClassifyPipeline`).
+        mode, dim, fill, margin: emphasis settings (see :func:`chain_predictor`).
         evaluation: optional summary of :func:`~medattn.pipelines.chain_eval.evaluate_chain`.
     """
-    from medattn.pipelines.segment_classify import SegmentClassifyPipeline
-
-    pipe = SegmentClassifyPipeline(segmenter, classifier, mode=mode, dim=dim, fill=fill, margin=margin)
-    parts = {"segmenter": _part_files(pipe.segmenter), "classifier": _part_files(pipe.classifier)}
-    doc = {"format": PIPELINE_FORMAT, "kind": "segment_classify", "medattn_version": __version__,
-           **pipe.settings(),
+    seg = _part(segmenter, "segmentation", "segmenter")
+    cls = _part(classifier, "classification", "classifier")
+    parts = {"segmenter": _part_files(seg), "classifier": _part_files(cls)}
+    settings = chain_settings(seg.meta, cls.meta, mode=mode, dim=dim, fill=fill, margin=margin)
+    doc = {"format": PIPELINE_FORMAT, "kind": "segment_classify", "medattn_version": __version__, **settings,
            **{name: {"folder": name, "weights_sha256": meta["weights_sha256"]} for name, (meta, _) in parts.items()}}
     if evaluation:
         doc["evaluation"] = evaluation
@@ -148,12 +211,14 @@ def save_chained_bundle(segmenter: Predictor | str | Path, classifier: Predictor
         for name, (meta, weights) in parts.items():
             (tmp / name).mkdir()
             (tmp / name / "model.safetensors").write_bytes(weights)
-            (tmp / name / "bundle.json").write_text(json.dumps(to_jsonable(meta), indent=2) + "\n")
-        (tmp / PIPELINE_FILE).write_text(json.dumps(to_jsonable(doc), indent=2) + "\n")
+            write_bundle_json(tmp / name, meta)
+        atomic_write_text(tmp / PIPELINE_FILE, bundle_json_text(doc))
     return target
 
 
 def _read_pipeline(path: Path) -> dict[str, Any]:
+    import json
+
     try:
         doc = json.loads((path / PIPELINE_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -169,11 +234,14 @@ def _read_pipeline(path: Path) -> dict[str, Any]:
     return doc
 
 
-def load_pipeline(path: str | Path, device: str | torch.device | None = None, *,
-                  max_pixels: int | None = None) -> Any:
-    """Load a chained bundle as a :class:`~medattn.pipelines.segment_classify.SegmentClassifyPipeline`."""
-    from medattn.pipelines.segment_classify import SegmentClassifyPipeline
+def read_chained_bundle(path: str | Path, device: str | torch.device | None = None, *,
+                        max_pixels: int | None = None) -> tuple[dict[str, Any], Predictor, Predictor]:
+    """``(pipeline.json, segmenter, classifier)`` of a chained bundle, each part verified against
+    the weights ``pipeline.json`` records.
 
+    Raises:
+        BundleError: not a chained bundle, a malformed ``pipeline.json``, or a swapped part.
+    """
     p = Path(path)
     if not is_chained_bundle(p):
         raise BundleError(f"'{p}' is not a chained bundle (no {PIPELINE_FILE}); save one with "
@@ -182,25 +250,32 @@ def load_pipeline(path: str | Path, device: str | torch.device | None = None, *,
     kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     preds = {}
     for name in _PARTS:
-        pred = load_bundle(p / name, device=device, **kw)
+        pred = load_single_bundle(p / name, device=device, **kw)
         if pred.meta["weights_sha256"] != doc[name]["weights_sha256"]:
             raise BundleError(f"'{p / name}' is not the {name} recorded in {PIPELINE_FILE} (weights differ); "
                               "the chained bundle was modified: re-save it")
         preds[name] = pred
+    return doc, preds["segmenter"], preds["classifier"]
+
+
+def settings_of(doc: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The emphasis settings recorded in ``pipeline.json`` (``mode``, ``dim``, ``fill``, ``margin``).
+
+    Raises:
+        BundleError: a malformed setting.
+    """
     try:
-        return SegmentClassifyPipeline(preds["segmenter"], preds["classifier"], mode=str(doc.get("mode", "mask")),
-                                       dim=float(doc.get("dim", 0.3)), fill=float(doc.get("fill", 0.0)),
-                                       margin=float(doc.get("margin", 0.05)), device=device)
+        return {"mode": str(doc.get("mode", "mask")), "dim": float(doc.get("dim", 0.3)),
+                "fill": float(doc.get("fill", 0.0)), "margin": float(doc.get("margin", 0.05))}
     except (TypeError, ValueError) as exc:
-        raise BundleError(f"'{p / PIPELINE_FILE}' has a malformed emphasis setting ({exc})") from None
+        raise BundleError(f"'{Path(path) / PIPELINE_FILE}' has a malformed emphasis setting ({exc})") from None
 
 
 def load_chained_bundle(path: str | Path, device: str | torch.device | None = None, *,
                         max_pixels: int | None = None) -> ChainedPredictor:
     """The :class:`ChainedPredictor` of a chained bundle (what ``load_bundle`` returns for one)."""
-    pipe = load_pipeline(path, device, max_pixels=max_pixels)
-    doc = _read_pipeline(Path(path))
-    pred = pipe.predictor
+    doc, seg, cls = read_chained_bundle(path, device, max_pixels=max_pixels)
+    pred = chain_predictor(seg, cls, **settings_of(doc, path), device=device)
     if doc.get("evaluation"):
         pred.meta["evaluation"] = doc["evaluation"]
     pred.source = str(path)
