@@ -115,7 +115,7 @@ def test_too_few_items_admit_every_class_and_bad_alpha_raises() -> None:
 def test_evaluation_trust_external_reuses_the_bundle_calibration() -> None:
     from types import SimpleNamespace
 
-    from medattn.trust.fit import evaluation_trust
+    from medattn.engine.trust_fit import evaluation_trust
 
     rng = np.random.default_rng(4)
     recipe = SimpleNamespace(evaluation=SimpleNamespace(n_boot=50, ci_alpha=0.05), trainer=SimpleNamespace(seed=0))

@@ -337,7 +337,7 @@ def evaluate_model(recipe: Recipe, model: nn.Module, data: Any, out_dir: str | P
     doc["calibration"] = _calibration(recipe, kind, yv, pv, yt, pt, out, names,
                                       temperature=None if fixed is None else fixed.get("temperature"))
     doc["prevalence"] = class_prevalence(yt, kind, names)
-    from medattn.trust.fit import (
+    from medattn.engine.trust_fit import (
         evaluation_trust,  # issue 17: conformal sets (coverage, set size), AURC
     )
 

@@ -66,7 +66,7 @@ def write_bundle(recipe: Recipe, model: nn.Module, data: Any, ev: dict[str, Any]
         meta["threshold"] = th
     elif isinstance(th, dict):
         meta["thresholds"] = [th[n] for n in data.class_names]
-    from medattn.trust.fit import (
+    from medattn.engine.trust_fit import (
         bundle_trust,  # issue 17: conformal, input contract, OOD model, synthetic flag
     )
 
