@@ -11,6 +11,7 @@ from PIL import Image
 
 from medattn.bundle import save_bundle
 from medattn.cli import main
+from medattn.errors import ConfigError
 from medattn.infer.testslides import synthetic_slide
 from medattn.models import create_model
 
@@ -45,16 +46,19 @@ def test_cli_predict_and_slide(tmp_path: Path, tiny_bundle: Path, capsys: pytest
 
 def test_slide_cam_covers_exactly_the_positive_tiles(tmp_path: Path, tiny_bundle: Path) -> None:
     from medattn.bundle import load_bundle
+    from medattn.explain.cam import tile_cams
     from medattn.infer.records import read_rows
     from medattn.infer.slide import SlideOptions, run_slide
 
     pred = load_bundle(tiny_bundle, device="cpu")
     slide, _ = synthetic_slide(tmp_path / "s.svs", grid=(2, 3), mpp=1.0, fill=1.0)
+    with pytest.raises(ConfigError, match="cam=True needs cam_maps"):
+        run_slide(pred, slide, SlideOptions(out=tmp_path / "c", workers=0, cam=True))
     rows = run_slide(pred, slide, SlideOptions(out=tmp_path / "a", workers=0))["grid"][0]
     scores = sorted(float(r["score"]) for r in read_rows(tmp_path / "a" / "tiles.csv"))
     m = len(scores) // 2
     pred.meta["threshold"] = (scores[m - 1] + scores[m]) / 2  # half the tiles are "positive"
-    s = run_slide(pred, slide, SlideOptions(out=tmp_path / "b", workers=0, cam=True))
+    s = run_slide(pred, slide, SlideOptions(out=tmp_path / "b", workers=0, cam=True, cam_maps=tile_cams))
     cam = np.load(tmp_path / "b" / "cam.npy")
     assert cam.shape == (rows * 8, s["grid"][1] * 8) and "cam.png" in s["outputs"]
     hot = {(int(r["row"]), int(r["col"])) for r in read_rows(tmp_path / "b" / "tiles.csv")

@@ -36,6 +36,13 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def pred(bundle: Path):  # noqa: ANN201
+    from medattn.bundle import load_bundle
+
+    return load_bundle(bundle)
+
+
+@pytest.fixture(scope="module")
 def slides(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Five small synthetic slides (64 level-0 px tiles for the 2 µm/px bundle)."""
     root = tmp_path_factory.mktemp("slides")
@@ -82,10 +89,10 @@ def test_truncated_slide_beside_a_good_one(tmp_path: Path, bundle: Path, slides:
     assert [f["slide"] for f in failed] == ["truncated"] and "truncated" in failed[0]["path"]
 
 
-def test_corrupt_tiles_are_marked_and_the_slide_finishes(tmp_path: Path, bundle: Path, slides: Path) -> None:
+def test_corrupt_tiles_are_marked_and_the_slide_finishes(tmp_path: Path, pred, slides: Path) -> None:
     wide, _ = synthetic_slide(tmp_path / "wide.svs", grid=(4, 8), seed=7, mpp=1.0)  # 960×576 px
     bad = _corrupt_tiles(wide, tmp_path / "bad.svs")  # the right half of levels 0 and 1
-    res = run_cohort(bundle, slide_items([str(bad), str(wide)]),
+    res = run_cohort(pred, slide_items([str(bad), str(wide)]),
                      CohortOptions(out=tmp_path / "D", slide={"workers": 2}))
     assert [r["status"] for r in res["rows"]] == ["ok", "ok"]
     tiles = read_rows(tmp_path / "D" / "bad" / "tiles.csv")
@@ -105,7 +112,7 @@ def test_corrupt_tiles_are_marked_and_the_slide_finishes(tmp_path: Path, bundle:
     assert int(row["tiles"]) == len(ok)
 
 
-def test_killed_slide_resumes_and_finished_slides_are_skipped(tmp_path: Path, bundle: Path, slides: Path) -> None:
+def test_killed_slide_resumes_and_finished_slides_are_skipped(tmp_path: Path, pred, slides: Path) -> None:
     items = slide_items([str(slides / "slide3.svs"), str(slides / "slide4.svs")])
     out = tmp_path / "D"
 
@@ -119,23 +126,23 @@ def test_killed_slide_resumes_and_finished_slides_are_skipped(tmp_path: Path, bu
         return kill
 
     with pytest.raises(Killed):
-        run_cohort(bundle, items, CohortOptions(out=out, slide={"workers": 0, "batch_size": 4}, progress=progress))
+        run_cohort(pred, items, CohortOptions(out=out, slide={"workers": 0, "batch_size": 4}, progress=progress))
     assert (out / "slide3" / "summary.json").is_file() and not (out / "slide4").exists()
     assert len(read_rows(out / ".partial" / "slide4" / "tiles.csv")) == 8
-    res = run_cohort(bundle, items, CohortOptions(out=out, slide={"workers": 0, "batch_size": 4}))
+    res = run_cohort(pred, items, CohortOptions(out=out, slide={"workers": 0, "batch_size": 4}))
     assert [r["status"] for r in res["rows"]] == ["skipped", "ok"]
     summary = json.loads((out / "slide4" / "summary.json").read_text())
     assert summary["tiles_new_this_run"] == summary["tiles_predicted"] - 8
     assert not (out / ".partial").exists()
-    fresh = run_cohort(bundle, items[1:], CohortOptions(out=tmp_path / "fresh", slide={"workers": 0}))["rows"][0]
+    fresh = run_cohort(pred, items[1:], CohortOptions(out=tmp_path / "fresh", slide={"workers": 0}))["rows"][0]
     resumed = {t["tile"]: t["score"] for t in read_rows(out / "slide4" / "tiles.csv")}
     assert resumed == {t["tile"]: t["score"] for t in read_rows(tmp_path / "fresh" / "slide4" / "tiles.csv")}
     assert fresh["tiles"] == res["rows"][1]["tiles"] and fresh["max"] == res["rows"][1]["max"]
     # a rerun skips both; other settings into the same folder are refused before anything runs
-    assert [r["status"] for r in run_cohort(bundle, items, CohortOptions(out=out, slide={"workers": 0}))["rows"]] == \
+    assert [r["status"] for r in run_cohort(pred, items, CohortOptions(out=out, slide={"workers": 0}))["rows"]] == \
         ["skipped", "skipped"]
     with pytest.raises(ConfigError, match="min_tissue 0.5 → 0.2"):
-        run_cohort(bundle, items, CohortOptions(out=out, slide={"workers": 0, "min_tissue": 0.2}))
+        run_cohort(pred, items, CohortOptions(out=out, slide={"workers": 0, "min_tissue": 0.2}))
 
 
 def test_shards_are_stable_and_cover_the_manifest(tmp_path: Path) -> None:
@@ -202,7 +209,7 @@ def test_dask_engine_gives_the_plain_cohort_table(tmp_path: Path, bundle: Path, 
     assert _without_seconds(tmp_path / "cohort.csv") == plain_table
 
 
-def test_idc_patient_slides_under_shards(tmp_path: Path, bundle: Path) -> None:
+def test_idc_patient_slides_under_shards(tmp_path: Path, pred) -> None:
     """Real tissue: slides of IDC patients (patches at their x, y), sharded and merged = plain."""
     root = SHARED_DATA / "breast_idc"
     if not root.is_dir():
@@ -211,10 +218,10 @@ def test_idc_patient_slides_under_shards(tmp_path: Path, bundle: Path) -> None:
         assemble_idc_slide(root, pid, tmp_path / "slides" / f"{pid}.svs")
     kw = {"workers": 0, "model_mpp": 8.0, "min_tissue": 0.2}  # 64 level-0 px tiles at 4 µm/px
     items = slide_items([str(tmp_path / "slides")])
-    plain = run_cohort(bundle, items, CohortOptions(out=tmp_path / "plain", slide=kw))
+    plain = run_cohort(pred, items, CohortOptions(out=tmp_path / "plain", slide=kw))
     assert all(r["status"] == "ok" and r["tiles"] > 20 and 0 < r["tissue_mm2"] for r in plain["rows"])
     for k in (1, 2):
-        run_cohort(bundle, items, CohortOptions(out=tmp_path / "sh", slide=kw, shard=(k, 2)))
+        run_cohort(pred, items, CohortOptions(out=tmp_path / "sh", slide=kw, shard=(k, 2)))
     merge_shards(tmp_path / "sh")
     assert _without_seconds(tmp_path / "sh" / "cohort.csv") == _without_seconds(tmp_path / "plain" / "cohort.csv")
 
@@ -224,8 +231,8 @@ def test_segmentation_cohort_rows(tmp_path: Path, dark_segmenter) -> None:
     from tests.infer.conftest import disc_image
 
     path = write_pyramid(tmp_path / "nuc.svs", disc_image(128, 128, [(30, 30), (90, 70)]), 0.5, levels=2, quality=95)
-    res = run_cohort("unused", slide_items([str(path)]), CohortOptions(
-        out=tmp_path / "D", slide={"workers": 0, "block": 64, "region": (0, 0, 128, 128)}), predictor=dark_segmenter)
+    res = run_cohort(dark_segmenter, slide_items([str(path)]), CohortOptions(
+        out=tmp_path / "D", slide={"workers": 0, "block": 64, "region": (0, 0, 128, 128)}))
     assert res["rows"][0]["status"] == "ok" and res["rows"][0]["nuclei"] == 2
     assert (tmp_path / "D" / "cohort.csv").read_text().splitlines()[0] == \
         "slide,status,blocks,nuclei,seconds,warnings,error,path"

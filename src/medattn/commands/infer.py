@@ -158,6 +158,10 @@ def slide(
     kw = {"mpp": mpp, "model_mpp": model_mpp, "min_tissue": min_tissue, "tissue_method": tissue_method,
           "batch_size": batch_size, "workers": workers, "top_k": top_k, "region": region, "block": block,
           "cam": cam}
+    if cam:  # the tile CAMs come from the explain package (above inference)
+        from medattn.explain.cam import tile_cams
+
+        kw["cam_maps"] = tile_cams
     shard_kn = parse_shard(shard)
     items = slide_items(slides, exclude=out)
 
@@ -180,9 +184,8 @@ def slide(
 
     opts = CohortOptions(out=out, slide=kw, shard=shard_kn, engine=engine, address=address,
                          cpus_per_slide=cpus_per_slide, gpus_per_slide=gpus_per_slide, device=device,
-                         progress=lambda it: Progress(it.slide), on_row=show)
-    pred = load_bundle(bundle, device=device)
-    res = run_cohort(bundle, items, opts, predictor=pred)
+                         progress=lambda it: Progress(it.slide), on_row=show, load=load_bundle)
+    res = run_cohort(load_bundle(bundle, device=device), items, opts)
     n = {s: sum(r["status"] == s for r in res["rows"]) for s in ("ok", "skipped", "failed")}
     part = f" (shard {shard}: {res['selected']} of {res['total']} slides)" if shard else ""
     typer.echo(f"cohort{part}: {n['ok']} done, {n['skipped']} skipped, {n['failed']} failed -> {res['table']}")

@@ -40,6 +40,7 @@ __all__ = [
     "check_method",
     "compute_cams",
     "default_targets",
+    "tile_cams",
     "LogitsOnly",
 ]
 
@@ -199,3 +200,21 @@ def compute_cams(
             cam.activations_and_grads.clear()
             cam.outputs = None
     return np.concatenate(out) if out else np.zeros((0, *images.shape[-2:]), np.float32)
+
+
+def tile_cams(predictor: object, x: torch.Tensor) -> np.ndarray:
+    """Grad-CAM of prepared tiles (``B×C×h×w``) for a classifier's positive class (binary) or
+    last class (multi-class): what ``medattn slide --cam`` stitches into the slide's map
+    (:class:`medattn.infer.slide_cam.CamStitcher`).
+
+    Args:
+        predictor: a :class:`~medattn.bundle.Predictor` (its ``model``, ``task``, ``class_names``
+            and ``device``).
+        x: tiles prepared by the predictor's preparation.
+    """
+    if predictor.task == "binary":
+        targets: list[object] = [BinaryLogitTarget(True) for _ in range(len(x))]
+    else:
+        targets = [ClassTarget(len(predictor.class_names) - 1) for _ in range(len(x))]
+    with torch.enable_grad():
+        return compute_cams(predictor.model, x.to(predictor.device), targets)

@@ -89,6 +89,9 @@ class CohortOptions:
     """Local engine: a tile-progress callback for each slide."""
     on_row: Callable[[dict[str, Any]], None] | None = None
     """Called with each slide's row as it finishes."""
+    load: Callable[..., Any] | None = None
+    """Dask engine: how a worker loads the bundle, ``load(path, device=...)`` —
+    :func:`medattn.bundle.load_bundle`, passed in by the caller (inference sits below bundles)."""
 
 
 def slide_items(inputs: list[str], exclude: str | Path | None = None) -> list[SlideItem]:
@@ -213,6 +216,9 @@ def _validate(opts: CohortOptions) -> None:
                           f"{', '.join(TISSUE_METHODS)}")
     if opts.cpus_per_slide < 1 or opts.gpus_per_slide < 0:
         raise ConfigError("--cpus-per-slide must be >= 1 and --gpus-per-slide >= 0")
+    if opts.engine == "dask" and opts.load is None:
+        raise ConfigError("the dask engine needs CohortOptions.load, how workers load the bundle "
+                          "(medattn.bundle.load_bundle)")
     for name in ("mpp", "model_mpp"):
         if kw.get(name) is not None and not float(kw[name]) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0 µm per pixel, got {kw[name]}")
@@ -243,25 +249,20 @@ def read_table(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def run_cohort(bundle: str | Path, items: list[SlideItem], opts: CohortOptions,
-               predictor: Any = None) -> dict[str, Any]:
+def run_cohort(predictor: Any, items: list[SlideItem], opts: CohortOptions) -> dict[str, Any]:
     """Run the slides of ``items`` (or of one shard of them) and write the cohort table.
 
     Args:
-        bundle: bundle folder or ``.zip`` (Dask workers load it from there).
+        predictor: the loaded bundle; the local engine runs it, Dask workers load its ``source``
+            with ``opts.load``.
         items: the whole manifest (:func:`slide_items`); ``opts.shard`` selects from it.
         opts: output folder, per-slide options, shard and engine.
-        predictor: the loaded bundle (default: loaded here); the local engine uses it.
 
     Returns:
         ``rows`` (this run's, one per selected slide), ``table`` and ``failed_table`` paths,
         ``selected`` and ``total`` slide counts.
     """
     _validate(opts)
-    if predictor is None:
-        from medattn.bundle import load_bundle
-
-        predictor = load_bundle(bundle, device=opts.device)
     ids = [it.slide for it in items]
     if len(set(ids)) < len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -271,7 +272,7 @@ def run_cohort(bundle: str | Path, items: list[SlideItem], opts: CohortOptions,
     _check_settings(out, predictor, opts.slide)
     rows: list[dict[str, Any]] = []
     if opts.engine == "dask":
-        stream: Iterator[dict[str, Any]] = dask_rows(bundle, selected, opts)
+        stream: Iterator[dict[str, Any]] = dask_rows(predictor.source, selected, opts)
     else:
         stream = (run_one(predictor, it, out, opts.slide, opts.progress(it) if opts.progress else None)
                   for it in selected)
@@ -343,7 +344,7 @@ _PREDICTORS: dict[tuple[str, str | None], Any] = {}
 
 
 def _dask_task(bundle: str, item: SlideItem, out: str, slide_kw: dict[str, Any], cpus: int,
-               device: str | None) -> dict[str, Any]:
+               device: str | None, load: Callable[..., Any]) -> dict[str, Any]:
     """One slide on a Dask worker: its CPU share as torch threads, the bundle loaded once per
     worker process, DataLoader reading in the task (a daemonic worker cannot fork readers)."""
     import multiprocessing
@@ -353,9 +354,7 @@ def _dask_task(bundle: str, item: SlideItem, out: str, slide_kw: dict[str, Any],
     torch.set_num_threads(cpus)
     key = (bundle, device)
     if key not in _PREDICTORS:
-        from medattn.bundle import load_bundle
-
-        _PREDICTORS[key] = load_bundle(bundle, device=device)
+        _PREDICTORS[key] = load(bundle, device=device)
     kw = dict(slide_kw)
     if multiprocessing.current_process().daemon:
         kw["workers"] = 0
@@ -420,7 +419,7 @@ def dask_rows(bundle: str | Path, items: list[SlideItem], opts: CohortOptions) -
         res = _resources(client, opts.cpus_per_slide, opts.gpus_per_slide)
         bundle_abs, out_abs = str(Path(bundle).resolve()), str(Path(opts.out).resolve())
         futures = {client.submit(_dask_task, bundle_abs, it, out_abs, opts.slide, opts.cpus_per_slide, opts.device,
-                                 key=f"medattn-slide-{it.slide}-{os.getpid()}-{time.time_ns()}", resources=res,
+                                 opts.load, key=f"medattn-slide-{it.slide}-{os.getpid()}-{time.time_ns()}", resources=res,
                                  pure=False): it for it in items}
         for fut in as_completed(futures):
             it = futures[fut]

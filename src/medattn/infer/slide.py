@@ -59,6 +59,9 @@ class SlideOptions:
     """Segmentation: block edge in model pixels (each block is predicted with a halo)."""
     cam: bool = False
     """Also stitch the Grad-CAM of tiles over the threshold into ``cam.npy`` / ``cam.png``."""
+    cam_maps: Callable[[Any, torch.Tensor], np.ndarray] | None = None
+    """With ``cam``: ``(predictor, tiles) → B×h×w`` CAMs, :func:`medattn.explain.cam.tile_cams`
+    (passed in by the caller: explanations sit above inference)."""
     progress: Callable[[int, int], None] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -137,6 +140,8 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
     t_start = time.perf_counter()
     if not 0 <= opts.min_tissue <= 1:
         raise ConfigError(f"--min-tissue must be in [0, 1], got {opts.min_tissue}")
+    if opts.cam and opts.cam_maps is None:
+        raise ConfigError("cam=True needs cam_maps, the tile CAM function (medattn.explain.cam.tile_cams)")
     if predictor.task == "segmentation":
         from medattn.infer.slide_seg import run_slide_segmentation
 
@@ -175,7 +180,9 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
         if cam is not None:
             hot = np.flatnonzero(score >= threshold)
             ks = [todo[int(idx[j])] for j in hot]
-            cam.add(predictor, x[hot], [int(rr.ravel()[k]) for k in ks], [int(cc.ravel()[k]) for k in ks])
+            if len(hot):
+                cam.add(opts.cam_maps(predictor, x[hot]), [int(rr.ravel()[k]) for k in ks],
+                        [int(cc.ravel()[k]) for k in ks])
         rows = []
         for j, i in enumerate(idx.tolist()):
             k = todo[i]

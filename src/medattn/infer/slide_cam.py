@@ -1,7 +1,8 @@
 """``medattn slide --cam``: Grad-CAM of the positive tiles stitched into a slide-level map.
 
-Each tile over the threshold gets a Grad-CAM of its positive class (:func:`medattn.explain.
-compute_cams`), pooled to ``cells × cells`` and written into a memory-mapped ``cam.npy`` of
+Each tile over the threshold gets a Grad-CAM of its positive class (computed by
+``SlideOptions.cam_maps``, :func:`medattn.explain.cam.tile_cams` from the CLI: explanations sit
+above inference), pooled to ``cells × cells`` and written into a memory-mapped ``cam.npy`` of
 ``rows·cells × cols·cells`` (NaN where no CAM was computed), so memory stays bounded and a resumed
 run keeps the maps already made. ``cam.png`` shows it over the thumbnail.
 """
@@ -9,7 +10,6 @@ run keeps the maps already made. ``cam.png`` shows it over the thumbnail.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,19 +40,10 @@ class CamStitcher:
             self.map = open_memmap(self.path, mode="w+", dtype=np.float16, shape=shape)
             self.map[:] = np.nan
 
-    def add(self, predictor: Any, x: torch.Tensor, rows: list[int], cols: list[int]) -> None:
-        """Grad-CAM of tiles ``x`` (preprocessed, positive class) into cells ``(row, col)``."""
-        if not len(x):
+    def add(self, cams: np.ndarray, rows: list[int], cols: list[int]) -> None:
+        """CAMs of tiles (``B×h×w`` in [0, 1]) into cells ``(row, col)``."""
+        if not len(cams):
             return
-        from medattn.explain.cam import compute_cams
-        from medattn.explain.targets import BinaryLogitTarget, ClassTarget
-
-        if predictor.task == "binary":
-            targets: list[Any] = [BinaryLogitTarget(True) for _ in range(len(x))]
-        else:
-            targets = [ClassTarget(len(predictor.class_names) - 1) for _ in range(len(x))]
-        with torch.enable_grad():
-            cams = compute_cams(predictor.model, x.to(predictor.device), targets)
         c = self.cells
         pooled = torch.nn.functional.adaptive_avg_pool2d(torch.as_tensor(cams)[:, None].float(), c)[:, 0].numpy()
         for r, k, m in zip(rows, cols, pooled, strict=True):
