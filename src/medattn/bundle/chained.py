@@ -18,6 +18,7 @@ so a swapped sub-bundle is refused. The chain's model is :class:`medattn.models.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -217,8 +218,6 @@ def save_chained_bundle(segmenter: Predictor | str | Path, classifier: Predictor
 
 
 def _read_pipeline(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         doc = json.loads((path / PIPELINE_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
