@@ -55,7 +55,9 @@ def region_mask(seg_out: torch.Tensor, hw: tuple[int, int], threshold: float = 0
     background, e.g. nucleus interior and boundary of a three-class head).
     """
     if seg_out.shape[1] == 1:
-        fg = torch.sigmoid(seg_out[:, 0].float()) >= threshold
+        from medattn.models.outputs import probabilities
+
+        fg = probabilities(seg_out[:, :1], "segmentation")[:, 0] >= threshold
     else:
         fg = seg_out.argmax(1) > 0
     if tuple(fg.shape[-2:]) != tuple(hw):
