@@ -91,6 +91,16 @@ def test_console_table_fits_100_columns_with_the_reports_names(tiny_demo):
     assert "sensitivity" not in text and "sensitivity" not in metrics_section
 
 
+def test_demo_says_what_it_costs_and_warns_on_a_busy_machine() -> None:
+    from medattn.demo import timing_note, training_steps
+
+    assert training_steps(DemoConfig()) == 2 * 4 * 32 == 256
+    assert timing_note(DemoConfig(out="x"), load=0.3, cores=2) == "256 training steps"
+    busy = timing_note(DemoConfig(), load=3.2, cores=2)
+    assert "the machine is busy (1-minute load 3.2 on 2 cores)" in busy and "longer" in busy
+    assert timing_note(DemoConfig(epochs=1), load=0.0, cores=2) == "64 training steps"
+
+
 def test_demo_comparison_is_medattn_compare(tiny_demo, tmp_path):
     """The demo's comparison is `medattn compare` of its two run folders, number for number."""
     root, _ = tiny_demo

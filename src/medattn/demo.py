@@ -25,8 +25,8 @@ from medattn.io import atomic_write_json, ensure_dir
 from medattn.report.html import Report, img_tag, table_html
 from medattn.report.sections import comparison_table, metrics_ci_table
 
-__all__ = ["DemoConfig", "run_demo", "demo_recipe", "demo_overrides", "table_rows", "DEMO_MODELS", "DEMO_RECIPES",
-           "TABLE_WIDTH"]
+__all__ = ["DemoConfig", "run_demo", "demo_recipe", "demo_overrides", "table_rows", "timing_note", "training_steps",
+           "DEMO_MODELS", "DEMO_RECIPES", "TABLE_WIDTH"]
 
 DEMO_RECIPES = {"patch_cnn_baseline": "pcam-baseline", "patch_cnn_attention": "pcam-attention"}
 """Run directory (= model name) → shipped recipe it trains."""
@@ -37,6 +37,23 @@ _CAM_ROWS = {"pointing_game": "CAM pointing game", "energy_in_mask": "CAM energy
 _REFS = {"random": "random map", "centre_gaussian": "centre map"}
 TABLE_WIDTH = 100
 """The console table fits this many columns (a terminal, a log file, an email)."""
+def training_steps(cfg: DemoConfig) -> int:
+    """Optimiser steps of the whole demo (both models)."""
+    return len(DEMO_MODELS) * cfg.epochs * -(-cfg.n_train // cfg.batch_size)
+
+
+def timing_note(cfg: DemoConfig, load: float | None = None, cores: int | None = None) -> str:
+    """What the demo costs, said before it starts, and a warning when other work shares the CPU
+    (the same run took 3–4 times longer at a load of 3–8 on 2 cores; README "Quick start")."""
+    import os
+
+    note = f"{training_steps(cfg)} training steps"
+    load = os.getloadavg()[0] if load is None else load
+    cores = cores or os.cpu_count() or 1
+    if load >= 0.75 * cores:
+        note += (f"; the machine is busy (1-minute load {load:.1f} on {cores} cores), so expect it to take "
+                 "several times longer")
+    return note
 
 
 @dataclass
@@ -176,7 +193,8 @@ def run_demo(cfg: DemoConfig, console: Any = None) -> dict[str, Any]:
     con = console or Console(width=None if sys.stdout.isatty() else TABLE_WIDTH)
     t0 = time.time()
     root = ensure_dir(cfg.out)
-    con.print(f"[bold]medattn demo[/]: SynthPCam {cfg.n_train}/{cfg.n_valid}/{cfg.n_test} patches → {root}")
+    con.print(f"[bold]medattn demo[/]: SynthPCam {cfg.n_train}/{cfg.n_valid}/{cfg.n_test} patches → {root} "
+              f"({timing_note(cfg)})")
     data = _data(cfg, root)
     results = {name: _train_one(name, cfg, data, root, con) for name in DEMO_MODELS}
     base, att = DEMO_MODELS
