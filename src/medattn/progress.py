@@ -56,17 +56,17 @@ def _is_tty(stream: TextIO | None) -> bool:
 
 @contextmanager
 def reporting(enabled: bool = True, *, stream: TextIO | None = None, tty: bool | None = None,
-              every_s: float = EVERY_S, clock: Callable[[], float] | None = None) -> Iterator[None]:
+              every_s: float | None = None, clock: Callable[[], float] | None = None) -> Iterator[None]:
     """Show the :func:`step` and :func:`track` phases run inside the block.
 
     Args:
         enabled: ``False`` keeps them silent (e.g. ``trainer.progress: false``).
         stream: where lines go (default: stdout at the time of printing).
         tty: draw bars (default: whether ``stream`` is a terminal).
-        every_s: off a terminal, seconds between the lines of a running phase.
+        every_s: off a terminal, seconds between the lines of a running phase (default :data:`EVERY_S`).
         clock: time source (tests).
     """
-    rep = _Reporter(stream, _is_tty(stream) if tty is None else tty, every_s,
+    rep = _Reporter(stream, _is_tty(stream) if tty is None else tty, EVERY_S if every_s is None else every_s,
                     clock or time.perf_counter) if enabled else None
     token = _CURRENT.set(rep)
     try:

@@ -104,12 +104,18 @@ def test_final_model_on_its_own_data_says_what_to_do(final_runs: dict[str, Path]
         evaluate_path(run / "bundle", data=trained_on)
 
 
-def test_external_console_line_shows_auroc(final_runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_external_console_line_shows_auroc(final_runs: dict[str, Path], tmp_path: Path, capsys,
+                                           monkeypatch) -> None:
     from medattn.cli import main
 
+    monkeypatch.setattr("medattn.progress.EVERY_S", 0.0)  # a progress line at every chunk of files
     recipe = load_recipe("idc-cpu")
     ext = write_smoke_data(recipe.data.format, tmp_path / "external", seed=12, class_names=recipe.data.class_names)
     assert main(["evaluate", str(final_runs["idc-cpu"] / "bundle"), "--data", str(ext),
                  "--out", str(tmp_path / "ev")]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    out = capsys.readouterr().out.strip().splitlines()
+    line = out[-1]
     assert line.startswith("external (") and "balanced_accuracy " in line and "auroc " in line
+    n = int(line.split("(")[1].split()[0])
+    assert any(ln.startswith("external evaluation (") and ln.endswith(" …") for ln in out)  # the phase starts
+    assert any(ln.startswith(f"predicting {n} files") and f"{n}/{n} (100%)" in ln for ln in out)  # and counts

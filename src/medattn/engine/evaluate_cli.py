@@ -117,6 +117,7 @@ def _infer_scorer(pred: Any) -> Any:
         import numpy as np
 
         from medattn.engine.evaluate_run import predict_scores
+        from medattn.progress import track
 
         root, table = getattr(ds, "root", None), getattr(ds, "table", None)
         if pred.task == "segmentation" or root is None or table is None or "file" not in table.columns:
@@ -125,14 +126,17 @@ def _infer_scorer(pred: Any) -> Any:
         names = pred.class_names
         files = [Path(root) / str(f) for f in table["file"]]
         rows = []
-        for s in range(0, len(files), 256):
-            for ans in pred.infer(files[s:s + 256], trust=False, batch_size=64, errors="return"):
-                if "error" in ans:
-                    rows.append(np.full(1 if pred.task == "binary" else len(names), np.nan))
-                elif pred.task == "binary":
-                    rows.append(np.asarray([ans["probabilities"][names[1]]]))
-                else:
-                    rows.append(np.asarray([ans["probabilities"][n] for n in names]))
+        views = " (8-view TTA)" if pred.meta.get("tta") else ""
+        with track(f"predicting {len(files)} files{views}", len(files)) as tick:
+            for s in range(0, len(files), 256):
+                for ans in pred.infer(files[s:s + 256], trust=False, batch_size=64, errors="return"):
+                    if "error" in ans:
+                        rows.append(np.full(1 if pred.task == "binary" else len(names), np.nan))
+                    elif pred.task == "binary":
+                        rows.append(np.asarray([ans["probabilities"][names[1]]]))
+                    else:
+                        rows.append(np.asarray([ans["probabilities"][n] for n in names]))
+                tick(len(files[s:s + 256]))
         p = np.stack(rows) if rows else np.zeros((0, 1))
         return p[:, 0] if pred.task == "binary" else p
 
