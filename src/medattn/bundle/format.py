@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from medattn import __version__
-from medattn.bundle_meta import check_bundle_meta
+from medattn.bundle_meta import BUNDLE_TASKS, check_bundle_meta
 from medattn.errors import BundleError, MedattnError
 from medattn.io import atomic_dir, atomic_path, atomic_write_text, to_jsonable
 
@@ -27,7 +27,7 @@ __all__ = ["save_bundle", "read_bundle_files", "build_model", "write_bundle_json
 
 BUNDLE_FORMAT = 1
 _REQUIRED = ("architecture", "class_names", "input_size", "in_chans", "mean", "std", "weights_sha256")
-TASKS = ("binary", "multiclass", "multilabel", "segmentation")
+TASKS = BUNDLE_TASKS  # one list of tasks, kept with the bundle.json checks
 _MAX_WEIGHTS = 4 << 30  # refuse zip members that would inflate beyond 4 GiB
 
 
