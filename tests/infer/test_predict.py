@@ -152,3 +152,13 @@ def test_readable_overlays_for_tiled_and_segmentation_predictions(tmp_path: Path
     ov = np.asarray(Image.open(tmp_path / "s" / srow["overlay"]).convert("RGB"))
     assert ov.shape[1] >= 400 and ov.shape[0] > 400  # enlarged, title bar on top
     assert "predicted_label" not in srow and srow["objects"] == "3"
+
+
+def test_on_bad_file_error_stops_without_leaving_an_empty_list(tmp_path: Path, dark_classifier) -> None:
+    """An unreadable file with on_bad_file=error stops with its name and leaves no empty bad_files.csv."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError, match="broken.png"):
+        run_predict(dark_classifier, [str(src)], PredictOptions(out=tmp_path / "out", on_bad_file="error"))
+    assert not (tmp_path / "out" / "bad_files.csv").exists()

@@ -92,6 +92,7 @@ class ResultLog:
             raise OutputError(f"'{self.path}' already holds {len(rows)} results; pass --resume to continue "
                               "that run or choose another --out")
         self.columns: list[str] | None = None
+        self._header: list[str] | None = list(columns) if columns is not None else None
         self.done: set[str] = set()
         if resume and self.path.is_file():
             self._truncate_partial_line()
@@ -102,8 +103,6 @@ class ResultLog:
                 self.done = {r.get(key, "") for r in rows}
         elif self.path.exists():
             self.path.unlink()
-        if self.columns is None and columns is not None:
-            self._start(list(columns))
 
     def _truncate_partial_line(self) -> None:
         data = self.path.read_bytes()
@@ -133,6 +132,8 @@ class ResultLog:
         rows = list(rows)
         if not rows:
             return
+        if self.columns is None and self._header is not None:  # the file appears with its first rows
+            self._start(self._header)
         if self.columns is None:
             cols: list[str] = []
             for r in rows:
