@@ -1,33 +1,38 @@
-"""Benchmark: ``medattn slide`` against TIAToolbox 2.1's ``PatchPredictor`` on the same slide.
+"""Benchmark: ``medattn slide`` against TIAToolbox 2.1's ``PatchPredictor`` and WSInfer 0.6 on one slide.
 
 Same slide, same model weights (a medattn bundle's), same tile size at the same µm/px, same batch
-size, DataLoader workers and torch threads. Each tool runs in its own fresh process (TIAToolbox in
-its own venv: its wheel pins ``torch<2.13``, so it is installed there with ``--no-deps`` beside the
-torch medattn uses), and the two alternate over ``--reps`` repetitions:
+size, DataLoader workers and torch threads. Each tool runs in its own fresh process — the peers in
+their own venv (TIAToolbox's wheel pins ``torch<2.13``, so it is installed there with ``--no-deps``
+beside the torch medattn uses; WSInfer in a second venv layered on the first) — and the tools
+alternate over ``--reps`` repetitions:
 
 * tiles/s: tiles predicted ÷ wall time of the slide run inside the process (model loading, tissue
   detection, reading, inference and each tool's outputs), after a warm-up run of the same tool on a
-  16-patch slide in the same process, so that neither pays its imports there; the cold process
-  (start-up, imports, warm-up and run) is reported apart as the process wall time;
+  16-patch slide in the same process, so that none pays its imports there; the cold process
+  (start-up, imports, warm-up and run) is reported apart as the process wall time. The network's
+  forward alone on random batches (same threads, batch) is the ceiling no tool can pass;
 * peak RSS: the main process's ``ru_maxrss``, and the peak of the summed RSS of the process tree
   (main + DataLoader workers) sampled every 0.1 s with psutil;
-* agreement: the two heatmaps joined on the level-0 tile corner; max |Δ probability| over the tiles
-  both predicted, and the tiles only one tool kept (their tissue masks differ).
+* agreement: the heatmaps joined on the level-0 tile corner; max |Δ probability| over the tiles
+  both tools predicted, and the tiles only one tool kept (their tissue masks differ).
 
 The slide is a mosaic of real IDC patches (``../shared/data/breast_idc``, 50 px at 4 µm/px) on a
 50 px grid with glass around, written as an Aperio pyramid by :mod:`medattn.infer.testslides`. The
-bundle is copied with its test-time augmentation switched off (``--tta`` keeps the 8 views; the
-TIAToolbox model then averages the same 8 views). TIAToolbox gets the bundle's network as a plain
-``nn.Module`` wrapped in a ``ModelABC`` whose ``infer_batch`` does the bundle's preparation
-(``/255``, mean/std) and its sigmoid. ``--check-resize MPP`` adds one untimed run of both tools with
-the slide declared at ``MPP`` µm/px, so that each tool must resize every tile: it shows what part of a
-heatmap difference comes from resampling.
+bundle (``--bundle``; default a seeded registry ResNet-18) is copied with its test-time augmentation
+off (``--tta`` keeps the 8 views in medattn and TIAToolbox and leaves WSInfer out). TIAToolbox gets
+the bundle's network as a plain ``nn.Module`` in a ``ModelABC`` whose ``infer_batch`` does the
+bundle's preparation (÷255, mean/std) and sigmoid; WSInfer gets it traced to TorchScript with a
+``config.json`` of the same preparation. ``--check-resize MPP`` adds one untimed run of every tool
+on the mosaic declared at ``MPP`` µm/px, so that each must resize every tile: it shows what part of
+a heatmap difference comes from resampling.
 
 Waits (up to ``--load-wait`` s) for the 1-minute load average to drop below ``--max-load`` before
-each repetition and records the load. Rewrites its own section of docs/benchmarks.md.
+each repetition and records the load. Skips when the data or the TIAToolbox venv is absent.
+Rewrites its own section of docs/benchmarks.md.
 
-    .venv/bin/python benchmarks/slide_peer_tiatoolbox.py --bundle RUN/bundle \\
-        --tia-python /work/bench-tia/venv/bin/python [--patches 3000] [--reps 3] [--threads 1] [--workers 1]
+    .venv/bin/python benchmarks/slide_peer_tiatoolbox.py [--bundle RUN/bundle] [--patches 3000] \\
+        [--reps 3] [--threads 1] [--workers 1] [--check-resize 2.5] \\
+        [--tia-python /work/bench-tia/venv/bin/python] [--wsinfer-python /work/bench-tia/venv-wsinfer/bin/python]
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _doc import replace_section  # noqa: E402
 
-HEADING = "## Whole slides: medattn slide vs TIAToolbox PatchPredictor (slide_peer_tiatoolbox.py)"
+HEADING = "## Whole slides: medattn slide vs TIAToolbox PatchPredictor and WSInfer, {arch} (slide_peer_tiatoolbox.py)"
 DATA = ROOT.parent / "shared" / "data" / "breast_idc"
 
 _MEDATTN_CHILD = """
@@ -213,13 +218,27 @@ def idc_mosaic(path: Path, n: int, mpp: float = 4.0, margin: int = 100) -> tuple
     return write_pyramid(path, canvas, mpp), len(files)
 
 
-def bench_bundle(src: Path, dst: Path, tta: bool) -> dict[str, Any]:
-    """Copy ``src`` to ``dst`` with its test-time augmentation on or off; its bundle.json."""
-    from medattn.bundle.format import update_bundle_json
+def bench_bundle(src: Path | None, dst: Path, tta: bool, arch: str = "resnet18",
+                 width: float | None = None) -> dict[str, Any]:
+    """Copy ``src`` to ``dst`` with its test-time augmentation on or off; its bundle.json. Without
+    ``src``: the registry's ``arch`` (``width`` when given) with seeded weights at IDC's 50 px and
+    4 µm/px (speed does not depend on the weights; agreement is better judged with a trained bundle)."""
+    import torch
+
+    from medattn.bundle.format import save_bundle, update_bundle_json
+    from medattn.models import create_model
 
     if dst.exists():
         shutil.rmtree(dst)
-    shutil.copytree(src, dst)
+    if src is None:
+        torch.manual_seed(0)
+        meta = {"task": "binary", "class_names": ["non-IDC", "IDC"], "input_size": 50, "in_chans": 3,
+                "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "threshold": 0.5,
+                "recipe": {"data": {"mpp": 4.0}}}
+        kwargs = {} if width is None else {"width": width}
+        save_bundle(create_model(arch, num_classes=1, **kwargs), meta, dst)
+    else:
+        shutil.copytree(src, dst)
     return update_bundle_json(dst, lambda m: {**m, "tta": bool(tta)})
 
 
@@ -293,11 +312,14 @@ def agreement(a: Path, b: Path) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", type=Path, required=True, help="a medattn patch-classifier bundle (IDC, 4 µm/px)")
+    ap.add_argument("--bundle", type=Path, default=None,
+                    help="a medattn IDC patch-classifier bundle (default: a seeded registry ResNet-18 at 50 px)")
     ap.add_argument("--tia-python", default="/work/bench-tia/venv/bin/python",
                     help="python of the venv holding tiatoolbox 2.1 (see the section's install note)")
     ap.add_argument("--wsinfer-python", default="/work/bench-tia/venv-wsinfer/bin/python",
                     help="python of the venv holding wsinfer 0.6 (skipped when absent or with --tta)")
+    ap.add_argument("--arch", default="resnet18", help="without --bundle: the registry network")
+    ap.add_argument("--width", type=float, default=None, help="without --bundle: the network's width, if it has one")
     ap.add_argument("--patches", type=int, default=3000, help="IDC patches in the mosaic slide")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
@@ -318,7 +340,7 @@ def main() -> int:
         return 0
     t_start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = bench_bundle(args.bundle, args.out / "bundle", args.tta)
+    meta = bench_bundle(args.bundle, args.out / "bundle", args.tta, args.arch, args.width)
     model_mpp = float(meta.get("mpp") or meta["recipe"]["data"]["mpp"])
     size = int(meta["input_size"])
     slide, n_patches = idc_mosaic(args.out / "idc_mosaic.svs", args.patches, mpp=model_mpp)
@@ -374,9 +396,15 @@ def main() -> int:
     result = {"runs": runs, "agreement": agree, "resize": resize, "args": {k: str(v) for k, v in vars(args).items()}}
     (args.out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     section = _section(args, meta, model_mpp, n_patches, tools, runs, agree, resize, time.perf_counter() - t_start)
-    replace_section(HEADING, section)
+    replace_section(_heading(meta), section)
     print(section)
     return 0
+
+
+def _heading(meta: dict[str, Any]) -> str:
+    arch = meta["architecture"]
+    width = (arch.get("kwargs") or {}).get("width")
+    return HEADING.format(arch=f"{arch['name']}{f' ×{width:g}' if width else ''}, {int(meta['input_size'])} px")
 
 
 def _slide_mpp(path: Path) -> float:
@@ -394,7 +422,8 @@ def _section(args: argparse.Namespace, meta: dict[str, Any], model_mpp: float, n
     """The docs/benchmarks.md section of one run."""
     med = lambda key, tool: statistics.median(r[tool][key] for r in runs)  # noqa: E731
     ok = lambda c: "yes" if c else "**no**"  # noqa: E731
-    cmd = (f".venv/bin/python benchmarks/slide_peer_tiatoolbox.py --bundle BUNDLE --patches {args.patches} "
+    net = "--bundle BUNDLE" if args.bundle else f"--arch {args.arch}" + (f" --width {args.width:g}" if args.width else "")
+    cmd = (f".venv/bin/python benchmarks/slide_peer_tiatoolbox.py {net} --patches {args.patches} "
            f"--reps {args.reps} --threads {args.threads} --workers {args.workers} --batch-size {args.batch_size}"
            + (" --tta" if args.tta else "") + (f" --check-resize {args.check_resize:g}" if args.check_resize else ""))
     table = "\n".join(
@@ -403,6 +432,7 @@ def _section(args: argparse.Namespace, meta: dict[str, Any], model_mpp: float, n
     table += (f"\n| {TOOLS['forward']} | {runs[-1]['forward']['tiles']} | {med('run_s', 'forward'):.1f} | "
               f"{med('tiles_s', 'forward'):.1f} | {med('wall_s', 'forward'):.1f} | {med('rss_mb', 'forward'):.0f} | — |")
     goals = []
+    ceiling = med("tiles_s", "forward")
     for t in tools[1:]:
         ratio = statistics.median(r["ratio"][t] for r in runs)
         a = agree[t]
@@ -411,17 +441,21 @@ def _section(args: argparse.Namespace, meta: dict[str, Any], model_mpp: float, n
                   f"| max \\|Δp\\| medattn vs {TOOLS[t]}, {a['common']} common tiles | **{a['max_abs']:.1e}** "
                   f"(mean {a['mean_abs']:.1e}) | ≤ 1e-4 | {ok(a['max_abs'] <= 1e-4)} |",
                   f"| tiles only medattn / only {TOOLS[t]} kept (tissue masks) | {a['only_a']} / {a['only_b']} | — | — |"]
+    goals.append(f"| bound on any ratio vs TIAToolbox: the forward alone ÷ TIAToolbox | {ceiling / med('tiles_s', 'tia'):.2f}× "
+                 "| — | — |")
     per_rep = "; ".join(f"rep {r['rep']} ({' → '.join(r['order'])}): load "
                         + " / ".join(f"{r['load_' + t]:.1f}" for t in r["order"]) for r in runs)
     resize_txt = ""
-    if resize:
+    if resize and "tia" in resize:
         size_l0 = int(meta["input_size"]) * model_mpp / args.check_resize
         resize_txt = (f"\n\nResampling check (`--check-resize {args.check_resize:g}`, untimed): the same mosaic "
                       f"declared at {args.check_resize:g} µm/px, so each {int(meta['input_size'])} px model tile is a "
                       f"{size_l0:.1f} px level-0 region that every tool must resize: "
                       + "; ".join(f"{TOOLS[t]}: max \\|Δp\\| **{a['max_abs']:.1e}** (mean {a['mean_abs']:.1e}, "
-                                  f"{a['common']} common tiles)" for t, a in resize.items()) + ".")
-    return f"""{HEADING}
+                                  f"{a['common']} common tiles)" for t, a in resize.items()) + ". "
+                      + _RESIZE_WHY.format(ratio=round(size_l0 / int(meta["input_size"]), 3), src=size_l0,
+                                           dst=int(meta["input_size"])))
+    return f"""{_heading(meta)}
 
 Command: `{cmd}` ({seconds:.0f} s; CPU, {args.threads} torch thread(s) and OMP_NUM_THREADS={args.threads} in every
 tool, {args.workers} DataLoader worker(s), batch {args.batch_size}, on a 2-core machine shared with other jobs).
@@ -449,6 +483,17 @@ RSS "main" is `ru_maxrss` of the tool's process; "tree" the peak of the summed R
 its DataLoader workers (shared pages counted in each).{resize_txt}
 {_NOTES}"""
 
+
+_RESIZE_WHY = """Why: TIAToolbox 2.1.3 reads each tile with
+`read_bounds(..., coord_space="resolution")`, whose `imresize(output_size=...)` takes the scale factor as
+input ÷ output ({ratio:g} for {src:g} → {dst} px), so `select_cv2_interpolation` picks its enlarging branch and the tile is
+shrunk with `cv2.INTER_CUBIC`, without anti-aliasing (checked on single tiles: cv2 bicubic of the same
+level-0 region reproduces TIAToolbox's pixels exactly; `INTER_AREA` does not). medattn shrinks with
+torchvision's antialiased bilinear `Resize` on uint8 (the bundle's `Preparation`, the transform it is
+trained and evaluated with) and WSInfer with PIL's antialiased bilinear, which agree to uint8 rounding.
+medattn's side is the right one: a shrink needs a low-pass filter, and the tile must be prepared as in
+training; TIAToolbox's aliased tiles move this model's probabilities by up to the max above. At the
+slide's own scale (the main table) no tool resizes and the three heatmaps agree to float rounding."""
 
 _NOTES = """
 How the peers were installed (a separate venv, not medattn dependencies): `python3.11 -m venv`,
