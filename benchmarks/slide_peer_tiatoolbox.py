@@ -331,7 +331,17 @@ def main() -> int:
     ap.add_argument("--check-resize", type=float, default=None, metavar="MPP",
                     help="also one untimed run of each tool on the slide declared at MPP µm/px (tiles resized)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "slide_peer")
+    ap.add_argument("--from-result", action="store_true",
+                    help="only rewrite the docs section from OUT/result.json of a finished run")
     args = ap.parse_args()
+    if args.from_result:
+        res = json.loads((args.out / "result.json").read_text())
+        meta = json.loads((args.out / "bundle" / "bundle.json").read_text())
+        section = _section(argparse.Namespace(**res["args"]), meta, res["model_mpp"], res["n_patches"], res["tools"],
+                           res["runs"], res["agreement"], res["resize"], res["seconds"])
+        replace_section(_heading(meta), section)
+        print(section)
+        return 0
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent")
         return 0
@@ -393,9 +403,12 @@ def main() -> int:
             run_tool(t, "resize", declared)
         resize = {t: agreement(args.out / "medattn_resize.npz", args.out / f"{t}_resize.npz") for t in tools[1:]}
         print("resize", resize, flush=True)
-    result = {"runs": runs, "agreement": agree, "resize": resize, "args": {k: str(v) for k, v in vars(args).items()}}
+    seconds = time.perf_counter() - t_start
+    result = {"runs": runs, "agreement": agree, "resize": resize, "tools": tools, "model_mpp": model_mpp,
+              "n_patches": n_patches, "seconds": seconds,
+              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     (args.out / "result.json").write_text(json.dumps(result, indent=2, default=str))
-    section = _section(args, meta, model_mpp, n_patches, tools, runs, agree, resize, time.perf_counter() - t_start)
+    section = _section(args, meta, model_mpp, n_patches, tools, runs, agree, resize, seconds)
     replace_section(_heading(meta), section)
     print(section)
     return 0
@@ -517,8 +530,9 @@ through its Python functions (`segment_and_patch_directory_of_slides`, `run_infe
 `write_geojsons`), as its `run` command does, because that command's `--model` choice loads the model
 zoo registry from the network. All three read slides through OpenSlide. Tissue masks differ: medattn
 Otsu on saturation with hysteresis, tiles half covered (`--min-tissue 0.5`); TIAToolbox Otsu on a
-1.25× thumbnail, any overlap (`min_mask_ratio=0`); WSInfer a CLAM-style median-filtered threshold;
-probabilities are compared on the tiles both tools kept.
+1.25× thumbnail, any overlap (`min_mask_ratio=0`); WSInfer a fixed threshold (7/255) on the
+median-filtered saturation with closing, tiles whose centre is in tissue. Probabilities are compared
+on the tiles both tools kept.
 """
 
 
