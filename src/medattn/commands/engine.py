@@ -131,6 +131,8 @@ def register(app: typer.Typer) -> None:
         shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in list(res["metrics"].items())[:6])
         where = f"external ({res['n_items']} items)" if res["external"] else split
         typer.echo(f"{where}: {shown} → {res['out']}")
+        if res.get("coverage"):
+            typer.echo(f"prediction sets: {res['coverage']}")
 
     from medattn.commands.recipes import recipes_app
 
