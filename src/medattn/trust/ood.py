@@ -45,7 +45,7 @@ HEAD = "head"
 """Component name of the input of the last linear layer."""
 INPUT = "input"
 """Component name of the input statistics."""
-_SIG = 5  # significant digits stored
+_SIG = 4  # significant digits stored
 _LOG_SIGMAS = (0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6)
 
 
