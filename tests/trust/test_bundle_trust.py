@@ -148,5 +148,14 @@ def test_external_evaluation_reports_coverage_and_lands_in_the_card(smoke_pcam_r
     doc = json.loads((tmp_path / "ext" / "metrics.json").read_text())
     assert res["external"] and doc["conformal"]["calibrated_on"] == "the bundle's validation split"
     assert 0 <= doc["conformal"]["alpha_0.1"]["coverage"]["value"] <= 1
+    per_class = {k for k in doc["conformal"]["alpha_0.1"] if k.startswith("coverage_")}
+    assert per_class == {"coverage_normal", "coverage_tumour"}  # per class, with CIs
+    g = doc["conformal"]["guarantee"]
+    assert doc["conformal_coverage_held"] is g["held"] and set(g["alphas"]) == {"alpha_0.1", "alpha_0.2"}
     card = json.loads((b / "bundle.json").read_text())["card"]
     assert card["evaluation"]["external"][-1]["n_items"] == doc["n_items"]
+    assert card["evaluation"]["external"][-1]["conformal_coverage"]["held"] is g["held"]
+    from medattn.trust.card import EXCHANGEABILITY, format_card
+
+    assert card["evaluation"]["conformal_assumption"] == EXCHANGEABILITY
+    assert "Coverage of the prediction sets there" in format_card(card)

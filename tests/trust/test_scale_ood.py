@@ -341,3 +341,16 @@ def test_screening_operating_point_reaches_its_sensitivity_on_validation() -> No
     assert m["abnormal_screening_sensitivity"] >= 0.95 and "abnormal_sensitivity" in m
     again = positive_view(recipe, names, p, y, None, view["record"])  # external: the stored points
     assert again["record"]["operating_points"] == view["record"]["operating_points"]
+
+
+def test_info_shows_the_screening_point_beside_youden() -> None:
+    from medattn.commands.trust import _operating_points
+
+    meta = {"task": "multiclass", "class_names": ["a", "b"],
+            "positive_view": {"name": "abnormal", "classes": ["b"], "threshold": 0.41,
+                              "threshold_method": "youden on validation",
+                              "operating_points": {"screening": {
+                                  "threshold": 0.12, "target_sensitivity": 0.95, "chosen_on": "validation (75 items)",
+                                  "valid_sensitivity": 0.96, "valid_specificity": 0.7}}}}
+    ops = _operating_points(meta)
+    assert "0.41" in ops["abnormal (youden)"] and "sensitivity >= 0.95" in ops["abnormal (screening)"]
