@@ -18,6 +18,13 @@ Rules, in order:
 
 The result is always a ``uint8`` numpy array (``H×W×3`` or ``H×W``). :func:`decode_raw` gives the
 stored values without rules 4–6, for label masks.
+
+**Resolution** (``info=`` dict on :func:`read_image` / :func:`decode_raw`, read from the header the
+decoder opens anyway): ``info["mpp"]`` is the µm per pixel the file declares, or ``None``, and
+``info["mpp_source"]`` where it came from: DICOM ``PixelSpacing`` (or ``ImagerPixelSpacing``), an
+Aperio ``MPP =`` field, ImageJ resolution in microns, TIFF resolution tags, PNG ``pHYs``
+or JPEG density. A TIFF/PNG/JPEG resolution coarser than :data:`MAX_HEADER_MPP` (under 1,000 dpi)
+is a screen or print default (72, 96, 300 dpi), not a scan, and is ignored.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ import numpy as np
 from medattn.errors import DataError, MedattnError
 
 __all__ = ["IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "UnsupportedImageError",
-           "sniff_format", "read_image", "decode_raw", "read_dicom", "to_uint8", "as_image_array"]
+           "sniff_format", "read_image", "decode_raw", "read_dicom", "to_uint8", "as_image_array", "MAX_HEADER_MPP"]
 
 IMAGE_FORMATS = ("png", "jpeg", "bmp", "tiff", "gif", "webp", "dicom")
 DEFAULT_MAX_PIXELS = 50_000_000
+MAX_HEADER_MPP = 25.4
+"""µm/px above which a TIFF/PNG/JPEG resolution tag is taken for a screen or print default."""
 Mode = Literal["RGB", "L"] | None
 
 
@@ -99,6 +108,37 @@ def _first_line(exc: BaseException) -> str:
     return re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", text)[:160]
 
 
+def _set_mpp(info: dict[str, Any] | None, mpp: float | None, source: str) -> None:
+    """Record a declared resolution in ``info`` (DICOM always; other formats only when plausible for
+    a scan, see :data:`MAX_HEADER_MPP`)."""
+    if info is None or info.get("mpp"):
+        return
+    if mpp is not None and np.isfinite(mpp) and mpp > 0 and (source.startswith("DICOM") or mpp <= MAX_HEADER_MPP):
+        info.update(mpp=float(mpp), mpp_source=source)
+
+
+def _description_mpp(text: str) -> float | None:
+    """µm/px from an Aperio-style description (``|MPP = 0.2525|``)."""
+    import re
+
+    m = re.search(r"\bMPP\s*=\s*([0-9.eE+-]+)", text)
+    if m:
+        try:
+            return float(m.group(1))
+        except ValueError:
+            return None
+    return None
+
+
+def _pil_mpp(im: Any, info: dict[str, Any] | None) -> None:
+    """Resolution of a PIL image from its ``dpi`` (PNG pHYs, JPEG density, TIFF tags)."""
+    if info is None:
+        return
+    dpi = im.info.get("dpi")
+    if dpi and float(dpi[0]) > 0 and im.info.get("jfif_unit", 1) != 0:
+        _set_mpp(info, 25400.0 / float(dpi[0]), f"{im.format} resolution ({float(dpi[0]):.0f} dpi)")
+
+
 def _pil_pixels(im: Any) -> np.ndarray:
     """Pixels of a loaded PIL image: palette/CMYK/… to RGB(A), 16-bit kept, EXIF orientation applied."""
     from PIL import ImageOps
@@ -120,9 +160,11 @@ def _pil_pixels(im: Any) -> np.ndarray:
 
 
 def decode_raw(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               max_bytes: int | None = None, name: str | None = None) -> np.ndarray:
+               max_bytes: int | None = None, name: str | None = None,
+               info: dict[str, Any] | None = None) -> np.ndarray:
     """The stored values of an image (any dtype, ``H×W`` or ``H×W×C``), format from content,
     pixel count checked from the header. Label masks use this; images use :func:`read_image`.
+    ``info`` (a dict) receives ``mpp`` and ``mpp_source`` (see the module docstring).
 
     Raises:
         UnsupportedImageError: not an accepted format. ImageTooLargeError: over a limit.
@@ -137,10 +179,13 @@ def decode_raw(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_M
     if fmt is None:
         raise UnsupportedImageError(f"{label} is not an image medattn reads ({', '.join(IMAGE_FORMATS)}); "
                                     "remove it or convert it")
+    if info is not None:
+        info.setdefault("mpp", None)
+        info.setdefault("mpp_source", None)
     if fmt == "dicom":
-        return read_dicom(data, max_pixels=max_pixels, name=label)
+        return read_dicom(data, max_pixels=max_pixels, name=label, info=info)
     if fmt == "tiff":
-        arr = _read_tiff(data, max_pixels, label)
+        arr = _read_tiff(data, max_pixels, label, info)
         if arr is not None:
             return arr
     try:
@@ -148,6 +193,7 @@ def decode_raw(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_M
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=[fmt.upper()])
             _check_pixels(im.size[0], im.size[1], 1, max_pixels, label)
+            _pil_mpp(im, info)
             im.load()
             return _pil_pixels(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -160,7 +206,32 @@ def decode_raw(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_M
                         "or drop it") from None
 
 
-def _read_tiff(data: bytes, max_pixels: int | None, label: str) -> np.ndarray | None:
+def _tiff_mpp(page: Any, info: dict[str, Any] | None) -> None:
+    """Resolution of a TIFF page: a description's MPP, else XResolution in its ResolutionUnit."""
+    if info is None:
+        return
+    desc = str(page.description or "")
+    mpp = _description_mpp(desc)
+    if mpp:
+        _set_mpp(info, mpp, "TIFF description (MPP)")
+        return
+    tags = page.tags
+    if "XResolution" not in tags:
+        return
+    num, den = tags["XResolution"].value
+    unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    if not num or not den:
+        return
+    per_unit = float(num) / float(den)  # pixels per inch (2) or per centimetre (3)
+    if "unit=micron" in desc:  # ImageJ: the resolution is pixels per micron whatever the unit tag
+        _set_mpp(info, 1.0 / per_unit, "TIFF resolution (ImageJ, micron)")
+        return
+    if unit not in (2, 3):
+        return
+    _set_mpp(info, (25400.0 if unit == 2 else 10000.0) / per_unit, "TIFF resolution tags")
+
+
+def _read_tiff(data: bytes, max_pixels: int | None, label: str, info: dict[str, Any] | None = None) -> np.ndarray | None:
     """TIFF pixels by tifffile (16-bit, float, planar and multi-sample images), or ``None`` to let
     Pillow try an exotic file."""
     try:
@@ -172,6 +243,7 @@ def _read_tiff(data: bytes, max_pixels: int | None, label: str) -> np.ndarray | 
             page = tf.pages[0]
             _check_pixels(int(page.imagewidth), int(page.imagelength), 1, max_pixels, label)
             arr = page.asarray()
+            _tiff_mpp(page, info)
     except MedattnError:
         raise
     except Exception:  # noqa: BLE001 - let Pillow try (and name the problem)
@@ -235,7 +307,8 @@ def as_image_array(arr: np.ndarray, mode: Mode = "RGB", name: str = "image") -> 
 
 
 def read_image(source: Any, mode: Mode = "RGB", *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               max_bytes: int | None = None, name: str | None = None) -> np.ndarray:
+               max_bytes: int | None = None, name: str | None = None,
+               info: dict[str, Any] | None = None) -> np.ndarray:
     """Decode an image by the rules of this module → ``uint8`` array.
 
     Args:
@@ -244,23 +317,29 @@ def read_image(source: Any, mode: Mode = "RGB", *, max_pixels: int | None = DEFA
         max_pixels: largest width × height (× frames) accepted (``None``: no limit).
         max_bytes: largest input size accepted.
         name: how error messages call the input (default: its path, or "upload").
+        info: a dict that receives the declared resolution, ``mpp`` (µm/px or ``None``) and
+            ``mpp_source`` (see the module docstring); arrays and PIL images without ``dpi`` have none.
 
     Raises:
         UnsupportedImageError, ImageTooLargeError, DataError: see :func:`decode_raw`.
     """
+    if info is not None:
+        info.setdefault("mpp", None)
+        info.setdefault("mpp_source", None)
     if mode not in ("RGB", "L", None):
         from medattn.errors import ConfigError
 
         raise ConfigError(f"image mode '{mode}' is not supported; use 'RGB' or 'L'")
     label = name or (f"'{source}'" if isinstance(source, (str, Path)) else "image")
     if isinstance(source, (str, Path, bytes, bytearray, memoryview)):
-        raw = decode_raw(source, max_pixels=max_pixels, max_bytes=max_bytes, name=name)
+        raw = decode_raw(source, max_pixels=max_pixels, max_bytes=max_bytes, name=name, info=info)
     elif hasattr(source, "PixelData") and hasattr(source, "save_as"):  # a pydicom Dataset
         buf = io.BytesIO()
         source.save_as(buf, enforce_file_format=True)
-        raw = read_dicom(buf.getvalue(), max_pixels=max_pixels, name=label)
+        raw = read_dicom(buf.getvalue(), max_pixels=max_pixels, name=label, info=info)
     elif hasattr(source, "mode") and hasattr(source, "size") and hasattr(source, "convert"):  # PIL
         _check_pixels(source.size[0], source.size[1], 1, max_pixels, label)
+        _pil_mpp(source, info)
         raw = _pil_pixels(source)
     elif isinstance(source, np.ndarray):
         raw = source
@@ -273,7 +352,7 @@ def read_image(source: Any, mode: Mode = "RGB", *, max_pixels: int | None = DEFA
 
 
 def read_dicom(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               name: str | None = None) -> np.ndarray:
+               name: str | None = None, info: dict[str, Any] | None = None) -> np.ndarray:
     """First frame of a DICOM file as ``uint8``, modality LUT and VOI window applied.
 
     Rescale slope/intercept (or a modality LUT) map stored values to physical units, the first
@@ -298,6 +377,14 @@ def read_dicom(source: bytes | str | Path, *, max_pixels: int | None = DEFAULT_M
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{label} is not a readable DICOM image ({_first_line(exc)})") from None
     _check_pixels(cols, rows, frames, max_pixels, label)
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = ds.get(tag)
+        if spacing is not None and len(spacing) >= 2:
+            try:
+                _set_mpp(info, 1000.0 * float(spacing[1]), f"DICOM {tag}")  # mm per pixel (row, column)
+            except (TypeError, ValueError):
+                pass
+            break
     try:
         arr = pixel_array(ds, index=0 if frames > 1 else None)
     except Exception as exc:  # noqa: BLE001 - missing decoder plugin, truncated pixel data

@@ -29,7 +29,11 @@ def _train_patch(run: Path, i: int = 0) -> np.ndarray:
 def test_bundle_and_metrics_carry_trust_numbers(smoke_pcam_run: Path) -> None:
     meta = json.loads((smoke_pcam_run / "bundle" / "bundle.json").read_text())
     assert meta["contract"]["height"] == [96, 96, 96] and meta["contract"]["colour"] == "colour"
-    assert meta["ood"]["dim"] > 0 and meta["ood"]["threshold"] > 0 and meta["ood"]["rank"] >= 1
+    ood = meta["ood"]
+    assert ood["method"] == "multi_layer_mahalanobis" and np.isfinite(ood["threshold"])
+    assert {"head", "input"} <= set(ood["layers"]) and len(ood["layers"]) >= 4  # stages + head + input
+    assert all(c["dim"] > 0 and c["rank"] >= 1 and c["scale"] > 0 for c in ood["components"])
+    assert 0 < meta["contract"]["object_scale"]["fine_detail"][0] <= meta["contract"]["object_scale"]["fine_detail"][-1]
     assert set(meta["conformal"]["strata"]) == {"0", "1"} and meta["conformal"]["score"] == "mondrian"
     assert meta["synthetic_data"] is True and meta["card"]["training_data"]["synthetic"] is True
     assert "SYNTHETIC" in meta["card"]["limitations"][0]
@@ -144,5 +148,14 @@ def test_external_evaluation_reports_coverage_and_lands_in_the_card(smoke_pcam_r
     doc = json.loads((tmp_path / "ext" / "metrics.json").read_text())
     assert res["external"] and doc["conformal"]["calibrated_on"] == "the bundle's validation split"
     assert 0 <= doc["conformal"]["alpha_0.1"]["coverage"]["value"] <= 1
+    per_class = {k for k in doc["conformal"]["alpha_0.1"] if k.startswith("coverage_")}
+    assert per_class == {"coverage_normal", "coverage_tumour"}  # per class, with CIs
+    g = doc["conformal"]["guarantee"]
+    assert doc["conformal_coverage_held"] is g["held"] and set(g["alphas"]) == {"alpha_0.1", "alpha_0.2"}
     card = json.loads((b / "bundle.json").read_text())["card"]
     assert card["evaluation"]["external"][-1]["n_items"] == doc["n_items"]
+    assert card["evaluation"]["external"][-1]["conformal_coverage"]["held"] is g["held"]
+    from medattn.trust.card import EXCHANGEABILITY, format_card
+
+    assert card["evaluation"]["conformal_assumption"] == EXCHANGEABILITY
+    assert "Coverage of the prediction sets there" in format_card(card)

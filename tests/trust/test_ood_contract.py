@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from medattn.trust.contract import check_image, image_stats, summarise_stats
-from medattn.trust.ood import capture_features, fit_gaussian, ood_scores
+from medattn.trust.ood import HEAD, capture_features, fit_gaussian, ood_scores
 from medattn.trust.uncertainty import has_dropout, mc_dropout, normalised_entropy
 
 
@@ -50,7 +50,7 @@ def test_capture_features_reads_the_last_linear_input() -> None:
     m = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU(), nn.Linear(5, 2))
     with capture_features(m) as store:
         m(torch.zeros(3, 12))
-    assert store[0].shape == (3, 5)
+    assert store[HEAD][0].shape == (3, 5)
 
 
 def test_contract_warns_on_size_aspect_grey_and_intensity() -> None:

@@ -54,12 +54,25 @@ class Prepared:
             segmentation, at its own size) or ``N×C×h×w`` (tiles at the image's own scale).
         handling: ``as-is``, ``resized``, ``tiled`` (classifier over tiles) or ``segmented``.
         boxes: tile origins ``(y0, x0)`` for ``tiled`` inputs.
+        mpp: µm per image pixel the input declares (file header) or the user gives (``--mpp``), or None.
+        mpp_source: where ``mpp`` came from.
     """
 
     image: np.ndarray
     x: torch.Tensor
     handling: str
     boxes: list[tuple[int, int]] | None = None
+    mpp: float | None = None
+    mpp_source: str | None = None
+
+    def scale(self) -> dict[str, Any]:
+        """What the scale check needs: ``mpp``, ``mpp_source`` and ``zoom`` (model pixels per image
+        pixel: 1 for tiles and segmentation fields, model side / image side for resized inputs)."""
+        zoom = 1.0
+        if self.handling in ("as-is", "resized"):
+            h, w = self.image.shape[:2]
+            zoom = float(np.sqrt(self.x.shape[-2] * self.x.shape[-1] / max(h * w, 1)))
+        return {"mpp": self.mpp, "mpp_source": self.mpp_source, "zoom": zoom}
 
 
 @dataclass
@@ -105,11 +118,11 @@ class Predictor:
             prep = self.__dict__["_prep"] = Preparation.from_meta(self.meta)
         return prep
 
-    def decode(self, item: Any, name: str | None = None) -> np.ndarray:
+    def decode(self, item: Any, name: str | None = None, info: dict[str, Any] | None = None) -> np.ndarray:
         """Any accepted input → ``uint8`` image (``H×W×3``, or ``H×W`` for one-channel bundles) by the
-        one decoder (:func:`medattn.decode.read_image`)."""
+        one decoder (:func:`medattn.decode.read_image`); ``info`` receives the declared resolution."""
         return read_image(item, "L" if int(self.meta.get("in_chans", 3)) == 1 else "RGB",
-                          max_pixels=self.max_pixels, name=name)
+                          max_pixels=self.max_pixels, name=name, info=info)
 
     def preprocess(self, items: Sequence[Any]) -> torch.Tensor:
         """``B×C×H×W`` of whole images resized to the model input by the bundle's preparation (for
@@ -136,7 +149,8 @@ class Predictor:
         window = int(ev.get("tile_size") or self.input_hw[0])
         return window, effective_overlap(window, int(ev.get("tile_overlap", 64)))
 
-    def prepare_input(self, image: np.ndarray, *, tile: bool | None = None, name: str = "image") -> Prepared:
+    def prepare_input(self, image: np.ndarray, *, tile: bool | None = None, name: str = "image",
+                      mpp: float | None = None, mpp_source: str | None = None) -> Prepared:
         """Decide how the model sees ``image`` and prepare it (the bundle's preparation).
 
         Args:
@@ -144,14 +158,17 @@ class Predictor:
             tile: ``None`` applies the bundle's large-input rule; ``True`` tiles any input larger than
                 the model input; ``False`` resizes every input to the model input.
             name: how a refusal names the input.
+            mpp: µm per pixel of ``image`` (its header's, or the user's), checked in :meth:`conclude`.
+            mpp_source: where ``mpp`` came from.
 
         Raises:
             DataError: the bundle's rule refuses an input this large (the message says the fix).
         """
         prep = self.preparation
         H, W = image.shape[:2]
+        sc = {"mpp": mpp, "mpp_source": mpp_source if mpp else None}
         if self.task == "segmentation":
-            return Prepared(image, prep(image, resize=False)[None], "segmented")
+            return Prepared(image, prep(image, resize=False)[None], "segmented", **sc)
         h, w = self.input_hw
         policy, factor = self.large_input_rule()
         large = W > factor * w or H > factor * h
@@ -161,11 +178,11 @@ class Predictor:
             from medattn.infer.tiling import image_tiles
 
             boxes, tiles = image_tiles(image, h)
-            return Prepared(image, prep.batch(tiles, resize=False), "tiled", boxes)
+            return Prepared(image, prep.batch(tiles, resize=False), "tiled", boxes, **sc)
         if tile is None and large:
             raise DataError(f"{name} is {W}×{H}, over {factor:g}× the model's {w}×{h} input; the bundle's rule "
                             "refuses large inputs: crop it to the model's field of view, or pass --tile to tile it")
-        return Prepared(image, prep(image)[None], "as-is" if (H, W) == (h, w) else "resized")
+        return Prepared(image, prep(image)[None], "as-is" if (H, W) == (h, w) else "resized", **sc)
 
     # -- model outputs --------------------------------------------------------------------------
 
@@ -208,6 +225,9 @@ class Predictor:
                 pv = float(sum(float(v) for n, v in zip(names, p, strict=True) if n in view["classes"]))
                 out[view["name"]] = {"probability": pv, "positive": pv >= float(view["threshold"]),
                                      "threshold": float(view["threshold"])}
+                for op, rec in (view.get("operating_points") or {}).items():  # e.g. screening
+                    out[view["name"]][f"{op}_positive"] = pv >= float(rec["threshold"])
+                    out[view["name"]][f"{op}_threshold"] = float(rec["threshold"])
             return out
         if self.task == "segmentation":
             lab = self.mask_from_probs(p)
@@ -250,7 +270,7 @@ class Predictor:
                    "probability_map": probs, "instance_labels": labels}
             if trust:
                 out.update(assess(self, [img], prepared.x, probs[None], alpha=alpha, method=method,
-                                  mc_samples=mc_samples, tiled=True)[0])
+                                  mc_samples=mc_samples, tiled=True, scale=[prepared.scale()])[0])
             return out
         if prepared.handling == "tiled":
             from medattn.infer.tiling import aggregate_tiles, tile_grid
@@ -260,17 +280,18 @@ class Predictor:
                    "tile_max": float(score.max()), "tile_mean": float(score.mean()),
                    "tile_scores": tile_grid(prepared.boxes or [], score)}
             if trust:
-                out.update(assess_tiles(self, img, prepared.x, np.asarray(probs), alpha=alpha, method=method))
+                out.update(assess_tiles(self, img, prepared.x, np.asarray(probs), alpha=alpha, method=method,
+                                        scale=prepared.scale()))
             return out
         out = {**base, **self.format_probs(probs[0])}
         if trust:
             out.update(assess(self, [img], prepared.x, np.asarray(probs), alpha=alpha, method=method,
-                              mc_samples=mc_samples)[0])
+                              mc_samples=mc_samples, scale=[prepared.scale()])[0])
         return out
 
     def infer(self, items: Sequence[Any] | Any, *, tile: bool | None = None, alpha: float | None = None,
               method: str | None = None, mc_samples: int = 0, trust: bool = True, batch_size: int = 16,
-              errors: str = "raise", keep_image: bool = False) -> list[dict[str, Any]]:
+              errors: str = "raise", keep_image: bool = False, mpp: float | None = None) -> list[dict[str, Any]]:
         """The one inference entry: decode, apply the large-input rule, prepare, run, decide, check.
 
         ``medattn predict``, ``evaluate``, ``explain``, ``slide`` (per region), ``POST /v1/predict``,
@@ -289,6 +310,8 @@ class Predictor:
                 ``{"error": message}`` in its place and the others go on.
             keep_image: add the decoded image (``image``, a ``uint8`` array) to each answer, for doors
                 that draw on it.
+            mpp: µm per pixel of every input (``--mpp``), replacing what their headers declare; the
+                scale check compares it with the bundle's (see :func:`medattn.trust.contract.check_scale`).
 
         Returns:
             One answer per input, in order (see :meth:`conclude`).
@@ -305,8 +328,10 @@ class Predictor:
         for i, it in enumerate(items):
             name = f"'{it}'" if isinstance(it, (str, Path)) else f"image {i}"
             try:
-                prepared.append(self.prepare_input(self.decode(it, name if isinstance(it, (str, Path)) else None),
-                                                   tile=tile, name=name))
+                info: dict[str, Any] = {}
+                img = self.decode(it, name if isinstance(it, (str, Path)) else None, info=info)
+                prepared.append(self.prepare_input(img, tile=tile, name=name, mpp=mpp or info.get("mpp"),
+                                                   mpp_source="given" if mpp else info.get("mpp_source")))
             except (DataError, OSError, ValueError) as exc:
                 if errors == "raise":
                     raise

@@ -138,6 +138,8 @@ def register(app: typer.Typer) -> None:
         shown = ", ".join(f"{k} {m[k]['value']:.3f}" for k in headline_keys(m))
         where = f"external ({res['n_items']} items)" if res["external"] else split
         typer.echo(f"{where}: {shown} → {res['out']}")
+        if res.get("coverage"):
+            typer.echo(f"prediction sets: {res['coverage']}")
 
     from medattn.commands.recipes import recipes_app
 

@@ -64,6 +64,10 @@ def predict(
     device: Device = None,
     max_megapixels: MaxMegapixels = 50.0,
     alpha: Alpha = None,
+    mpp: Annotated[float | None, typer.Option(callback=positive, help="µm per pixel of the inputs (replaces what "
+                                                                       "their TIFF/DICOM headers declare); an input "
+                                                                       "more than 25% off the bundle's scale is "
+                                                                       "warned about ('scale').")] = None,
 ) -> None:
     """Predict images with BUNDLE: predictions.csv (classification) or instance masks, per-object CSV
     and QuPath GeoJSON (segmentation), written as they come (--resume continues). Unreadable inputs
@@ -78,7 +82,8 @@ def predict(
         require_extra("slide", ["shapely"], "medattn predict with a segmentation bundle (QuPath GeoJSON)")
     opts = PredictOptions(out=out, resume=resume, on_bad_file=on_bad_file_mode(on_bad_file), tile=tile,
                           batch_size=batch_size,
-                          progress=Progress("predict"), predict_kwargs={} if alpha is None else {"alpha": alpha})
+                          progress=Progress("predict"),
+                          predict_kwargs={k: v for k, v in (("alpha", alpha), ("mpp", mpp)) if v is not None})
     res = run_predict(pred, inputs, opts)
     typer.echo(f"wrote {res['predictions']}: {res['n_done']} predicted ({res['n_new']} new"
                + (f", {res['n_tiled']} tiled" if res["n_tiled"] else "") + f"), {res['n_bad']} unreadable"

@@ -255,6 +255,14 @@ class EvaluationConfig(_Strict):
     probability chosen on validation (stored in the bundle), and AUROC."""
     positive_name: str = Field("positive", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
     """Name of that 2-class view in metrics (``abnormal`` → ``abnormal_sensitivity`` …)."""
+    screening_sensitivity: float | None = Field(None, gt=0.0, lt=1.0)
+    """Multiclass with ``positive_classes``: also a named ``screening`` operating point of that view,
+    the highest threshold on the summed probability whose validation sensitivity reaches this target
+    (e.g. 0.95), stored in the bundle and reported beside Youden's (``abnormal_screening_…``)."""
+    conformal: Literal["aps", "mondrian"] = "aps"
+    """Multiclass conformal prediction sets: ``aps`` (coverage on average over classes; RAPS too) or
+    ``mondrian`` (per-class quantiles: coverage within each true class, narrow sets where the model
+    is sure). Binary and multi-label sets are always per class."""
     postprocess: dict[str, Any] | None = None
     """Segmentation: instance post-processing, e.g. ``{method: three_class, seed_threshold: 0.7}``
     (see ``medattn.metrics.postprocess.instances_from_output``). Empty: the setting with the best

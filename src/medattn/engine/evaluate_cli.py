@@ -95,7 +95,8 @@ def evaluate_path(path: str | Path, *, data: str | Path | None = None, split: st
                                 scorer=_infer_scorer(pred))
         doc = _external_record(out_dir / "metrics.json", pred.meta, data, rd)
         _append_to_card(bundle_path, doc)
-        return {"metrics": ev["metrics"], "out": str(out_dir), "external": True, "n_items": doc["n_items"]}
+        return {"metrics": ev["metrics"], "out": str(out_dir), "external": True, "n_items": doc["n_items"],
+                "coverage": ((doc.get("conformal") or {}).get("guarantee") or {}).get("message")}
     with step(f"reading '{data}'"):
         rd = build_data(recipe, data, split_table)
     _check_classes(rd.class_names, pred.class_names, data)
@@ -203,6 +204,9 @@ def _external_record(path: Path, meta: dict[str, Any], data: str | Path, rd: Any
     doc["chosen_by_bundle"] = {k: meta[k] for k in ("threshold", "thresholds", "temperature", "postprocess", "tta",
                                                     "positive_view")
                                if meta.get(k) is not None}
+    guarantee = (doc.get("conformal") or {}).get("guarantee")
+    if guarantee:
+        doc["conformal_coverage_held"] = guarantee["held"]
     atomic_write_json(path, doc)
     return doc
 
@@ -212,4 +216,9 @@ def _append_to_card(bundle_path: str | Path, doc: dict[str, Any]) -> None:
     from medattn.bundle import append_external_evaluation
 
     record = {k: doc.get(k) for k in ("data", "n_items", "n_groups", "metrics")}
+    guarantee = (doc.get("conformal") or {}).get("guarantee")
+    if guarantee:
+        record["conformal_coverage"] = {"held": guarantee["held"], "message": guarantee["message"],
+                                        "alphas": {k: {kk: v[kk] for kk in ("target", "coverage", "held")}
+                                                   for k, v in guarantee["alphas"].items()}}
     append_external_evaluation(bundle_path, record)

@@ -374,7 +374,10 @@ def positive_view(recipe: Recipe, names: list[str], pt: np.ndarray, yt: np.ndarr
     """The 2-class view of a multiclass task (``evaluation.positive_classes``, e.g. Herlev's
     abnormal cells): the summed probability of those classes, thresholded at Youden's J on
     validation (or the bundle's ``stored`` threshold), scored as sensitivity, specificity,
-    balanced accuracy and AUROC with the same bootstrap as the other metrics."""
+    balanced accuracy and AUROC with the same bootstrap as the other metrics. With
+    ``evaluation.screening_sensitivity`` a second, named ``screening`` operating point (the highest
+    threshold whose validation sensitivity reaches the target) is stored and scored beside it
+    (``<name>_screening_sensitivity`` / ``_specificity``)."""
     from medattn.errors import ConfigError
     from medattn.metrics.classification import binary_metrics
     from medattn.metrics.threshold import choose_threshold
@@ -389,21 +392,38 @@ def positive_view(recipe: Recipe, names: list[str], pt: np.ndarray, yt: np.ndarr
     name = stored["name"] if stored else ev.positive_name
     pos = np.asarray([n in classes for n in names])
     p_pos, y_pos = pt[:, pos].sum(1), pos[yt].astype(int)
+    points: dict[str, Any] = {}
     if stored:
         thr = float(stored["threshold"])
+        points = dict(stored.get("operating_points") or {})
     else:
         pv, yv = valid  # type: ignore[misc]
-        yv_pos = pos[yv].astype(int)
-        thr = choose_threshold(yv_pos, pv[:, pos].sum(1), "youden") if 0 < yv_pos.sum() < len(yv_pos) else 0.5
+        yv_pos, pv_pos = pos[yv].astype(int), pv[:, pos].sum(1)
+        both = 0 < yv_pos.sum() < len(yv_pos)
+        thr = choose_threshold(yv_pos, pv_pos, "youden") if both else 0.5
+        target = ev.screening_sensitivity
+        if target is not None and both:
+            t = choose_threshold(yv_pos, pv_pos, "sensitivity", target)
+            m = binary_metrics(yv_pos, pv_pos, t)
+            points["screening"] = {"threshold": float(t), "target_sensitivity": float(target),
+                                   "chosen_on": f"validation ({len(yv_pos)} items, {int(yv_pos.sum())} {name})",
+                                   "valid_sensitivity": float(m["recall"]), "valid_specificity": float(m["specificity"])}
 
     def metrics(i: np.ndarray) -> dict[str, float]:
         m = binary_metrics(y_pos[i], p_pos[i], thr)
-        return {f"{name}_sensitivity": m["recall"], f"{name}_specificity": m["specificity"],
-                f"{name}_balanced_accuracy": m["balanced_accuracy"], f"{name}_auroc": m["auroc"]}
+        row = {f"{name}_sensitivity": m["recall"], f"{name}_specificity": m["specificity"],
+               f"{name}_balanced_accuracy": m["balanced_accuracy"], f"{name}_auroc": m["auroc"]}
+        for op, rec in points.items():
+            s = binary_metrics(y_pos[i], p_pos[i], float(rec["threshold"]))
+            row.update({f"{name}_{op}_sensitivity": s["recall"], f"{name}_{op}_specificity": s["specificity"]})
+        return row
 
-    return {"metrics": metrics, "record": {"name": name, "classes": list(classes), "threshold": float(thr),
-                                           "threshold_method": "youden on validation" if not stored
-                                           else "the bundle's (youden on its validation split)"}}
+    record = {"name": name, "classes": list(classes), "threshold": float(thr),
+              "threshold_method": "youden on validation" if not stored
+              else "the bundle's (youden on its validation split)"}
+    if points:
+        record["operating_points"] = points
+    return {"metrics": metrics, "record": record}
 
 
 def class_prevalence(y: np.ndarray, kind: str, names: list[str]) -> dict[str, float]:

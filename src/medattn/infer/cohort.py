@@ -47,11 +47,12 @@ __all__ = [
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 PARTIAL = ".partial"
 SHARDS = "shards"
-COLUMNS = ("slide", "status", "tiles", "tissue_mm2", "tumour_fraction", "topk_mean", "max", "seconds", "warnings",
-           "error", "path")
+COLUMNS = ("slide", "status", "tiles", "tissue_mm2", "tumour_fraction", "topk_mean", "max", "ood_share", "seconds",
+           "warnings", "error", "path")
 """Columns of ``cohort.csv`` for a patch classifier: ``tiles`` predicted, ``tissue_mm2``,
 ``tumour_fraction`` (share of the predicted tiles at or over the bundle threshold),
-``topk_mean`` (mean of the ``top_k`` highest tile scores), ``max``, ``seconds`` (the slide's last
+``topk_mean`` (mean of the ``top_k`` highest tile scores), ``max``, ``ood_share`` (share of tiles
+over the bundle's out-of-distribution threshold), ``seconds`` (the slide's last
 run), ``warnings`` (a JSON list), ``error`` (failed slides)."""
 SEG_COLUMNS = ("slide", "status", "blocks", "nuclei", "seconds", "warnings", "error", "path")
 """Columns of ``cohort.csv`` for a nuclei segmenter."""
@@ -141,6 +142,7 @@ def summary_row(summary: dict[str, Any], item: SlideItem, status: str) -> dict[s
     topk = next((v for k, v in summary.items() if re.fullmatch(r"top\d+_mean_probability", k)), None)
     return _row(item, status, tiles=summary["tiles_predicted"], tissue_mm2=summary["tissue_area_mm2"],
                 tumour_fraction=summary["positive_fraction"], topk_mean=topk, max=summary["max_probability"],
+                ood_share=summary.get("tile_ood_share"),
                 **common)
 
 

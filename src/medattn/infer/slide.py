@@ -8,6 +8,7 @@
 3. Inference: a DataLoader whose workers read and normalise regions feeds the predictor in
    batches; each batch's rows are appended to ``tiles.csv`` at once, so memory does not grow with
    the slide and a rerun with ``resume`` continues where it stopped.
+   Every tile also gets the trust checks of the other doors' tiles (``ood_score``, ``ood``, ``set``).
 4. Outputs from ``tiles.csv`` (:mod:`medattn.infer.slide_outputs`).
 """
 
@@ -133,6 +134,24 @@ def _score_columns(predictor: Any, probs: np.ndarray) -> tuple[np.ndarray, list[
     return score, [f"prob_{n}" for n in names], probs
 
 
+def _tile_trust(predictor: Any, x: torch.Tensor, probs: np.ndarray) -> list[dict[str, Any]]:
+    """Per tile: ``ood_score``, ``ood`` (1 when over the bundle's threshold) and ``set`` (the conformal
+    prediction set, classes joined by ``|``), by :func:`medattn.trust.assess.assess` (the same
+    checks as every other door's tiles)."""
+    from medattn.trust.assess import assess
+
+    ood_t = float((predictor.meta.get("ood") or {}).get("threshold", np.inf))
+    out = []
+    for r in assess(predictor, None, x, probs):
+        row: dict[str, Any] = {}
+        if "ood_score" in r:
+            row.update(ood_score=float(r["ood_score"]), ood=int(r["ood_score"] > ood_t))
+        if isinstance(r.get("prediction_set"), list):
+            row["set"] = "|".join(r["prediction_set"]) or "(empty)"
+        out.append(row)
+    return out
+
+
 def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str, Any]:
     """Classify every tissue tile of ``slide``; write tiles.csv then the slide outputs."""
     from medattn.infer.slide_outputs import write_slide_outputs
@@ -177,6 +196,7 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
     for x, idx in loader:
         probs = np.asarray(predictor.predict_tensor(x))
         score, cols, pm = _score_columns(predictor, probs)
+        trust = _tile_trust(predictor, x, probs)
         if cam is not None:
             hot = np.flatnonzero(score >= threshold)
             ks = [todo[int(idx[j])] for j in hot]
@@ -189,7 +209,8 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
             rows.append({"tile": f"{rr.ravel()[k]}_{cc.ravel()[k]}", "row": int(rr.ravel()[k]),
                          "col": int(cc.ravel()[k]), "x": boxes[i][0], "y": boxes[i][1],
                          "size": round(plan.tile_l0, 3), "tissue": round(float(frac[k]), 4),
-                         "score": float(score[j]), **{c: float(v) for c, v in zip(cols, pm[j], strict=True)}})
+                         "score": float(score[j]), **{c: float(v) for c, v in zip(cols, pm[j], strict=True)},
+                         **trust[j]})
         log.write(rows)
         done += len(rows)
         if opts.progress:

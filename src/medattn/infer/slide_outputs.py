@@ -52,9 +52,13 @@ def _geojson(predictor: Any, tiles: Any, plan: Any, threshold: float, path: Path
     t = plan.tile_l0
     feats = []
     xs, ys, sc = tiles["x"].to_numpy(float), tiles["y"].to_numpy(float), tiles["score"].to_numpy(float)
-    for x, y, s in zip(xs, ys, sc, strict=True):
+    ood = tiles["ood"].to_numpy(float) if "ood" in tiles else np.full(len(tiles), np.nan)
+    sets = tiles["set"].astype(str).to_numpy() if "set" in tiles else np.full(len(tiles), "")
+    for x, y, s, o, st in zip(xs, ys, sc, ood, sets, strict=True):
+        m = {"probability": s, "ood": o, "set_size": len(st.split("|")) if st and st != "nan" else None}
+        extra = {"set": st} if st and st != "nan" else {}
         feats.append(feature(tile_polygon(x, y, t, t), "detection", pos_name if s >= threshold else neg_name,
-                             {"probability": s}))
+                             m, **extra))
     pos = sc >= threshold
     regions = region_polygons([(x, y, t, t) for x, y in zip(xs[pos], ys[pos], strict=True)])
     if regions:
@@ -117,6 +121,29 @@ def _mark_read_errors(out: Path, slide: str) -> tuple[int, list[str]]:
                       "tiles.csv and left out of the heatmap and scores"]
 
 
+def _trust_summary(predictor: Any, tiles: Any) -> dict[str, Any]:
+    """``tile_ood_share``, ``tile_ood_score_median``, ``ood_threshold``, ``tile_sets``, ``alpha`` and the
+    image-level ``ood`` warning text, from the ``ood_score`` / ``set`` columns of ``tiles.csv`` (the
+    summary of :func:`medattn.trust.assess.summarise_tiles`, as for tiled images)."""
+    from medattn.trust.assess import summarise_tiles
+
+    if not len(tiles) or ("ood_score" not in tiles and "set" not in tiles):
+        return {}
+    rows: list[dict[str, Any]] = []
+    cal = predictor.meta.get("conformal") or {}
+    for _, r in tiles.iterrows():
+        row: dict[str, Any] = {}
+        if "ood_score" in tiles and str(r["ood_score"]) not in ("", "nan"):
+            row["ood_score"] = float(r["ood_score"])
+        if "set" in tiles and str(r["set"]) not in ("", "nan"):
+            row["prediction_set"] = [] if r["set"] == "(empty)" else str(r["set"]).split("|")
+            row["alpha"] = cal.get("default_alpha")
+        rows.append(row)
+    out = summarise_tiles(predictor, rows)
+    out["tile_warnings"] = [f"{w['code']}: {w['message']}" for w in out["tile_warnings"]]
+    return out
+
+
 def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb: np.ndarray, mask: np.ndarray,
                         mscale: float, *, n_grid: int, n_tissue: int, n_new: int, t_start: float) -> dict[str, Any]:
     """Write every output of a classified slide from its ``tiles.csv``; returns the summary."""
@@ -158,6 +185,8 @@ def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb
     k = min(opts.top_k, len(scores))
     tile_mm2 = (um_tile / 1e3) ** 2
     pos = int((scores >= threshold).sum())
+    trust = _trust_summary(predictor, tiles)
+    warnings += trust.pop("tile_warnings", [])
     opts.timings["outputs_s"] = time.perf_counter() - t0
     opts.timings["total_s"] = time.perf_counter() - t_start
     summary = {
@@ -172,7 +201,7 @@ def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb
         "positive_fraction": pos / len(scores) if len(scores) else 0.0,
         "max_probability": float(scores.max()) if len(scores) else None,
         f"top{opts.top_k}_mean_probability": float(np.sort(scores)[-k:].mean()) if k else None,
-        "regions": n_regions, "tiles_read_error": n_bad, "warnings": warnings,
+        "regions": n_regions, "tiles_read_error": n_bad, **trust, "warnings": warnings,
         "bundle": getattr(predictor, "source", ""),
         "timings": {k2: round(v, 3) for k2, v in opts.timings.items()},
         "outputs": ["tiles.csv", "heatmap.npy", "heatmap.tif", "overlay.png", "slide.geojson", "summary.json"],

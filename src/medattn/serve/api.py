@@ -134,13 +134,18 @@ def create_app(
         return JSONResponse({"error": "http_error", "detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    async def _prepare(f: UploadFile, tile: bool | None = None) -> Any:
-        """Decode (the one decoder) and apply the bundle's large-input rule and preparation."""
+    async def _prepare(f: UploadFile, tile: bool | None = None, mpp: float | None = None) -> Any:
+        """Decode (the one decoder, with the resolution its header declares) and apply the bundle's
+        large-input rule and preparation; ``mpp`` (the request's) replaces the header's."""
         data = await f.read(lim.max_upload_bytes + 1)
         label = f"'{f.filename or 'upload'}'"
-        img = await run_in_threadpool(decode_upload, data, f.filename or "upload", lim, predictor.decode)
+        info: dict[str, Any] = {}
+        img = await run_in_threadpool(decode_upload, data, f.filename or "upload", lim,
+                                      lambda d, name: predictor.decode(d, name=name, info=info))
+        res, source = (mpp, "given") if mpp else (info.get("mpp"), info.get("mpp_source"))
         try:
-            return await run_in_threadpool(lambda: predictor.prepare_input(img, tile=tile, name=label))
+            return await run_in_threadpool(lambda: predictor.prepare_input(img, tile=tile, name=label, mpp=res,
+                                                                           mpp_source=source))
         except MedattnError as exc:
             raise status_for(exc) from None
 
@@ -189,10 +194,15 @@ def create_app(
                                                                      "sets (default: the bundle's, 0.1)")] = None,
         method: Annotated[str | None, Query(description="multiclass set score: aps (default) or raps")] = None,
         mc_samples: Annotated[int, Query(ge=0, le=64, description="MC-dropout passes (0 = off)")] = 0,
+        mpp: Annotated[float | None, Query(gt=0, description="µm per pixel of the images (replaces what their "
+                                                             "headers declare); compared with the bundle's "
+                                                             "scale")] = None,
+        mpp_form: Annotated[float | None, Form(alias="mpp", gt=0, description="the same as the query field mpp, "
+                                                                              "sent as a form field")] = None,
     ) -> dict[str, Any]:
         if len(file) > lim.max_files:
             raise HTTPError(413, "too_large", f"{len(file)} files sent; the limit is {lim.max_files} per request")
-        prepared = [await _prepare(f) for f in file]
+        prepared = [await _prepare(f, mpp=mpp_form or mpp) for f in file]
         rows = await asyncio.gather(*(_forward(p) for p in prepared))
         preds = []
         for f, prep, probs in zip(file, prepared, rows, strict=True):

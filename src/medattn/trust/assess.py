@@ -3,7 +3,9 @@
 :func:`assess` adds to every prediction of :meth:`medattn.bundle.Predictor.predict`:
 
 - ``warnings``: ``[{"code", "message"}]`` from the input contract (size, aspect, channels,
-  intensity) and ``ood`` when the feature-space score is above the bundle's validation threshold;
+  intensity, ``scale``: declared resolution or object scale unlike training) and ``ood`` when the
+  feature-space score is above the bundle's validation threshold;
+- ``notes``: ``scale_unknown`` when the bundle knows its µm/px and the input declares none;
 - ``ood_score`` and ``ood_threshold`` (bundles with a feature-space model);
 - ``prediction_set`` at ``alpha`` (default 0.1) and ``set_label`` (binary: one class, or
   "uncertain — refer" when both are in the set);
@@ -24,33 +26,45 @@ import torch
 
 from medattn.errors import ConfigError
 
-__all__ = ["assess", "assess_tiles", "REFER", "warnings_summary"]
+__all__ = ["assess", "assess_tiles", "summarise_tiles", "REFER", "warnings_summary"]
 
 REFER = "uncertain — refer"
 _LOCK = threading.Lock()
 
 
-def _features(predictor: Any, x: torch.Tensor) -> np.ndarray | None:
-    """Penultimate features of ``x`` from the served model; the hook records only this thread's
-    forward passes, so concurrent inference (the API's batching worker) is not captured."""
-    from medattn.trust.ood import feature_layer
+def _features(predictor: Any, x: torch.Tensor, layers: list[str]) -> dict[str, np.ndarray]:
+    """Pooled features of ``x`` at ``layers`` (stages, head, input statistics) from the served model;
+    the hooks record only this thread's forward passes, so concurrent inference (the API's batching
+    worker) is not captured."""
+    from medattn.trust.ood import INPUT, capture_features, input_features
 
-    layer = feature_layer(predictor.model)
-    if layer is None:
-        return None
-    me, store = threading.get_ident(), []
-
-    def hook(_m: Any, args: tuple[Any, ...]) -> None:
-        if threading.get_ident() == me:
-            store.append(args[0].detach().float().flatten(1).cpu())
-
-    h = layer.register_forward_pre_hook(hook)
-    try:
-        with torch.no_grad():
+    out: dict[str, np.ndarray] = {}
+    nets = [n for n in layers if n != INPUT]
+    if nets:
+        with capture_features(predictor.model, nets, thread=threading.get_ident()) as store, torch.no_grad():
             predictor.model(x.to(predictor.device))
-    finally:
-        h.remove()
-    return torch.cat(store).numpy() if store else None
+        out = {k: torch.cat(v).numpy() for k, v in store.items() if v}
+    if INPUT in layers:
+        out[INPUT] = input_features(x, predictor.meta.get("mean"), predictor.meta.get("std"))
+    return out
+
+
+def _ood(predictor: Any, x: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(scores, input statistics)`` of ``x``: the bundle's OOD score per row (None without a model
+    or when the features do not fit it) and the input-statistics rows (for the scale check)."""
+    from medattn.trust.ood import HEAD, INPUT, ood_scores
+
+    ood = predictor.meta.get("ood") or {}
+    layers = list(ood.get("layers") or ([HEAD] if ood else []))
+    want = layers if INPUT in layers else [*layers, INPUT]
+    f = _features(predictor, x, want)
+    scores = None
+    if ood and all(n in f for n in layers):
+        try:
+            scores = ood_scores(ood, {n: f[n] for n in layers})
+        except ValueError:  # features of another shape than the stored model's
+            scores = None
+    return scores, f.get(INPUT)
 
 
 def _probs_fn(predictor: Any, model: torch.nn.Module) -> Any:
@@ -91,7 +105,7 @@ def _set_label(task: str, s: Any) -> str:
 
 def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs: np.ndarray, *,
            alpha: float | None = None, method: str | None = None, mc_samples: int = 0,
-           tiled: bool = False) -> list[dict[str, Any]]:
+           tiled: bool = False, scale: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Trust outputs of each image (see the module docstring).
 
     Args:
@@ -104,8 +118,11 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
         mc_samples: forward passes with dropout on (0 = off).
         tiled: the images are seen tile by tile at their own scale (segmentation fields of view,
             tiled classification): their size and aspect are not warned about.
+        scale: per image ``{"mpp", "mpp_source", "zoom"}`` (declared resolution and model pixels per
+            image pixel) for the scale check (:func:`medattn.trust.contract.check_scale`); ``None``
+            skips it (tiles, whose image is checked whole).
     """
-    from medattn.trust.contract import check_image, warning
+    from medattn.trust.contract import check_image, check_scale, warning
     from medattn.trust.uncertainty import (
         has_dropout,
         mc_dropout,
@@ -124,6 +141,11 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
         out = [{"warnings": [w for w in check_image(contract, im) if not (tiled and w["code"] in ("input_size", "aspect"))]}
                for im in images]
     if task == "segmentation":
+        if scale is not None:
+            for row, sc in zip(out, scale, strict=True):
+                w, n = check_scale(meta, mpp=sc.get("mpp"), mpp_source=sc.get("mpp_source"), zoom=1.0)
+                row["warnings"] += w
+                row["notes"] = n
         return out
     p = np.asarray(probs)
     unc: dict[str, np.ndarray] = {"entropy": normalised_entropy(p, task)}
@@ -137,13 +159,13 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
             mc = mc_dropout(_probs_fn(predictor, m), m, x.to(predictor.device), mc_samples, task)
         unc.update(mc_std=mc["mc_std"], mutual_information=mc["mutual_information"])
     ood = meta.get("ood")
-    scores = None
-    if ood:
-        f = _features(predictor, x)
-        if f is not None and f.shape[1] == int(ood["dim"]):
-            from medattn.trust.ood import ood_scores
-
-            scores = ood_scores(ood, f)
+    scores, inputs = _ood(predictor, x)
+    if scale is not None:
+        for i, (row, sc) in enumerate(zip(out, scale, strict=True)):
+            w, n = check_scale(meta, inputs=None if inputs is None else inputs[i:i + 1], mpp=sc.get("mpp"),
+                               mpp_source=sc.get("mpp_source"), zoom=float(sc.get("zoom", 1.0)))
+            row["warnings"] += w
+            row["notes"] = n
     cal = meta.get("conformal")
     sets = None
     a = float(alpha if alpha is not None else (cal or {}).get("default_alpha", 0.1))
@@ -161,7 +183,7 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
             row.update(ood_score=round(s, 4), ood_threshold=round(t, 4))
             if s > t:
                 row["warnings"].append(warning(
-                    "ood", f"out-of-distribution: feature score {s:.1f} is above the threshold {t:.1f} "
+                    "ood", f"out-of-distribution: feature score {s:.2f} is above the threshold {t:.2f} "
                            f"({100 * ood.get('threshold_quantile', 0.95):.0f}th percentile of validation images); "
                            "the image is unlike the training data"))
         if sets is not None:
@@ -177,35 +199,58 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
     return out
 
 
-def assess_tiles(predictor: Any, image: np.ndarray, x: torch.Tensor, probs: np.ndarray, *,
-                 alpha: float | None = None, method: str | None = None) -> dict[str, Any]:
-    """Trust outputs of an image seen tile by tile: the input contract on the whole image (size
-    and aspect aside), and per tile the OOD flag and the prediction set, summarised.
+def assess_tiles(predictor: Any, image: np.ndarray | None, x: torch.Tensor, probs: np.ndarray, *,
+                 alpha: float | None = None, method: str | None = None,
+                 scale: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Trust outputs of an image seen tile by tile at its own scale: the input contract on the whole
+    image (size and aspect aside; ``image`` None: no contract check, e.g. slide tiles), the scale
+    check (declared resolution, and the median object scale over tiles), and per tile the OOD flag
+    and the prediction set, summarised (:func:`summarise_tiles`).
 
     Returns ``warnings`` (an image-level ``ood`` warning when more than the bundle's
-    ``ood.tile_share`` (default 0.5) of the tiles are out of distribution), ``tile_ood_share``,
-    ``tile_ood_score_median``, ``tile_sets`` (share of tiles per prediction set, e.g.
-    ``{"IDC": 0.2, "non-IDC": 0.7, "IDC|non-IDC": 0.1}``) and ``alpha``.
+    ``ood.tile_share`` (default 0.5) of the tiles are out of distribution), ``notes``,
+    ``tile_ood_share``, ``tile_ood_score_median``, ``tile_sets`` (share of tiles per prediction set,
+    e.g. ``{"IDC": 0.2, "non-IDC": 0.7, "IDC|non-IDC": 0.1}``) and ``alpha``.
     """
-    from medattn.trust.contract import check_image, warning
+    from medattn.trust.contract import check_image, check_scale
+    from medattn.trust.ood import input_features
 
     rows = assess(predictor, None, x, probs, alpha=alpha, method=method)
-
-    warns = [w for w in check_image(predictor.meta.get("contract") or {}, image)
-             if w["code"] not in ("input_size", "aspect")]
+    meta = predictor.meta
+    inputs = input_features(x, meta.get("mean"), meta.get("std")) if scale is not None else None
+    warns = [] if image is None else [w for w in check_image(predictor.meta.get("contract") or {}, image)
+                                      if w["code"] not in ("input_size", "aspect")]
     out: dict[str, Any] = {"warnings": warns}
+    if scale is not None:
+        w, n = check_scale(predictor.meta, inputs=inputs, mpp=scale.get("mpp"), mpp_source=scale.get("mpp_source"))
+        warns += w
+        out["notes"] = n
+    out.update(summarise_tiles(predictor, rows))
+    warns += out.pop("tile_warnings")
+    return out
+
+
+def summarise_tiles(predictor: Any, rows: Sequence[dict[str, Any]], *, per_tile: bool = False) -> dict[str, Any]:
+    """Per-tile trust rows (:func:`assess`) → ``tile_ood_share``, ``tile_ood_score_median``,
+    ``ood_threshold``, ``tile_sets``, ``alpha``, ``tile_warnings`` (the image-level ``ood`` warning
+    when more than ``ood.tile_share`` of tiles are OOD) and, with ``per_tile``, ``tile_rows``
+    (``ood`` flag and ``set`` of each tile, for doors that write a row per tile: slides)."""
+    from medattn.trust.contract import warning
+
+    out: dict[str, Any] = {"tile_warnings": []}
     scores = [r["ood_score"] for r in rows if "ood_score" in r]
+    ood = predictor.meta.get("ood") or {}
+    t = float(ood.get("threshold", np.inf))
     if scores:
-        ood = predictor.meta.get("ood") or {}
-        t = float(ood["threshold"])
         share = float(np.mean(np.asarray(scores) > t))
         limit = float(ood.get("tile_share", 0.5))
         out.update(tile_ood_share=round(share, 4), tile_ood_score_median=round(float(np.median(scores)), 4),
                    ood_threshold=round(t, 4))
         if share > limit:
-            warns.append(warning("ood", f"out-of-distribution: {100 * share:.0f}% of the {len(scores)} tiles have "
-                                        f"feature scores above the threshold {t:.1f} (more than "
-                                        f"{100 * limit:.0f}%); the image is unlike the training data"))
+            out["tile_warnings"].append(warning(
+                "ood", f"out-of-distribution: {100 * share:.0f}% of the {len(scores)} tiles have feature scores "
+                       f"above the threshold {t:.2f} (more than {100 * limit:.0f}%); the image is unlike the "
+                       "training data"))
     sets = [r["prediction_set"] for r in rows if "prediction_set" in r]
     if sets and all(isinstance(s, list) for s in sets):
         from collections import Counter
@@ -213,6 +258,10 @@ def assess_tiles(predictor: Any, image: np.ndarray, x: torch.Tensor, probs: np.n
         counts = Counter("|".join(s) if s else "(empty)" for s in sets)
         out["tile_sets"] = {k: round(v / len(sets), 4) for k, v in sorted(counts.items())}
         out["alpha"] = rows[0].get("alpha")
+    if per_tile:
+        out["tile_rows"] = [{"ood": bool(r["ood_score"] > t) if "ood_score" in r else None,
+                             "set": "|".join(r["prediction_set"]) if isinstance(r.get("prediction_set"), list)
+                             else None} for r in rows]
     return out
 
 

@@ -22,9 +22,14 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_card", "add_external_evaluation", "format_card", "decision_text", "input_text", "RESEARCH_ONLY"]
+__all__ = ["build_card", "add_external_evaluation", "format_card", "decision_text", "input_text", "RESEARCH_ONLY",
+           "EXCHANGEABILITY"]
 
 RESEARCH_ONLY = "Research use only: not a medical device, not for diagnosis or treatment decisions."
+EXCHANGEABILITY = ("Prediction sets contain the true class at the promised rate (e.g. 90%) only for images like the "
+                   "validation images they were calibrated on — the same kind of patients, scanners and staining; on "
+                   "images from another hospital or scanner the promise can fail, so every external evaluation "
+                   "below says whether it held.")
 _MAX_EXTERNAL = 50
 
 
@@ -157,6 +162,7 @@ def build_card(meta: dict[str, Any]) -> dict[str, Any]:
         },
         "evaluation": {"split": "valid" if no_test else "test", "metrics": _metric_values(meta.get("metrics") or {}),
                        "conformal_alpha_default": (meta.get("conformal") or {}).get("default_alpha"),
+                       "conformal_assumption": EXCHANGEABILITY if meta.get("conformal") else None,
                        "ood_threshold_quantile": (meta.get("ood") or {}).get("threshold_quantile"),
                        "external": []},
         "limitations": limits,
@@ -216,10 +222,16 @@ def format_card(card: dict[str, Any], *, markdown: bool = False) -> str:
     if ev.get("metrics"):
         lines.append(f"Evaluation ({ev.get('split', 'test')}, 95% CI): " +
                      "; ".join(f"{k} {_fmt_metric(v)}" for k, v in list(ev["metrics"].items())[:8]))
+    if ev.get("conformal_assumption"):
+        lines.append(f"Prediction sets: {ev['conformal_assumption']}")
     for e in ev.get("external") or []:
         m = "; ".join(f"{k} {_fmt_metric(v)}" for k, v in list((e.get("metrics") or {}).items())[:6])
         lines.append(f"External evaluation on '{Path(str(e.get('data'))).name}' ({e.get('n_items')} items, "
                      f"{e.get('date')}): {m}")
+        g = e.get("conformal_coverage")
+        if g:
+            lines.append(f"  Coverage of the prediction sets there: {'held' if g.get('held') else 'NOT HELD'} — "
+                         f"{g.get('message')}")
     lines.append("Limitations:")
     lines += [f"{'-' if markdown else ' -'} {x}" for x in card.get("limitations") or []]
     lines.append(f"medattn {card.get('medattn_version')}, {card.get('date')}")

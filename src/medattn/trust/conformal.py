@@ -7,7 +7,12 @@ Scores (larger = less conforming) and the sets built from them:
   ``c``-th quantile, so coverage holds within each true class (positives and negatives alike).
 - ``multiclass``: APS (cumulative probability mass down to and including the class) and RAPS
   (APS plus ``lam * max(0, rank - k_reg)``), deterministic (no random tie-breaking, so a served
-  model answers the same image the same way); the set is ``{y : score(x, y) <= q}``.
+  model answers the same image the same way); the set is ``{y : score(x, y) <= q}``. Coverage is
+  marginal: it holds on average over classes, and a rare class may be covered less.
+- ``multiclass`` with ``mondrian=True`` (recipe ``evaluation.conformal: mondrian``): per class
+  ``c`` the score ``1 - p_c`` of the validation items of class ``c`` and its own quantile, so
+  coverage holds within each true class, and sets stay narrow where the model is sure (a class
+  with fewer than ``1/alpha - 1`` validation items is always in the set: too few to exclude it).
 - ``multilabel``: each finding is a binary problem with its own Mondrian calibration.
 
 Multiclass sets are never empty (the likeliest class is always in; coverage can only rise).
@@ -29,7 +34,7 @@ from medattn.errors import ConfigError
 
 __all__ = [
     "fit_conformal", "conformal_quantile", "prediction_sets", "set_membership", "coverage_stats",
-    "aps_scores", "DEFAULT_ALPHA", "MAX_STORED",
+    "aps_scores", "per_class_coverage", "DEFAULT_ALPHA", "MAX_STORED",
 ]
 
 DEFAULT_ALPHA = 0.1
@@ -84,7 +89,8 @@ def _binary_table(p1: np.ndarray) -> np.ndarray:
     return np.stack([p1, 1 - p1], 1)  # score of class 0 is 1 - p0 = p1; of class 1 is 1 - p1
 
 
-def fit_conformal(task: str, y: np.ndarray, prob: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+def fit_conformal(task: str, y: np.ndarray, prob: np.ndarray, class_names: list[str], *,
+                  mondrian: bool = False) -> dict[str, Any]:
     """Calibration numbers from validation labels and probabilities (JSON-able).
 
     Args:
@@ -93,6 +99,8 @@ def fit_conformal(task: str, y: np.ndarray, prob: np.ndarray, class_names: list[
         y: validation labels.
         prob: validation probabilities of the model as served (same TTA).
         class_names: classes (findings) in output order.
+        mondrian: multiclass: class-conditional (Mondrian) sets instead of APS/RAPS (binary and
+            multilabel are always class-conditional).
     """
     y = np.asarray(y)
     prob = np.asarray(prob, dtype=np.float64)
@@ -104,6 +112,10 @@ def fit_conformal(task: str, y: np.ndarray, prob: np.ndarray, class_names: list[
         table = _binary_table(prob)
         y = y.astype(int).reshape(-1)
         doc.update(score="mondrian", strata={str(c): _compact(table[y == c, c]) for c in (0, 1)})
+    elif task == "multiclass" and mondrian:
+        y = y.astype(int).reshape(-1)
+        doc.update(score="mondrian_multiclass",
+                   strata={str(c): _compact(1 - prob[y == c, c]) for c in range(len(class_names))})
     elif task == "multiclass":
         y = y.astype(int).reshape(-1)
         rows = np.arange(len(y))
@@ -132,6 +144,12 @@ def set_membership(cal: dict[str, Any], prob: np.ndarray, alpha: float | None = 
     score = cal["score"]
     if score == "mondrian":
         return _mondrian(cal["strata"], prob.reshape(-1), a)
+    if score == "mondrian_multiclass":
+        k = prob.shape[1]
+        q = np.array([conformal_quantile(cal["strata"][str(c)], a) for c in range(k)])
+        keep = (1 - prob) <= q[None, :] + 1e-12
+        keep[np.arange(len(prob)), prob.argmax(1)] = True  # never empty
+        return keep
     if score == "aps":
         m = (method or "aps").lower()
         if m not in ("aps", "raps"):
@@ -175,3 +193,15 @@ def coverage_stats(cal: dict[str, Any], y: np.ndarray, prob: np.ndarray, alpha: 
         hit = np.take_along_axis(keep, y[..., None], 2)[..., 0]
         return {"covered": hit.mean(1), "size": keep.sum(2).mean(1)}
     return {"covered": keep[np.arange(len(y)), y.reshape(-1)].astype(float), "size": keep.sum(1).astype(float)}
+
+
+def per_class_coverage(cal: dict[str, Any], y: np.ndarray, prob: np.ndarray, alpha: float,
+                       method: str | None = None) -> dict[int, np.ndarray]:
+    """Per true class (binary/multiclass): the ``covered`` flags of its items (for per-class coverage
+    with CIs); multilabel has none."""
+    st = coverage_stats(cal, y, prob, alpha, method)
+    y = np.asarray(y)
+    if y.ndim > 1:
+        return {}
+    y = y.astype(int)
+    return {int(c): st["covered"][y == c] for c in np.unique(y)}

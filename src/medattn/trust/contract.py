@@ -9,7 +9,18 @@ time :func:`check_image` compares one decoded image with that record and returns
   much smaller (< 1/2 of the smallest side seen) → it would be enlarged;
 - ``aspect``: aspect ratio far outside the training range (it would be squashed);
 - ``channels``: a grey image for a colour-trained model, or the other way round;
-- ``intensity``: channel means or contrast outside the training range (with a margin).
+- ``intensity``: channel means or contrast outside the training range (with a margin);
+- ``scale`` (:func:`check_scale`): the input declares a resolution (TIFF/DICOM/PNG header, ``--mpp``,
+  REST ``mpp``) more than 25% away from the bundle's ``data.mpp`` at the model's input, or the
+  objects in it are much coarser or finer than in every training image (the fine-detail share of
+  :func:`medattn.trust.ood.input_features`, recorded as ``object_scale``), so a 40× tile sent to a
+  2.5× model is caught without metadata. A bundle with a ``data.mpp`` notes ``scale_unknown`` for
+  inputs that declare no resolution (a note, not a warning).
+
+Scale is warned about, never corrected: rescaling by a declared resolution would add a
+preparation step the model never trained with and would silently change answers when a header
+is wrong (screenshots, re-exports); the warning names the fix (resample, or `medattn slide`, which
+reads slides at the bundle's scale).
 """
 
 from __future__ import annotations
@@ -18,12 +29,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["image_stats", "summarise_stats", "check_image", "warning", "size_text", "SIZE_FACTOR", "ASPECT_FACTOR"]
+__all__ = ["image_stats", "summarise_stats", "check_image", "warning", "size_text", "SIZE_FACTOR", "ASPECT_FACTOR",
+           "object_scale_record", "check_scale", "bundle_mpp", "MPP_TOLERANCE", "OBJECT_SCALE_MARGIN"]
 
 SIZE_FACTOR = 2.0
 ASPECT_FACTOR = 1.5
 _GREY_CHROMA = 0.02  # mean channel spread below which an image counts as grey
 _QS = (0.005, 0.5, 0.995)
+MPP_TOLERANCE = 0.25
+"""Relative difference of resolutions above which an input is warned about (``scale``)."""
+OBJECT_SCALE_MARGIN = 0.9
+"""An input is warned about when its fine-detail share is under this × the 0.5th percentile of the
+training images (or over the 99.5th percentile / this)."""
+_OS_QS = (0.005, 0.05, 0.5, 0.95, 0.995)
 
 
 def warning(code: str, message: str) -> dict[str, str]:
@@ -131,3 +149,61 @@ def check_image(contract: dict[str, Any], img: Any) -> list[dict[str, str]]:
         out.append(warning("intensity", f"contrast {s['contrast']:.3f} is outside the training range "
                                         f"{lo:.3f}–{hi:.3f}; check exposure and bit depth"))
     return out
+
+
+def object_scale_record(inputs: np.ndarray) -> dict[str, Any]:
+    """The contract's ``object_scale`` from input statistics of training items
+    (:func:`medattn.trust.ood.input_features` rows: the last two columns are the fine-detail share
+    and the blob scale in model pixels)."""
+    a = np.asarray(inputs, np.float64)
+    return {"statistic": "fine-detail share of the darkness image at the model input (1 - blur(σ=1) over spread)",
+            "quantiles": list(_OS_QS), "fine_detail": [round(float(v), 5) for v in np.quantile(a[:, -2], _OS_QS)],
+            "blob_scale_px": [round(float(v), 4) for v in np.quantile(a[:, -1], _OS_QS)], "n": int(len(a))}
+
+
+def bundle_mpp(meta: dict[str, Any]) -> float | None:
+    """µm per model-input pixel of a bundle (its ``mpp`` or its recipe's ``data.mpp``), or None."""
+    v = meta.get("mpp") or ((meta.get("recipe") or {}).get("data") or {}).get("mpp")
+    return float(v) if v else None
+
+
+def check_scale(meta: dict[str, Any], *, inputs: np.ndarray | None = None, mpp: float | None = None,
+                mpp_source: str | None = None, zoom: float = 1.0) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """``(warnings, notes)`` about the scale of one input.
+
+    Args:
+        meta: the bundle's metadata (``mpp`` / recipe ``data.mpp``, ``contract.object_scale``).
+        inputs: input-statistics rows of what the model sees (one row, or one per tile: the median counts).
+        mpp: µm per pixel the input declares (header or user), or None.
+        mpp_source: where ``mpp`` came from (for the message).
+        zoom: model-input pixels per input pixel (a resized input: model side / image side; tiles: 1).
+    """
+    warns: list[dict[str, str]] = []
+    notes: list[dict[str, str]] = []
+    model = bundle_mpp(meta)
+    if model:
+        if mpp:
+            eff = float(mpp) / float(zoom)
+            if abs(eff / model - 1) > MPP_TOLERANCE:
+                at = f" ({mpp:g} µm/px as given, resized to the model input)" if abs(zoom - 1) > 1e-6 else ""
+                warns.append(warning("scale", f"the input is at {eff:.3g} µm per model pixel{at} ({mpp_source or 'declared'}) "
+                                              f"but the model was trained at {model:g} µm/px ({eff / model:.2g}×): "
+                                              "resample it to the model's scale, or use `medattn slide`, which "
+                                              "reads slides at the bundle's scale"))
+        else:
+            notes.append(warning("scale_unknown", f"the input declares no resolution; the model expects {model:g} µm "
+                                                  "per pixel (pass --mpp, or the REST field mpp, to have it checked)"))
+    rec = (meta.get("contract") or {}).get("object_scale")
+    if rec and inputs is not None and len(inputs):
+        v = float(np.median(np.asarray(inputs, np.float64)[:, -2]))
+        lo, hi = float(rec["fine_detail"][0]), float(rec["fine_detail"][-1])
+        if v < lo * OBJECT_SCALE_MARGIN:
+            warns.append(warning("scale", f"the image detail is much coarser than in every training image (fine-detail "
+                                          f"share {v:.3f}, training {lo:.3f}–{hi:.3f}): objects look larger than the "
+                                          "model saw, as at a higher magnification (or the image is blurred or "
+                                          "enlarged); resample it to the training scale"))
+        elif v > hi / OBJECT_SCALE_MARGIN:
+            warns.append(warning("scale", f"the image detail is much finer than in every training image (fine-detail "
+                                          f"share {v:.3f}, training {lo:.3f}–{hi:.3f}): objects look smaller than the "
+                                          "model saw, as at a lower magnification (or the image is noisy)"))
+    return warns, notes
