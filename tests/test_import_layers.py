@@ -27,8 +27,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),  # formats, splits, audit, transforms (the one preparation), synthetic data
     ("metrics",),
     ("report", "overview"),  # HTML/plots of numbers; the dataset overview page
-    ("infer",),  # tiling, TTA, instances, predictions over files and slides (given a predictor)
-    ("trust",),  # input contract, OOD, conformal sets, uncertainty, model-card content
+    # tiling, TTA, instances, predictions over files and slides (given a predictor), and the trust
+    # checks every answer carries (input contract, scale, OOD, conformal sets, uncertainty, card
+    # content): one layer, since tiled answers and slides summarise per-tile trust and uncertainty
+    # uses the TTA views (module-level circles are still refused)
+    ("infer", "trust"),
     ("bundle",),  # the file format (only writer of bundle.json / pipeline.json) and the Predictor
     ("explain",),  # CAMs and attention maps of a Predictor
     ("engine",),  # training, evaluation, runs, trust fitting

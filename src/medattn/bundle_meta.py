@@ -220,22 +220,38 @@ def _check_conformal(c: _Checker, cal: Any, k: int) -> None:
 
 def _check_ood(c: _Checker, ood: Any) -> None:
     c.need(isinstance(ood, dict), "ood", ood, "expected a mapping")
-    dim, rank = ood.get("dim"), ood.get("rank")
-    c.need(_is_int(dim) and dim > 0, "ood.dim", dim, "expected a positive feature dimension")
-    c.need(_is_int(rank) and 0 < rank <= max(dim, 1), "ood.rank", rank, f"expected 1 to dim ({dim})")
     c.need(_is_num(ood.get("threshold")), "ood.threshold", ood.get("threshold"),
            "the out-of-distribution threshold is a finite number")
-    for key, rows, cols in (("means", None, dim), ("eigvecs", rank, dim)):
-        v = ood.get(key)
-        c.need(isinstance(v, list) and bool(v) and (rows is None or len(v) == rows)
-               and all(isinstance(r, list) and len(r) == cols for r in v), f"ood.{key}", v,
-               f"expected {'one row per class' if rows is None else f'{rows} rows'} of {cols} numbers")
-        c.numbers(v, f"ood.{key}", "out-of-distribution numbers are finite")
-    lam = ood.get("eigvals")
-    c.need(isinstance(lam, list) and len(lam) == rank, "ood.eigvals", lam, f"expected {rank} variances")
-    c.numbers(lam, "ood.eigvals", "out-of-distribution numbers are finite")
-    c.need(all(v > 0 for v in lam), "ood.eigvals", lam, "variances are > 0")
-    s2 = ood.get("residual_var")
-    c.need(_is_num(s2) and s2 > 0, "ood.residual_var", s2, "a variance is a positive finite number")
+    comps = ood.get("components")
+    if comps is None:  # a single Gaussian (bundles before the multi-layer model)
+        _check_gaussian(c, ood, "ood")
+    else:
+        c.need(isinstance(comps, list) and bool(comps), "ood.components", comps, "expected a list of components")
+        for i, comp in enumerate(comps):
+            where = f"ood.components[{i}]"
+            c.need(isinstance(comp, dict), where, comp, "expected a mapping")
+            _check_gaussian(c, comp, where)
+            c.need(_is_num(comp.get("center")), f"{where}.center", comp.get("center"), "expected a finite number")
+            sc = comp.get("scale")
+            c.need(_is_num(sc) and sc > 0, f"{where}.scale", sc, "a scale is a positive finite number")
     q = ood.get("threshold_quantile", 0.95)
     c.need(_is_prob(q), "ood.threshold_quantile", q, "a quantile is in [0, 1]")
+
+
+def _check_gaussian(c: _Checker, g: dict[str, Any], at: str) -> None:
+    """One stored Gaussian of the OOD model: dimension, rank, means, eigenvectors, variances."""
+    dim, rank = g.get("dim"), g.get("rank")
+    c.need(_is_int(dim) and dim > 0, f"{at}.dim", dim, "expected a positive feature dimension")
+    c.need(_is_int(rank) and 0 < rank <= max(dim, 1), f"{at}.rank", rank, f"expected 1 to dim ({dim})")
+    for key, rows, cols in (("means", None, dim), ("eigvecs", rank, dim)):
+        v = g.get(key)
+        c.need(isinstance(v, list) and bool(v) and (rows is None or len(v) == rows)
+               and all(isinstance(r, list) and len(r) == cols for r in v), f"{at}.{key}", v,
+               f"expected {'one row per class' if rows is None else f'{rows} rows'} of {cols} numbers")
+        c.numbers(v, f"{at}.{key}", "out-of-distribution numbers are finite")
+    lam = g.get("eigvals")
+    c.need(isinstance(lam, list) and len(lam) == rank, f"{at}.eigvals", lam, f"expected {rank} variances")
+    c.numbers(lam, f"{at}.eigvals", "out-of-distribution numbers are finite")
+    c.need(all(v > 0 for v in lam), f"{at}.eigvals", lam, "variances are > 0")
+    s2 = g.get("residual_var")
+    c.need(_is_num(s2) and s2 > 0, f"{at}.residual_var", s2, "a variance is a positive finite number")

@@ -114,8 +114,9 @@ def test_external_console_line_shows_auroc(final_runs: dict[str, Path], tmp_path
     assert main(["evaluate", str(final_runs["idc-cpu"] / "bundle"), "--data", str(ext),
                  "--out", str(tmp_path / "ev")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    line = out[-1]
-    assert line.startswith("external (") and "balanced_accuracy " in line and "auroc " in line
+    line = next(ln for ln in out if ln.startswith("external ("))
+    assert "balanced_accuracy " in line and "auroc " in line
+    assert out[-1].startswith("prediction sets: ")  # whether the conformal coverage held on this data
     n = int(line.split("(")[1].split()[0])
     assert any(ln.startswith("external evaluation (") and ln.endswith(" …") for ln in out)  # the phase starts
     assert any(ln.startswith(f"predicting {n} files") and f"{n}/{n} (100%)" in ln for ln in out)  # and counts

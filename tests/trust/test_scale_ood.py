@@ -314,7 +314,7 @@ def test_mondrian_multiclass_covers_each_class() -> None:
 
 
 def test_external_coverage_guarantee_is_flagged() -> None:
-    from medattn.trust.fit import conformal_metrics, coverage_guarantee
+    from medattn.engine.trust_fit import conformal_metrics, coverage_guarantee
 
     from medattn.trust.conformal import fit_conformal
 
