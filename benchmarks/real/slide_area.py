@@ -100,8 +100,9 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def cv_command(cv: Path, summary: dict[str, Any]) -> str:
-    """The ``medattn train`` command that made ``cv``: recorded by ``--train``, else rebuilt from
-    ``cv_summary.json`` and the recipe fields that differ from the shipped recipe."""
+    """The ``medattn train`` command that made ``cv``: recorded in ``CV/bench_info.json`` (``--train``
+    writes it), else rebuilt from ``cv_summary.json`` and the recipe fields that differ from the
+    shipped recipe."""
     info = cv / "bench_info.json"
     if info.is_file():
         return json.loads(info.read_text())["command"]
@@ -111,10 +112,22 @@ def cv_command(cv: Path, summary: dict[str, Any]) -> str:
 
     used = _flat(yaml.safe_load((cv / "recipe.yaml").read_text()))
     shipped = _flat(load_recipe(summary["recipe"]).model_dump(mode="json"))
-    sets = [f"{k}={used[k]}" for k in used if k != "data.root" and used[k] != shipped.get(k)]
+    sets = [f"{k}={used[k]}" for k in used  # the model card is documentation, not training
+            if k != "data.root" and not k.startswith("card.") and used[k] != shipped.get(k)]
     args = ["train", summary["recipe"], "--data", summary["data"], "--folds", str(summary["folds"]),
             "--out", str(cv), *[x for s in sets for x in ("--set", s)]]
     return _shown(args)
+
+
+def _recipe_epochs(path: Path | None, name: str | None = None) -> int:
+    """``trainer.max_epochs`` of a resolved recipe file or of a shipped recipe."""
+    import yaml
+
+    from medattn.engine.config import load_recipe
+
+    if path is not None:
+        return int(yaml.safe_load(path.read_text())["trainer"]["max_epochs"])
+    return int(load_recipe(name).trainer.max_epochs)
 
 
 def fold_patients(cv: Path, k: int) -> list[str]:
@@ -190,19 +203,19 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 # ------------------------------------------------------------------------------------ statistics
 
 
-def patient_stats(pt: dict[str, np.ndarray], pairs: dict[str, str], n_boot: int, seed: int) -> dict[str, Any]:
-    """Spearman ρ, MAE and mean signed error (mm²) of each predicted area against the true one,
-    bootstrapping patients."""
+def patient_stats(pt: dict[str, np.ndarray], pairs: dict[str, tuple[str, str]], n_boot: int,
+                  seed: int) -> dict[str, Any]:
+    """Spearman ρ, MAE and mean signed error (mm²) of each ``(true, predicted)`` pair of area
+    columns, bootstrapping patients."""
     from scipy.stats import spearmanr
 
     from medattn.metrics.bootstrap import bootstrap_ci
 
-    true = pt["true_mm2"]
     out = {}
-    for name, col in pairs.items():
-        pred = pt[col]
+    for name, (tcol, pcol) in pairs.items():
+        true, pred = pt[tcol], pt[pcol]
 
-        def fn(i: np.ndarray, pred: np.ndarray = pred) -> dict[str, float]:
+        def fn(i: np.ndarray, true: np.ndarray = true, pred: np.ndarray = pred) -> dict[str, float]:
             rho = spearmanr(true[i], pred[i]).statistic if np.ptp(true[i]) and np.ptp(pred[i]) else float("nan")
             err = pred[i] - true[i]
             return {"spearman": float(rho), "mae_mm2": float(np.abs(err).mean()), "bias_mm2": float(err.mean())}
@@ -265,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         sec = build_slides(data, pids, out / "slides" / f"fold_{k}", out / "truth")
         if sec is not None:
             times[f"build_{k}"] = sec
-        cmd, sec = run_cohort(bundle, out / "slides" / f"fold_{k}", cohort_root / f"fold_{k}", args.min_tissue)
+        cmd, cohort_sec = run_cohort(bundle, out / "slides" / f"fold_{k}", cohort_root / f"fold_{k}", args.min_tissue)
         commands.append(cmd)
         truth = {pid: _read_csv(out / "truth" / f"{pid}.csv") for pid in pids}
         pfiles = [files[t["file"]] for pid in pids for t in truth[pid]]
@@ -280,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             oof_diff = max(oof_diff, max(abs(pscore[n] - oof[n]) for n in common))
         cohort = {r["slide"]: r for r in _read_csv(cohort_root / f"fold_{k}" / "cohort.csv")}
         if any(r["status"] == "ok" for r in cohort.values()):  # slides run now, not skipped
-            times[f"cohort_mt{args.min_tissue:g}_{k}"] = sec
+            times[f"cohort_mt{args.min_tissue:g}_{k}"] = cohort_sec
         for pid in pids:
             row = cohort.get(pid)
             if row is None or row["status"] not in ("ok", "skipped"):
@@ -288,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             sdir = cohort_root / f"fold_{k}" / pid
             info = json.loads((sdir / "summary.json").read_text())
             tile_mm2 = (float(info["tile_um"]) / 1e3) ** 2
-            tiles = _read_csv(sdir / "tiles.csv")
+            tiles = _read_csv(sdir / "tiles.csv") if (sdir / "tiles.csv").is_file() else []  # none: no tissue found
             score_at = {(int(t["row"]), int(t["col"])): float(t["score"]) for t in tiles}
             ts = np.array(list(score_at.values()), dtype=float)
             on_patch = set()
@@ -300,11 +313,14 @@ def main(argv: list[str] | None = None) -> int:
                                 "tile_score": score_at.get(rc, float("nan")), "patch_score": pscore[t["file"]]})
             ps = np.array([pscore[t["file"]] for t in truth[pid]])
             n_idc = sum(int(t["label"]) for t in truth[pid])
+            idc_kept = sum(int(t["label"]) for t in truth[pid]
+                           if (int(t["y"]) // PATCH_PX, int(t["x"]) // PATCH_PX) in score_at)
             patients.append({
                 "fold": k, "patient": pid, "patches": len(truth[pid]), "idc_patches": n_idc,
-                "tiles": len(tiles), "covered": sum(rc in score_at for rc in on_patch),
+                "tiles": len(tiles), "no_tissue": int(not tiles), "covered": sum(rc in score_at for rc in on_patch),
                 "tiles_off_patches": sum(rc not in on_patch for rc in score_at),
                 "threshold": float(info["threshold"]), "true_mm2": n_idc * PATCH_MM2,
+                "true_kept_mm2": idc_kept * PATCH_MM2,
                 "slide_thr_mm2": int((ts >= info["threshold"]).sum()) * tile_mm2,
                 "slide_prob_mm2": float(ts.sum()) * tile_mm2,
                 "cohort_thr_mm2": float(row["tumour_fraction"]) * int(row["tiles"]) * tile_mm2,
@@ -324,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
 
     pt = {c: np.array([p[c] for p in patients], dtype=float) for c in patients[0] if c != "patient"}
     assert np.allclose(pt["cohort_thr_mm2"], pt["slide_thr_mm2"], atol=1e-9), "cohort.csv and tiles.csv disagree"
-    areas = patient_stats(pt, {"slide_thr": "slide_thr_mm2", "slide_prob": "slide_prob_mm2",
-                               "patch_thr": "patch_thr_mm2", "patch_prob": "patch_prob_mm2"}, args.n_boot, args.seed)
+    areas = patient_stats(pt, {"slide_thr": ("true_mm2", "slide_thr_mm2"), "slide_prob": ("true_mm2", "slide_prob_mm2"),
+                               "patch_thr": ("true_mm2", "patch_thr_mm2"), "patch_prob": ("true_mm2", "patch_prob_mm2"),
+                               "slide_thr_kept": ("true_kept_mm2", "slide_thr_mm2")}, args.n_boot, args.seed)
     y = np.array([p["label"] for p in patches])
     g = np.array([p["patient"] for p in patches])
     tile = np.array([p["tile_score"] for p in patches])
@@ -335,10 +352,14 @@ def main(argv: list[str] | None = None) -> int:
            "patch_covered": auroc_ci(y[cov], patch[cov], g[cov], args.n_boot, args.seed),
            "patch_all": auroc_ci(y, patch, g, args.n_boot, args.seed)}
     n_pat = len(patients)
+    shift = float((tile[cov] - patch[cov]).mean())
+    r_tp = float(np.corrcoef(tile[cov], patch[cov])[0, 1])
     counts = {"patients": n_pat, "patches": len(patches), "idc_patches": int(y.sum()), "covered": int(cov.sum()),
               "idc_covered": int(y[cov].sum()), "tiles": int(pt["tiles"].sum()),
               "tiles_off_patches": int(pt["tiles_off_patches"].sum()),
               "patients_without_idc": int((pt["idc_patches"] == 0).sum()),
+              "slides_without_tiles": int(pt["no_tissue"].sum()),
+              "partial_patches": int(sum(not p["full"] for p in patches)),
               "true_mm2_mean": float(pt["true_mm2"].mean()), "true_mm2_max": float(pt["true_mm2"].max()),
               "thresholds": sorted({round(float(t), 4) for t in pt["threshold"]})}
 
@@ -357,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             row("patch files: patches ≥ threshold × 0.04 mm²", "patch_thr", "patch_all", len(patches)),
             row("patch files: Σ patch probability × 0.04 mm²", "patch_prob", "patch_all", len(patches))]
     thr = counts["thresholds"]
+    epochs = (_recipe_epochs(cv / "recipe.yaml"), _recipe_epochs(None, summary["recipe"]))
     tta = bool(pred.meta.get("tta"))
 
     def spent(prefix: str) -> float:
@@ -373,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Each patient's 50×50 patches were put back at the x, y of their names into one Aperio-style "
         f"JPEG pyramid at 4 µm/px (`medattn.infer.testslides.assemble_idc_slide`); glass around them. "
         f"Each slide was scored by the bundle of the fold that held its patient out (trained on the other "
-        f"folds' patients; checkpoint and threshold chosen on an inner validation split of them). "
+        f"folds' patients; checkpoint and threshold chosen on an inner validation split of them) for "
+        f"{epochs[0]} epochs (the shipped recipe trains {epochs[1]}: fewer to fit the shared 2-core CPU, so the "
+        "figures are a lower bound for the shipped recipe). "
         f"`medattn slide` tiles the slide at the bundle's scale (50 px at 4 µm/px = 200 µm tiles, on the patch "
         f"grid) with `--min-tissue {args.min_tissue:g}` (saturation Otsu mask). Bundle thresholds: "
         f"{', '.join(f'{t:.3f}' for t in thr)}.",
@@ -392,22 +416,31 @@ def main(argv: list[str] | None = None) -> int:
         f"Coverage: the tissue mask kept {counts['tiles']} tiles; {counts['covered']} of the {len(patches)} true "
         f"patches ({100 * counts['covered'] / len(patches):.1f}%) lie on a kept tile, {counts['idc_covered']} of the "
         f"{counts['idc_patches']} IDC patches ({100 * counts['idc_covered'] / max(1, counts['idc_patches']):.1f}%); "
-        f"{counts['tiles_off_patches']} kept tiles lie on glass only. Patches whose tile was skipped (pale, "
-        "fatty tissue taken for glass, and small edge patches) count as predicted area 0. On the same "
-        f"{counts['covered']} covered patches the patch files score AUROC {fmt_ci(auc['patch_covered'])} against "
-        f"{fmt_ci(auc['tile'])} for the stitched tiles (JPEG q90 pyramid vs PNG patch). `Predictor.infer` on "
-        f"the patch files matched the folds' own `test_predictions.csv` to {oof_diff:.1e} (max |Δp|).",
+        f"{counts['tiles_off_patches']} kept tiles lie on glass only; {counts['slides_without_tiles']} slides had no "
+        "tissue tile. Patches whose tile was skipped (pale, fatty tissue taken for glass, and the "
+        f"{counts['partial_patches']} edge patches smaller than 50×50, whose tile is part glass) count as predicted "
+        "area 0. Against the IDC area on kept tiles only (what the tissue mask let the model see), the "
+        f"thresholded slide area has Spearman {fmt_ci(a['slide_thr_kept']['spearman'])} and MAE "
+        f"{fmt_ci(a['slide_thr_kept']['mae_mm2'], 2)} mm². On the same {counts['covered']} covered patches the "
+        f"patch files score AUROC {fmt_ci(auc['patch_covered'])} against {fmt_ci(auc['tile'])} for the stitched "
+        f"tiles; the tile scores are the patch scores shifted by {shift:+.3f} on average (Pearson r {r_tp:.3f}; "
+        "the pyramid is JPEG q90, the patches PNG), which is why the thresholded slide area over-counts more than "
+        "the patch files do. `Predictor.infer` on the patch files matched the folds' own "
+        f"`test_predictions.csv` to {oof_diff:.1e} (max |Δp|)"
+        + (f"; the cross-validation's pooled out-of-fold AUROC is {fmt_ci(summary['pooled']['auroc'])}"
+           if (summary.get("pooled") or {}).get("auroc") else "") + ".",
         "",
         f"Wall time: {cv_min + (spent('build_') + spent(f'cohort_mt{args.min_tissue:g}_') + spent('patch_')) / 60:.1f} "
         f"min in all: cross-validation {cv_min:.1f} min; building {n_pat} slides {spent('build_'):.0f} s; "
         f"`medattn slide` over the {n_pat} slides {spent(f'cohort_mt{args.min_tissue:g}_'):.0f} s "
         f"(Σ of the slides' own times {pt['slide_seconds'].sum():.0f} s; {counts['tiles']} tiles"
         f"{', 8-view test-time augmentation as recorded in the bundle' if tta else ''}); the patch files "
-        f"through `Predictor.infer` {spent('patch_'):.0f} s; on {machine_note()}. Seed {args.seed}.",
+        f"through `Predictor.infer` {spent('patch_'):.0f} s; on {machine_note()}, {time.strftime('%Y-%m-%d')}. "
+        f"Seed {args.seed}.",
     ])
     write_section(STUDY, md, {"counts": counts, "areas": areas, "auroc": auc, "times": times,
                               "train_command": train_cmd, "slide_commands": commands, "cv_minutes": cv_min,
-                              "oof_max_abs_diff": oof_diff, "min_tissue": args.min_tissue})
+                              "oof_max_abs_diff": oof_diff, "tile_minus_patch_mean": shift, "tile_patch_pearson": r_tp, "min_tissue": args.min_tissue})
     return 0
 
 

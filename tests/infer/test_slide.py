@@ -44,6 +44,22 @@ def test_tissue_mask_fills_holes_and_ignores_glass() -> None:
     assert not tissue_mask(np.full((64, 64, 3), 240, np.uint8)).any()  # blank glass: no tissue
 
 
+def test_tissue_mask_finds_sparse_tissue_and_not_noisy_glass() -> None:
+    """A slide whose tissue covers under 1% of it (two scattered patches) is not blank; glass with
+    sensor noise and a few coloured specks still is."""
+    rng = np.random.default_rng(0)
+    glass = np.clip(242 + rng.normal(0, 2, (400, 400, 3)), 0, 255).astype(np.uint8)
+    sparse = glass.copy()
+    for y, x in ((40, 60), (330, 290)):
+        sparse[y:y + 20, x:x + 20] = (200, 120, 170)  # 2 × 400 px = 0.5% of the slide
+    m = tissue_mask(sparse)
+    assert m[42:58, 62:78].all() and m[332:348, 292:308].all()
+    assert m.sum() < 1.5 * 2 * 400
+    specks = glass.copy()
+    specks[100, 100] = specks[250, 30] = (200, 120, 170)
+    assert not tissue_mask(glass).any() and not tissue_mask(specks).any()
+
+
 def _tiles(out: Path) -> list[dict[str, str]]:
     return read_rows(out / "tiles.csv")
 

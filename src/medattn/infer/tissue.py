@@ -40,13 +40,15 @@ def tissue_mask(rgb: np.ndarray, method: str = "saturation", min_size_fraction: 
         v = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
     else:
         v = -np.log(np.clip(a, 1, 255) / 255.0).sum(-1) / 3.0
-    if v.size == 0 or float(np.percentile(v, 99)) < _MIN_CONTRAST[method]:
+    n = v.size
+    small, holes = max(1, int(min_size_fraction * n)), max(1, int(fill_holes_fraction * n))
+    # blank: fewer pixels over the contrast floor than the smallest speck kept, whatever share of the
+    # slide the tissue covers (a sparse slide with 0.5% tissue is not blank)
+    if n == 0 or int(np.count_nonzero(v >= _MIN_CONTRAST[method])) < small:
         return np.zeros(v.shape, bool)
     t = max(float(threshold_otsu(v)), _MIN_CONTRAST[method])
     # hysteresis: pale tissue (fat, loose stroma) joined to clearly stained tissue is kept
     m = apply_hysteresis_threshold(v, max(t / 4, _MIN_CONTRAST[method]), t)
-    n = m.size
-    small, holes = max(1, int(min_size_fraction * n)), max(1, int(fill_holes_fraction * n))
     try:  # scikit-image >= 0.26 (max_size removes sizes <= the value)
         m = remove_small_objects(m, max_size=small - 1) if small > 1 else m
         return remove_small_holes(m, max_size=holes - 1) if holes > 1 else m
