@@ -556,6 +556,14 @@ Otsu on saturation with hysteresis, tiles half covered (`--min-tissue 0.5`); TIA
 1.25× thumbnail, any overlap (`min_mask_ratio=0`); WSInfer a fixed threshold (7/255) on the
 median-filtered saturation with closing, tiles whose centre is in tissue. Probabilities are compared
 on the tiles both tools kept.
+
+Input layout matters as much as the pipeline here: every tool is fed NCHW-contiguous batches
+(TIAToolbox's own models' `infer_batch` makes them contiguous; medattn's `Preparation` and WSInfer's
+`ToTensor` do too). A channels-last view of the same batch (what `permute` of an NHWC uint8 batch gives
+without `.contiguous()`) ran `patch_cnn_baseline ×0.25` about 1.9× faster and the ResNet-18 about 20%
+slower on this CPU (one thread, batch 32), which an earlier run of this benchmark without `.contiguous()`
+showed as TIAToolbox at 1.8× medattn's tiles/s on the small network: choosing the memory format per
+network would move the forward ceiling of a small network more than any pipeline change.
 """
 
 
