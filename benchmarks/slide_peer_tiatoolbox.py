@@ -218,7 +218,9 @@ run_s = time.perf_counter() - t0
 print(json.dumps({{"code": 0, "run_s": run_s, "tiles": n, "rss_mb": peak_rss_mb()}}))
 """
 
-TOOLS = {"medattn": "`medattn slide`", "tia": "TIAToolbox 2.1.3 `PatchPredictor`", "wsinfer": "WSInfer 0.6.1",
+TOOLS = {"medattn": "`medattn slide`",
+         "medattn_plain": "`medattn slide`, bundle without its OOD and conformal models (no per-tile trust)",
+         "tia": "TIAToolbox 2.1.3 `PatchPredictor`", "wsinfer": "WSInfer 0.6.1",
          "forward": "the network's forward alone (medattn venv, random batches)"}
 
 
@@ -378,6 +380,14 @@ def main() -> int:
     slide, n_patches = idc_mosaic(args.out / "idc_mosaic.svs", args.patches, mpp=model_mpp)
     warm, _ = idc_mosaic(args.out / "warm_up.svs", 16, mpp=model_mpp)
     pythons = {"medattn": sys.executable, "tia": args.tia_python}  # the tools compared; "forward" runs apart
+    if meta.get("ood") or meta.get("conformal"):  # medattn slide scores every tile's trust with them
+        pythons["medattn_plain"] = sys.executable
+        from medattn.bundle.format import update_bundle_json
+
+        shutil.rmtree(args.out / "bundle_plain", ignore_errors=True)
+        shutil.copytree(args.out / "bundle", args.out / "bundle_plain")
+        update_bundle_json(args.out / "bundle_plain",
+                           lambda m: {k: v for k, v in m.items() if k not in ("ood", "conformal")})
     if Path(args.wsinfer_python).is_file() and not args.tta:
         pythons["wsinfer"] = args.wsinfer_python
         torchscript, config = wsinfer_model(args.out / "bundle", args.out / "wsinfer_model", model_mpp)
@@ -389,18 +399,19 @@ def main() -> int:
         for d in (out, Path(f"{out}_warm"), Path(f"{out}_slide"), Path(f"{out}_warm_slide")):
             shutil.rmtree(d, ignore_errors=True)
         fields = {"threads": args.threads, "batch": args.batch_size, "workers": args.workers,
-                  "bundle": str(args.out / "bundle"), "warm": str(warm), "slide": str(slide_path), "out": str(out),
+                  "bundle": str(args.out / ("bundle_plain" if tool == "medattn_plain" else "bundle")), "warm": str(warm), "slide": str(slide_path), "out": str(out),
                   "stem": slide_path.stem, "heat": str(args.out / f"{tool}_{tag}.npz"), "model_mpp": model_mpp,
                   "scale": model_mpp / float(_slide_mpp(slide_path)), "src": str(ROOT / "src"), "size": size,
                   "positive": meta["class_names"][-1]}
         if tool == "wsinfer":
             fields.update(torchscript=str(torchscript), config=str(config))
         fields["tiles"] = min(args.patches, 1024)
-        code = {"medattn": _MEDATTN_CHILD, "tia": _TIA_CHILD, "wsinfer": _WSINFER_CHILD,
+        code = {"medattn": _MEDATTN_CHILD, "medattn_plain": _MEDATTN_CHILD, "tia": _TIA_CHILD, "wsinfer": _WSINFER_CHILD,
                 "forward": _FORWARD_CHILD}[tool].format(**fields)
         return run_child(pythons.get(tool, sys.executable), code, env, args.out / f"{tool}_{tag}.log")
 
     tools = list(pythons)
+    peers = [t for t in tools if t in ("tia", "wsinfer")]
     runs: list[dict[str, Any]] = []
     for rep in range(args.reps):
         load = wait_for_load(args.max_load, args.load_wait)
@@ -413,17 +424,19 @@ def main() -> int:
                   flush=True)
         row["load_forward"] = os.getloadavg()[0]
         row["forward"] = run_tool("forward", str(rep), slide)
-        row["ratio"] = {t: row["medattn"]["tiles_s"] / row[t]["tiles_s"] for t in tools[1:]}
+        row["ratio"] = {t: row["medattn"]["tiles_s"] / row[t]["tiles_s"] for t in peers}
+        if "medattn_plain" in tools:
+            row["ratio_plain"] = {t: row["medattn_plain"]["tiles_s"] / row[t]["tiles_s"] for t in peers}
         runs.append(row)
     last = args.reps - 1
-    agree = {t: agreement(args.out / f"medattn_{last}.npz", args.out / f"{t}_{last}.npz") for t in tools[1:]}
+    agree = {t: agreement(args.out / f"medattn_{last}.npz", args.out / f"{t}_{last}.npz") for t in peers}
     print("agreement", agree, flush=True)
     resize: dict[str, Any] = {}
     if args.check_resize:
         declared, _ = idc_mosaic(args.out / "idc_mosaic_declared.svs", args.patches, mpp=args.check_resize)
-        for t in tools:
+        for t in ["medattn", *peers]:
             run_tool(t, "resize", declared)
-        resize = {t: agreement(args.out / "medattn_resize.npz", args.out / f"{t}_resize.npz") for t in tools[1:]}
+        resize = {t: agreement(args.out / "medattn_resize.npz", args.out / f"{t}_resize.npz") for t in peers}
         print("resize", resize, flush=True)
     seconds = time.perf_counter() - t_start
     result = {"runs": runs, "agreement": agree, "resize": resize, "tools": tools, "model_mpp": model_mpp,
@@ -468,7 +481,7 @@ def _section(args: argparse.Namespace, meta: dict[str, Any], model_mpp: float, n
               f"{med('tiles_s', 'forward'):.1f} | {med('wall_s', 'forward'):.1f} | {med('rss_mb', 'forward'):.0f} | — |")
     goals = []
     ceiling = med("tiles_s", "forward")
-    for t in tools[1:]:
+    for t in (t for t in tools if t in ("tia", "wsinfer")):
         ratio = statistics.median(r["ratio"][t] for r in runs)
         a = agree[t]
         each = ", ".join(f"{r['ratio'][t]:.2f}" for r in runs)
@@ -476,8 +489,22 @@ def _section(args: argparse.Namespace, meta: dict[str, Any], model_mpp: float, n
                   f"| max \\|Δp\\| medattn vs {TOOLS[t]}, {a['common']} common tiles | **{a['max_abs']:.1e}** "
                   f"(mean {a['mean_abs']:.1e}) | ≤ 1e-4 | {ok(a['max_abs'] <= 1e-4)} |",
                   f"| tiles only medattn / only {TOOLS[t]} kept (tissue masks) | {a['only_a']} / {a['only_b']} | — | — |"]
+        if "medattn_plain" in tools:
+            plain = statistics.median(r["ratio_plain"][t] for r in runs)
+            each = ", ".join(f"{r['ratio_plain'][t]:.2f}" for r in runs)
+            goals.insert(-2, f"| tiles/s, medattn without per-tile trust ÷ {TOOLS[t]} ({each}) | **{plain:.2f}×** | "
+                             f"≥ 1.5× | {ok(plain >= 1.5)} |")
     goals.append(f"| bound on any ratio vs TIAToolbox: the forward alone ÷ TIAToolbox | {ceiling / med('tiles_s', 'tia'):.2f}× "
                  "| — | — |")
+    trust_txt = "" if "medattn_plain" not in tools else f"""
+
+`medattn slide` scores every tile's trust (`medattn.trust.assess.assess`: the OOD score from features
+captured by hooks in a second forward pass of each batch, input statistics, the conformal prediction
+set) and writes them to tiles.csv; the peers do none of this. The row without the bundle's OOD and
+conformal models runs the same command on a copy of the bundle without them (no second forward): the
+trust costs {med('run_s', 'medattn') - med('run_s', 'medattn_plain'):.1f} s of the
+{med('run_s', 'medattn'):.1f} s slide run here. Capturing the features in the prediction's own forward
+pass would remove the second one."""
     per_rep = "; ".join(f"rep {r['rep']} ({' → '.join(r['order'])}): load "
                         + " / ".join(f"{r['load_' + t]:.1f}" for t in r["order"]) for r in runs)
     resize_txt = ""
@@ -506,7 +533,7 @@ ran {args.reps}× in a fresh process, the tools alternating; medians:
 
 | measure | value | goal | met |
 |---|---|---|---|
-{chr(10).join(goals)}
+{chr(10).join(goals)}{trust_txt}
 
 Load (1-minute average when each tool started; goal < {args.max_load:g}, waited up to {args.load_wait:g} s
 per repetition): {per_rep}. "slide run" is the wall time inside the process, after a warm-up run of the
