@@ -315,7 +315,6 @@ def test_mondrian_multiclass_covers_each_class() -> None:
 
 def test_external_coverage_guarantee_is_flagged() -> None:
     from medattn.engine.trust_fit import conformal_metrics, coverage_guarantee
-
     from medattn.trust.conformal import fit_conformal
 
     rng = np.random.default_rng(1)
