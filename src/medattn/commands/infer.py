@@ -15,6 +15,7 @@ from medattn.commands.options import (
     BatchSize,
     Device,
     MaxMegapixels,
+    Mpp,
     OnBadFile,
     Resume,
     Workers,
@@ -64,10 +65,7 @@ def predict(
     device: Device = None,
     max_megapixels: MaxMegapixels = 50.0,
     alpha: Alpha = None,
-    mpp: Annotated[float | None, typer.Option(callback=positive, help="µm per pixel of the inputs (replaces what "
-                                                                       "their TIFF/DICOM headers declare); an input "
-                                                                       "more than 25% off the bundle's scale is "
-                                                                       "warned about ('scale').")] = None,
+    mpp: Mpp = None,
 ) -> None:
     """Predict images with BUNDLE: predictions.csv (classification) or instance masks, per-object CSV
     and QuPath GeoJSON (segmentation), written as they come (--resume continues). Unreadable inputs
@@ -111,8 +109,7 @@ def slide(
     out: Annotated[Path, typer.Option(help="Output folder: OUT/<slide>/ per slide (appears when complete), "
                                            "OUT/cohort.csv, OUT/failed_slides.csv. A rerun skips finished slides "
                                            "and resumes interrupted ones.")],
-    mpp: Annotated[float | None, typer.Option(callback=positive, help="Slide µm per level-0 pixel (overrides its "
-                                                                       "metadata; needed when the slide has none).")] = None,
+    mpp: Mpp = None,
     model_mpp: Annotated[float | None, typer.Option(callback=positive, help="µm per model-input pixel (overrides the "
                                                                              "bundle's recipe data.mpp; needed when the "
                                                                              "bundle has none).")] = None,

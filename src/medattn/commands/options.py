@@ -20,7 +20,7 @@ import typer
 __all__ = [
     "DEFAULT_ON_BAD_FILE", "SPLIT_NAMES", "SHARED", "RENAMED_PREFIX", "on_bad_file_mode", "positive", "renamed", "shared_help",
     "Alpha", "BatchSize", "Chain", "CiLevel", "Classifier", "Contrast", "DataFormat", "DataPath", "Device", "Dim",
-    "Fill", "Folds", "GroupPattern", "Margin", "MaxMegapixels", "Mode", "NBoot", "OnBadFile", "Resume", "Seed",
+    "Fill", "Folds", "GroupPattern", "Margin", "MaxMegapixels", "Mode", "Mpp", "NBoot", "OnBadFile", "Resume", "Seed",
     "Segmenter", "SetOverrides", "Smoke", "SplitCsv", "SplitName", "Workers",
 ]
 
@@ -153,6 +153,11 @@ Alpha = Annotated[float | None, typer.Option(
     "--alpha", callback=_open_unit,
     help="Conformal miscoverage of the prediction sets, in (0, 1) (bundles with conformal calibration; "
          "default: the bundle's).")]
+Mpp = Annotated[float | None, typer.Option(
+    "--mpp", callback=positive,
+    help="µm per pixel of the inputs (slides: of level 0), replacing what their headers or slide metadata "
+         "declare; compared with the bundle's scale (images: a 'scale' warning beyond 25%; slides: read at the "
+         "bundle's scale, needed when a slide declares none).")]
 
 # --- composite pipelines -----------------------------------------------------------------------
 Segmenter = Annotated[Path | None, typer.Option("--segmenter", help="Segmentation (U-Net) bundle folder or .zip.")]
@@ -176,7 +181,7 @@ def _registry(names: Iterable[str]) -> dict[str, Any]:
 
 SHARED: dict[str, Any] = _registry([
     "Alpha", "BatchSize", "Chain", "CiLevel", "Classifier", "Contrast", "DataFormat", "DataPath", "Device", "Dim",
-    "Fill", "Folds", "GroupPattern", "Margin", "MaxMegapixels", "Mode", "NBoot", "OnBadFile", "Resume", "Seed",
+    "Fill", "Folds", "GroupPattern", "Margin", "MaxMegapixels", "Mode", "Mpp", "NBoot", "OnBadFile", "Resume", "Seed",
     "Segmenter", "SetOverrides", "Smoke", "SplitCsv", "SplitName", "Workers",
 ])
 """Option name → its shared declaration (the test checks every verb against it)."""
