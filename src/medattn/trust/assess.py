@@ -49,14 +49,15 @@ def _features(predictor: Any, x: torch.Tensor, layers: list[str]) -> dict[str, n
     return out
 
 
-def _ood(predictor: Any, x: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _ood(predictor: Any, x: torch.Tensor, inputs: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(scores, input statistics)`` of ``x``: the bundle's OOD score per row (None without a model
-    or when the features do not fit it) and the input-statistics rows (for the scale check)."""
+    or when the features do not fit it) and the input-statistics rows (for the scale check; None
+    without ``inputs``: they cost more than a small network's forward pass, so tiles skip them)."""
     from medattn.trust.ood import HEAD, INPUT, ood_scores
 
     ood = predictor.meta.get("ood") or {}
     layers = list(ood.get("layers") or ([HEAD] if ood else []))
-    want = layers if INPUT in layers else [*layers, INPUT]
+    want = layers if INPUT in layers or not inputs else [*layers, INPUT]
     f = _features(predictor, x, want)
     scores = None
     if ood and all(n in f for n in layers):
@@ -64,7 +65,7 @@ def _ood(predictor: Any, x: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray
             scores = ood_scores(ood, {n: f[n] for n in layers})
         except ValueError:  # features of another shape than the stored model's
             scores = None
-    return scores, f.get(INPUT)
+    return scores, f.get(INPUT) if inputs else None
 
 
 def _probs_fn(predictor: Any, model: torch.nn.Module) -> Any:
@@ -159,7 +160,7 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
             mc = mc_dropout(_probs_fn(predictor, m), m, x.to(predictor.device), mc_samples, task)
         unc.update(mc_std=mc["mc_std"], mutual_information=mc["mutual_information"])
     ood = meta.get("ood")
-    scores, inputs = _ood(predictor, x)
+    scores, inputs = _ood(predictor, x, inputs=scale is not None)
     if scale is not None:
         for i, (row, sc) in enumerate(zip(out, scale, strict=True)):
             w, n = check_scale(meta, inputs=None if inputs is None else inputs[i:i + 1], mpp=sc.get("mpp"),
