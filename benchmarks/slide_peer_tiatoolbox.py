@@ -496,15 +496,17 @@ def _section(args: argparse.Namespace, meta: dict[str, Any], model_mpp: float, n
                              f"≥ 1.5× | {ok(plain >= 1.5)} |")
     goals.append(f"| bound on any ratio vs TIAToolbox: the forward alone ÷ TIAToolbox | {ceiling / med('tiles_s', 'tia'):.2f}× "
                  "| — | — |")
-    trust_txt = "" if "medattn_plain" not in tools else f"""
+    trust_txt = ""
+    if "medattn_plain" in tools:
+        cost, total = med("run_s", "medattn") - med("run_s", "medattn_plain"), med("run_s", "medattn")
+        trust_txt = f"""
 
 `medattn slide` scores every tile's trust (`medattn.trust.assess.assess`: the OOD score from features
-captured by hooks in a second forward pass of each batch, input statistics, the conformal prediction
-set) and writes them to tiles.csv; the peers do none of this. The row without the bundle's OOD and
-conformal models runs the same command on a copy of the bundle without them (no second forward): the
-trust costs {med('run_s', 'medattn') - med('run_s', 'medattn_plain'):.1f} s of the
-{med('run_s', 'medattn'):.1f} s slide run here. Capturing the features in the prediction's own forward
-pass would remove the second one."""
+captured by hooks in a second forward pass of each batch, the conformal prediction set) and writes them
+to tiles.csv; the peers do none of this. The row without the bundle's OOD and conformal models runs the
+same command on a copy of the bundle without them (no second forward): the trust costs {cost:.1f} s of
+the {total:.1f} s slide run here. Capturing the features in the prediction's own forward pass would
+remove the second one."""
     per_rep = "; ".join(f"rep {r['rep']} ({' → '.join(r['order'])}): load "
                         + " / ".join(f"{r['load_' + t]:.1f}" for t in r["order"]) for r in runs)
     resize_txt = ""
@@ -544,7 +546,7 @@ images, CSV and GeoJSON. "process wall" is the whole cold process: start-up, imp
 RSS "main" is the tool's process's own high-water mark (`VmHWM`; `ru_maxrss` would also count the
 benchmark's own process, which it inherits across fork + exec); "tree" the peak of the summed RSS of that
 process and its DataLoader workers (shared pages counted in each), sampled every 0.1 s.{resize_txt}
-{_NOTES}"""
+{_NOTES if resize else _NOTES_SEE}"""
 
 
 _RESIZE_WHY = """Why: TIAToolbox 2.1.3 reads each tile with
@@ -557,6 +559,11 @@ trained and evaluated with) and WSInfer with PIL's antialiased bilinear, which a
 medattn's side is the right one: a shrink needs a low-pass filter, and the tile must be prepared as in
 training; TIAToolbox's aliased tiles move this model's probabilities by up to the max above. At the
 slide's own scale (the main table) no tool resizes and the three heatmaps agree to float rounding."""
+
+_NOTES_SEE = """
+How the peers were installed and driven, their tissue masks and the input-layout note: see the section
+of this benchmark run with `--check-resize`.
+"""
 
 _NOTES = """
 How the peers were installed (a separate venv, not medattn dependencies): `python3.11 -m venv`,
