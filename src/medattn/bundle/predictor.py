@@ -20,7 +20,7 @@ from medattn.decode import (  # re-exported: the bundle API reads images too
 )
 from medattn.errors import BundleError, DataError
 
-__all__ = ["load_single_bundle", "Predictor", "Prepared", "main_output"]
+__all__ = ["load_single_bundle", "Predictor", "Prepared", "main_output", "slice_details", "join_details"]
 
 
 def load_single_bundle(path: str | Path, device: str | torch.device | None = None, *,
@@ -42,6 +42,30 @@ def main_output(out: Any) -> torch.Tensor:
     from medattn.models.outputs import main_logits
 
     return main_logits(out)
+
+
+def slice_details(details: dict[str, Any] | None, start: int, stop: int) -> dict[str, Any] | None:
+    """Rows ``start:stop`` of the ``details`` of :meth:`Predictor.predict_tensor`."""
+    if details is None:
+        return None
+    out: dict[str, Any] = {}
+    if "features" in details:
+        out["features"] = {k: v[start:stop] for k, v in details["features"].items()}
+    if "views" in details:
+        out["views"] = details["views"][:, start:stop]
+    return out
+
+
+def join_details(parts: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """The ``details`` of consecutive batches as one (rows in order); empty when any lacks a key."""
+    parts = [p or {} for p in parts]
+    out: dict[str, Any] = {}
+    if parts and all("features" in p for p in parts):
+        keys = set.intersection(*(set(p["features"]) for p in parts))
+        out["features"] = {k: np.concatenate([p["features"][k] for p in parts]) for k in keys}
+    if parts and all("views" in p for p in parts):
+        out["views"] = np.concatenate([p["views"] for p in parts], axis=1)
+    return out
 
 
 @dataclass
@@ -186,30 +210,80 @@ class Predictor:
 
     # -- model outputs --------------------------------------------------------------------------
 
+    def trust_layers(self) -> list[str]:
+        """Network layers whose pooled features the bundle's OOD model reads (empty without one)."""
+        from medattn.trust.ood import HEAD, INPUT
+
+        ood = self.meta.get("ood") or {}
+        return [n for n in (ood.get("layers") or ([HEAD] if ood else [])) if n != INPUT]
+
     @torch.no_grad()
-    def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
-        """Probabilities for prepared input: ``B`` (binary), ``B×K``, or ``B×K×H×W`` (segmentation)."""
+    def predict_tensor(self, x: torch.Tensor, details: dict[str, Any] | None = None) -> np.ndarray:
+        """Probabilities for prepared input: ``B`` (binary), ``B×K``, or ``B×K×H×W`` (segmentation).
+
+        Args:
+            x: prepared batch.
+            details: a dict to fill, for the trust checks, from the same forward passes (no second
+                pass): ``features`` (``{layer: B×D}`` pooled features of the unaugmented view at
+                :meth:`trust_layers`) and, for TTA bundles, ``views`` (``V×B×K`` probabilities of
+                each view). Ignored for segmentation.
+        """
+        import threading
+
         from medattn.infer.tta import dihedral_mean
         from medattn.models.outputs import probabilities
+        from medattn.trust.ood import capture_features
+
+        dense = self.task == "segmentation"
+        want = details is not None and not dense
+        layers = self.trust_layers() if want else []
+        seen: list[torch.Tensor] = []
+
+        def fn(v: torch.Tensor) -> torch.Tensor:
+            if layers and not seen:  # the first view is the unaugmented input
+                with capture_features(self.model, layers, thread=threading.get_ident()) as store:
+                    y = probabilities(self.model(v), self.task)
+                details["features"] = {k: torch.cat(t).numpy() for k, t in store.items() if t}  # type: ignore[index]
+            else:
+                y = probabilities(self.model(v), self.task)
+            if want:
+                seen.append(y.float().cpu().reshape(len(v), -1))
+            return y
 
         # test-time augmentation recorded at training (bundle.json "tta"): 8 views; segmentation: the
         # 4 flips, as medattn.infer.tiling averages them
-        views: int | str = ("flips" if self.task == "segmentation" else 8) if self.meta.get("tta") else 1
-        probs = dihedral_mean(lambda v: probabilities(self.model(v), self.task), x.to(self.device),
-                              dense=self.task == "segmentation", views=views)
-        probs = probs.cpu().numpy()
+        views: int | str = ("flips" if dense else 8) if self.meta.get("tta") else 1
+        probs = dihedral_mean(fn, x.to(self.device), dense=dense, views=views).cpu().numpy()
+        if want and len(seen) > 1:
+            details["views"] = torch.stack(seen).numpy()  # type: ignore[index]
         return probs[:, 0] if self.task == "binary" else probs
 
-    def forward(self, prepared: Prepared, batch_size: int = 16) -> np.ndarray:
+    def forward(self, prepared: Prepared, batch_size: int = 16,
+                details: dict[str, Any] | None = None) -> np.ndarray:
         """Probabilities of one prepared input: a row per view or tile (``N`` or ``N×K``), or
-        ``K×H×W`` for segmentation (overlapping tiles, :func:`medattn.infer.tiling.tiled_dense_probs`)."""
+        ``K×H×W`` for segmentation (overlapping tiles, :func:`medattn.infer.tiling.tiled_dense_probs`);
+        ``details`` as in :meth:`predict_tensor`, over all rows."""
         if prepared.handling == "segmented":
             from medattn.infer.tiling import tiled_dense_probs
 
             window, overlap = self.seg_tiling()
             return tiled_dense_probs(self.predict_tensor, prepared.x[0], window, overlap, max(1, batch_size // 4))
         x = prepared.x
-        return np.concatenate([self.predict_tensor(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        parts, found = [], []
+        for i in range(0, len(x), batch_size):
+            d: dict[str, Any] | None = {} if details is not None else None
+            parts.append(self.predict_tensor(x[i:i + batch_size], d))
+            found.append(d)
+        if details is not None:
+            details.update(join_details(found))  # type: ignore[arg-type]
+        return np.concatenate(parts)
+
+    def predict_rows(self, x: torch.Tensor) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """:meth:`predict_tensor` of a batch as one ``(probabilities, details)`` pair per row (the REST
+        micro-batcher hands each request its own row)."""
+        d: dict[str, Any] = {}
+        p = self.predict_tensor(x, d)
+        return [(p[i], slice_details(d, i, i + 1)) for i in range(len(p))]
 
     def format_probs(self, p: np.ndarray) -> dict[str, Any]:
         """One image's decision from its probabilities (a row of :meth:`predict_tensor`)."""
@@ -245,9 +319,11 @@ class Predictor:
         return np.argmax(p, 0).astype(np.uint8)
 
     def conclude(self, prepared: Prepared, probs: np.ndarray, *, alpha: float | None = None,
-                 method: str | None = None, mc_samples: int = 0, trust: bool = True) -> dict[str, Any]:
+                 method: str | None = None, mc_samples: int = 0, trust: bool = True,
+                 details: dict[str, Any] | None = None) -> dict[str, Any]:
         """The answer for one input from its probabilities (:meth:`forward`): the decision, how the
-        input was handled, and (``trust``) the checks of :mod:`medattn.trust.assess`.
+        input was handled, and (``trust``) the checks of :mod:`medattn.trust.assess` (from
+        ``details`` of the same forward passes when given, see :meth:`predict_tensor`).
 
         Tiled inputs are aggregated (binary and multi-label: maximum over tiles, an image is positive
         when any part is; multi-class: mean) and carry ``tiles``, ``tile_max``, ``tile_mean`` and
@@ -281,12 +357,12 @@ class Predictor:
                    "tile_scores": tile_grid(prepared.boxes or [], score)}
             if trust:
                 out.update(assess_tiles(self, img, prepared.x, np.asarray(probs), alpha=alpha, method=method,
-                                        scale=prepared.scale()))
+                                        scale=prepared.scale(), details=details))
             return out
         out = {**base, **self.format_probs(probs[0])}
         if trust:
             out.update(assess(self, [img], prepared.x, np.asarray(probs), alpha=alpha, method=method,
-                              mc_samples=mc_samples, scale=[prepared.scale()])[0])
+                              mc_samples=mc_samples, scale=[prepared.scale()], details=details)[0])
         return out
 
     def infer(self, items: Sequence[Any] | Any, *, tile: bool | None = None, alpha: float | None = None,
@@ -339,17 +415,23 @@ class Predictor:
         whole = [i for i, p in enumerate(prepared) if isinstance(p, Prepared) and len(p.x) == 1
                  and p.handling != "segmented"]
         probs: dict[int, np.ndarray] = {}
+        found: dict[int, dict[str, Any] | None] = {}
         for s in range(0, len(whole), batch_size):
             chunk = whole[s:s + batch_size]
-            rows = self.predict_tensor(torch.cat([prepared[i].x for i in chunk]))  # type: ignore[union-attr]
+            d: dict[str, Any] | None = {} if trust else None
+            rows = self.predict_tensor(torch.cat([prepared[i].x for i in chunk]), d)  # type: ignore[union-attr]
             probs.update({i: rows[k:k + 1] for k, i in enumerate(chunk)})
+            found.update({i: slice_details(d, k, k + 1) for k, i in enumerate(chunk)})
         out = []
         for i, p in enumerate(prepared):
             if not isinstance(p, Prepared):
                 out.append(p)
                 continue
-            pr = probs[i] if i in probs else self.forward(p, batch_size)
-            out.append(self.conclude(p, pr, alpha=alpha, method=method, mc_samples=mc_samples, trust=trust))
+            if i not in probs:
+                found[i] = {} if trust else None
+                probs[i] = self.forward(p, batch_size, found[i])
+            out.append(self.conclude(p, probs[i], alpha=alpha, method=method, mc_samples=mc_samples, trust=trust,
+                                     details=found[i]))
             if keep_image:
                 out[-1]["image"] = p.image
         return out

@@ -134,7 +134,8 @@ def _score_columns(predictor: Any, probs: np.ndarray) -> tuple[np.ndarray, list[
     return score, [f"prob_{n}" for n in names], probs
 
 
-def _tile_trust(predictor: Any, x: torch.Tensor, probs: np.ndarray) -> list[dict[str, Any]]:
+def _tile_trust(predictor: Any, x: torch.Tensor, probs: np.ndarray,
+                details: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Per tile: ``ood_score``, ``ood`` (1 when over the bundle's threshold) and ``set`` (the conformal
     prediction set, classes joined by ``|``), by :func:`medattn.trust.assess.assess` (the same
     checks as every other door's tiles)."""
@@ -142,7 +143,7 @@ def _tile_trust(predictor: Any, x: torch.Tensor, probs: np.ndarray) -> list[dict
 
     ood_t = float((predictor.meta.get("ood") or {}).get("threshold", np.inf))
     out = []
-    for r in assess(predictor, None, x, probs):
+    for r in assess(predictor, None, x, probs, details=details):
         row: dict[str, Any] = {}
         if "ood_score" in r:
             row.update(ood_score=float(r["ood_score"]), ood=int(r["ood_score"] > ood_t))
@@ -194,9 +195,10 @@ def run_slide(predictor: Any, slide: str | Path, opts: SlideOptions) -> dict[str
     threshold = float(predictor.threshold) if predictor.task == "binary" else 0.5
     t0, done = time.perf_counter(), 0
     for x, idx in loader:
-        probs = np.asarray(predictor.predict_tensor(x))
+        details: dict[str, Any] = {}
+        probs = np.asarray(predictor.predict_tensor(x, details))
         score, cols, pm = _score_columns(predictor, probs)
-        trust = _tile_trust(predictor, x, probs)
+        trust = _tile_trust(predictor, x, probs, details)
         if cam is not None:
             hot = np.flatnonzero(score >= threshold)
             ks = [todo[int(idx[j])] for j in hot]

@@ -88,7 +88,7 @@ def create_app(
     """
     lim = limits or Limits()
     predictor = load_bundle(bundle_path, device=device, max_pixels=lim.max_pixels)
-    batcher = MicroBatcher(predictor.predict_tensor, max_batch=max_batch, max_wait_ms=max_wait_ms).start()
+    batcher = MicroBatcher(predictor.predict_rows, max_batch=max_batch, max_wait_ms=max_wait_ms).start()
     from medattn.serve.views import Explainer
 
     explainer = Explainer(predictor)
@@ -150,11 +150,14 @@ def create_app(
             raise status_for(exc) from None
 
     async def _forward(prep: Any) -> Any:
-        """Probabilities of a prepared input: one view through the micro-batcher (requests share
-        forward passes), tiles and segmentation fields in the thread pool."""
+        """``(probabilities, details)`` of a prepared input (:meth:`Predictor.predict_tensor`): one view
+        through the micro-batcher (requests share forward passes), tiles and segmentation fields in
+        the thread pool."""
         if len(prep.x) != 1 or prep.handling == "segmented":
+            details: dict[str, Any] = {}
             try:
-                return await asyncio.wait_for(run_in_threadpool(predictor.forward, prep), lim.timeout_s)
+                probs = await asyncio.wait_for(run_in_threadpool(predictor.forward, prep, 16, details), lim.timeout_s)
+                return probs, details
             except TimeoutError:
                 raise HTTPError(503, "busy", f"inference took longer than {lim.timeout_s:g} s; retry") from None
         batcher.start()
@@ -166,7 +169,7 @@ def create_app(
             raise HTTPError(503, "busy", f"inference took longer than {lim.timeout_s:g} s; retry") from None
         import numpy as np
 
-        return np.asarray(row)[None]
+        return np.asarray(row[0])[None], row[1]
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -205,8 +208,8 @@ def create_app(
         prepared = [await _prepare(f, mpp=mpp_form or mpp) for f in file]
         rows = await asyncio.gather(*(_forward(p) for p in prepared))
         preds = []
-        for f, prep, probs in zip(file, prepared, rows, strict=True):
-            res = await run_in_threadpool(_conclude, prep, probs, alpha, method, mc_samples)
+        for f, prep, (probs, details) in zip(file, prepared, rows, strict=True):
+            res = await run_in_threadpool(_conclude, prep, probs, alpha, method, mc_samples, details)
             preds.append({"file": f.filename, **response_fields(res)})
         if strict and any(p["warnings"] for p in preds):
             from medattn.trust.assess import warnings_summary
@@ -216,10 +219,11 @@ def create_app(
                                 status_code=422)
         return {"model": ident, "task": predictor.task, "predictions": preds}
 
-    def _conclude(prep: Any, probs: Any, alpha: float | None, method: str | None, mc: int) -> dict[str, Any]:
+    def _conclude(prep: Any, probs: Any, alpha: float | None, method: str | None, mc: int,
+                  details: dict[str, Any] | None = None) -> dict[str, Any]:
         """The answer of :meth:`Predictor.conclude` (the same as every other door's)."""
         try:
-            return predictor.conclude(prep, probs, alpha=alpha, method=method, mc_samples=mc)
+            return predictor.conclude(prep, probs, alpha=alpha, method=method, mc_samples=mc, details=details)
         except MedattnError as exc:
             raise status_for(exc) from None
 
@@ -240,7 +244,8 @@ def create_app(
             raise HTTPError(422, "invalid_input",
                             f"unknown method '{method}'; valid for this bundle: {', '.join(explainer.methods)}")
         prep = await _prepare(file)
-        answer = await run_in_threadpool(_conclude, prep, await _forward(prep), None, None, 0)
+        probs, details = await _forward(prep)
+        answer = await run_in_threadpool(_conclude, prep, probs, None, None, 0, details)
         warns = answer.get("warnings") or []
         img = prep.image
         if strict and warns:

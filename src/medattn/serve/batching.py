@@ -12,11 +12,10 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 __all__ = ["MicroBatcher", "BatcherBusy", "BatchStats"]
@@ -59,13 +58,14 @@ class MicroBatcher:
     """Batch single-image tensors into one call of ``fn`` (``B×C×H×W`` → per-row results).
 
     Args:
-        fn: maps a stacked batch to an array whose first axis is the batch.
+        fn: maps a stacked batch to a sequence with one result per row (an array whose first axis
+            is the batch, or a list).
         max_batch: largest batch.
         max_wait_ms: how long the first item of a batch waits for company.
         max_queue: queued items beyond which :meth:`submit` raises :class:`BatcherBusy`.
     """
 
-    def __init__(self, fn: Callable[[torch.Tensor], np.ndarray], *, max_batch: int = 16,
+    def __init__(self, fn: Callable[[torch.Tensor], Sequence[Any]], *, max_batch: int = 16,
                  max_wait_ms: float = 5.0, max_queue: int = 1024) -> None:
         self.fn, self.max_batch, self.max_wait = fn, max(1, int(max_batch)), max(0.0, max_wait_ms) / 1000
         self._q: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)

@@ -32,15 +32,20 @@ REFER = "uncertain — refer"
 _LOCK = threading.Lock()
 
 
-def _features(predictor: Any, x: torch.Tensor, layers: list[str]) -> dict[str, np.ndarray]:
-    """Pooled features of ``x`` at ``layers`` (stages, head, input statistics) from the served model;
-    the hooks record only this thread's forward passes, so concurrent inference (the API's batching
-    worker) is not captured."""
+def _features(predictor: Any, x: torch.Tensor, layers: list[str],
+              captured: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Pooled features of ``x`` at ``layers`` (stages, head, input statistics): those ``captured``
+    during the prediction's own forward pass (``details["features"]`` of
+    :meth:`~medattn.bundle.Predictor.predict_tensor`), else from a pass of the served model whose
+    hooks record only this thread's passes (concurrent inference, e.g. the API's batching worker,
+    is not captured)."""
     from medattn.trust.ood import INPUT, capture_features, input_features
 
     out: dict[str, np.ndarray] = {}
     nets = [n for n in layers if n != INPUT]
-    if nets:
+    if nets and captured is not None and all(n in captured and len(captured[n]) == len(x) for n in nets):
+        out = {n: captured[n] for n in nets}
+    elif nets:
         with capture_features(predictor.model, nets, thread=threading.get_ident()) as store, torch.no_grad():
             predictor.model(x.to(predictor.device))
         out = {k: torch.cat(v).numpy() for k, v in store.items() if v}
@@ -49,7 +54,8 @@ def _features(predictor: Any, x: torch.Tensor, layers: list[str]) -> dict[str, n
     return out
 
 
-def _ood(predictor: Any, x: torch.Tensor, inputs: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _ood(predictor: Any, x: torch.Tensor, inputs: bool = True,
+         captured: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(scores, input statistics)`` of ``x``: the bundle's OOD score per row (None without a model
     or when the features do not fit it) and the input-statistics rows (for the scale check; None
     without ``inputs``: they cost more than a small network's forward pass, so tiles skip them)."""
@@ -58,7 +64,7 @@ def _ood(predictor: Any, x: torch.Tensor, inputs: bool = True) -> tuple[np.ndarr
     ood = predictor.meta.get("ood") or {}
     layers = list(ood.get("layers") or ([HEAD] if ood else []))
     want = layers if INPUT in layers or not inputs else [*layers, INPUT]
-    f = _features(predictor, x, want)
+    f = _features(predictor, x, want, captured)
     scores = None
     if ood and all(n in f for n in layers):
         try:
@@ -106,7 +112,8 @@ def _set_label(task: str, s: Any) -> str:
 
 def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs: np.ndarray, *,
            alpha: float | None = None, method: str | None = None, mc_samples: int = 0,
-           tiled: bool = False, scale: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+           tiled: bool = False, scale: Sequence[dict[str, Any]] | None = None,
+           details: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Trust outputs of each image (see the module docstring).
 
     Args:
@@ -122,6 +129,8 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
         scale: per image ``{"mpp", "mpp_source", "zoom"}`` (declared resolution and model pixels per
             image pixel) for the scale check (:func:`medattn.trust.contract.check_scale`); ``None``
             skips it (tiles, whose image is checked whole).
+        details: what the prediction's forward passes recorded (``features``, ``views``: see
+            :meth:`~medattn.bundle.Predictor.predict_tensor`); without them the checks run the model again.
     """
     from medattn.trust.contract import check_image, check_scale, warning
     from medattn.trust.uncertainty import (
@@ -152,15 +161,18 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
     unc: dict[str, np.ndarray] = {"entropy": normalised_entropy(p, task)}
     probs_of = _probs_fn(predictor, predictor.model)
     if meta.get("tta"):
-        with torch.no_grad():
-            unc["tta_std"] = tta_std(view_probabilities(probs_of, x.to(predictor.device)))
+        views = (details or {}).get("views")
+        if views is None or views.shape[1] != len(x):
+            with torch.no_grad():
+                views = view_probabilities(probs_of, x.to(predictor.device))
+        unc["tta_std"] = tta_std(views)
     if mc_samples and mc_samples > 1 and has_dropout(predictor.model):
         m = _mc_model(predictor)
         with _LOCK:
             mc = mc_dropout(_probs_fn(predictor, m), m, x.to(predictor.device), mc_samples, task)
         unc.update(mc_std=mc["mc_std"], mutual_information=mc["mutual_information"])
     ood = meta.get("ood")
-    scores, inputs = _ood(predictor, x, inputs=scale is not None)
+    scores, inputs = _ood(predictor, x, inputs=scale is not None, captured=(details or {}).get("features"))
     if scale is not None:
         for i, (row, sc) in enumerate(zip(out, scale, strict=True)):
             w, n = check_scale(meta, inputs=None if inputs is None else inputs[i:i + 1], mpp=sc.get("mpp"),
@@ -202,7 +214,7 @@ def assess(predictor: Any, images: Sequence[Any] | None, x: torch.Tensor, probs:
 
 def assess_tiles(predictor: Any, image: np.ndarray | None, x: torch.Tensor, probs: np.ndarray, *,
                  alpha: float | None = None, method: str | None = None,
-                 scale: dict[str, Any] | None = None) -> dict[str, Any]:
+                 scale: dict[str, Any] | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Trust outputs of an image seen tile by tile at its own scale: the input contract on the whole
     image (size and aspect aside; ``image`` None: no contract check, e.g. slide tiles), the scale
     check (declared resolution, and the median object scale over tiles), and per tile the OOD flag
@@ -216,7 +228,7 @@ def assess_tiles(predictor: Any, image: np.ndarray | None, x: torch.Tensor, prob
     from medattn.trust.contract import check_image, check_scale
     from medattn.trust.ood import input_features
 
-    rows = assess(predictor, None, x, probs, alpha=alpha, method=method)
+    rows = assess(predictor, None, x, probs, alpha=alpha, method=method, details=details)
     meta = predictor.meta
     inputs = input_features(x, meta.get("mean"), meta.get("std")) if scale is not None else None
     warns = [] if image is None else [w for w in check_image(predictor.meta.get("contract") or {}, image)
