@@ -79,6 +79,26 @@ def test_classification_csv_resume_bad_files_and_tiling(tmp_path: Path, dark_cla
         run_predict(dark_classifier, [str(src / "broken.png")], PredictOptions(out=tmp_path / "o2", on_bad_file="error"))
 
 
+def test_columns_appear_when_filled_and_never_stay_empty(tmp_path: Path, dark_classifier) -> None:
+    """A column first filled by a later input widens the header (no JSON ``extra`` column); columns
+    no input filled are dropped when the run ends, and a resumed run widens the header again."""
+    src = tmp_path / "in"
+    _img(src / "a_small.png", 50, 50, 60)
+    big = np.full((120, 260, 3), 230, np.uint8)
+    Image.fromarray(big).save(src / "b_big.png")
+    opts = PredictOptions(out=tmp_path / "out", batch_size=1)
+    run_predict(dark_classifier, [str(src / "a_small.png")], opts)
+    with open(opts.out / "predictions.csv", encoding="utf-8") as fh:
+        header = next(csv.reader(fh))
+    rows = read_rows(opts.out / "predictions.csv")
+    assert "extra" not in header and "tiles" not in header
+    assert all(any(r[c] for r in rows) for c in header)
+    run_predict(dark_classifier, [str(src)], PredictOptions(out=opts.out, resume=True, batch_size=1))
+    rows = {Path(r["path"]).name: r for r in read_rows(opts.out / "predictions.csv")}
+    assert rows["b_big.png"]["handling"] == "tiled" and int(rows["b_big.png"]["tiles"]) == 3 * 6
+    assert rows["a_small.png"]["tiles"] == "" and rows["a_small.png"]["predicted_label"]
+
+
 def test_bundle_rule_refuses_large_inputs_with_the_fix(tmp_path: Path, dark_classifier) -> None:
     dark_classifier.meta["large_input"] = {"policy": "refuse", "factor": 3}
     src = tmp_path / "in"

@@ -163,6 +163,7 @@ def run_predict(predictor: Any, inputs: list[str], opts: PredictOptions) -> dict
         done += len(chunk)
         if opts.progress:
             opts.progress(done, len(todo))
+    log.compact()  # columns no input filled (e.g. ``extra``, ``notes`` when every input declares its scale)
     rows = read_rows(opts.out / "predictions.csv")
     return {"predictions": str(opts.out / "predictions.csv"), "n_inputs": len(paths), "n_done": len(rows),
             "n_new": len(todo), "n_bad": len(read_rows(opts.out / "bad_files.csv")),

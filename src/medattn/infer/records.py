@@ -80,8 +80,8 @@ class ResultLog:
         key: column that identifies an item; :attr:`done` holds the keys already written.
         resume: continue an existing file (its header is kept); otherwise an existing file with
             rows is refused with the fix.
-        columns: the header, when known up front; else the first :meth:`write` fixes it (columns
-            that only appear later go to an ``extra`` JSON column).
+        columns: the header, when known up front; else the first :meth:`write` sets it, and a
+            column that appears later widens it (the file is rewritten in one rename).
     """
 
     def __init__(self, path: str | Path, key: str, *, resume: bool, columns: Sequence[str] | None = None) -> None:
@@ -138,17 +138,38 @@ class ResultLog:
             cols: list[str] = []
             for r in rows:
                 cols += [k for k in r if k not in cols]
-            self._start([*cols, "extra"])
+            self._start(cols)
         assert self.columns is not None
-        lines = []
-        for r in rows:
-            extra = {k: v for k, v in r.items() if k not in self.columns}
-            line = [format_cell(r.get(c, "")) for c in self.columns]
-            if extra and "extra" in self.columns:
-                line[self.columns.index("extra")] = json.dumps(extra, default=str)
-            lines.append(line)
+        new = [k for r in rows for k in r if k not in self.columns]
+        if new:  # e.g. the first tiled input, or a compacted file continued: widen the header
+            self._rewrite(read_rows(self.path), [*self.columns, *dict.fromkeys(new)])
+        lines = [[format_cell(r.get(c, "")) for c in self.columns] for r in rows]
         self._append(lines)
         self.done.update(str(r[self.key]) for r in rows)
+
+
+    def _rewrite(self, rows: list[dict[str, str]], columns: list[str]) -> None:
+        """Replace the file by ``rows`` under ``columns`` in one rename (never half-written)."""
+        from medattn.io import atomic_path
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows([[r.get(c, "") or "" for c in columns] for r in rows])
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(buf.getvalue(), encoding="utf-8")
+        self.columns = columns
+
+    def compact(self) -> list[str]:
+        """Drop the columns that are empty in every row (the key column stays); returns their names.
+        Called when a run ends; a later ``--resume`` widens the header again if needed."""
+        rows = read_rows(self.path)
+        if not rows or self.columns is None:
+            return []
+        empty = [c for c in self.columns if c != self.key and not any(r.get(c) for r in rows)]
+        if empty:
+            self._rewrite(rows, [c for c in self.columns if c not in empty])
+        return empty
 
 
 def response_fields(answer: dict[str, Any]) -> dict[str, Any]:

@@ -87,8 +87,7 @@ def _assemble(out: Path, done: set[str]) -> int:
         import io
 
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=[c for c in rows[0] if c != "extra"], extrasaction="ignore",
-                           lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         w.writerows({k: format_cell(v) for k, v in r.items()} for r in rows)
         atomic_write_text(out / "nuclei.csv", buf.getvalue())
