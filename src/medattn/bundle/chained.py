@@ -95,8 +95,10 @@ class ChainedPredictor(Predictor):
         return p[:, 0] if self.task == "binary" else p
 
     @torch.no_grad()
-    def predict_tensor(self, x: torch.Tensor) -> np.ndarray:
-        """``B × (outputs + 5)``: probabilities, region fraction and region box (fractions)."""
+    def predict_tensor(self, x: torch.Tensor, details: dict[str, Any] | None = None) -> np.ndarray:
+        """``B × (outputs + 5)``: probabilities, region fraction and region box (fractions).
+        ``details`` stays empty: a chain carries no OOD model or TTA views of its own, so its trust
+        checks (the contract, the sets) need nothing from the forward pass."""
         res = self.model.run_chain(x.to(self.device))
         p = self.postprocess_logits(res.logits).reshape(len(x), -1)
         s = float(x.shape[-1])
