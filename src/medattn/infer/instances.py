@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 
 from medattn.errors import DataError
 
-__all__ = ["postprocess_setting", "instances_of", "object_table", "keep_centred", "foreground_prob",
+__all__ = ["postprocess_setting", "seg_target_of", "instances_of", "object_table", "keep_centred", "foreground_prob",
            "save_label_image", "grey_image", "OBJECT_COLUMNS", "semantic_classes"]
 
 OBJECT_COLUMNS = ("id", "centroid_x", "centroid_y", "area", "perimeter", "area_um2", "perimeter_um", "eccentricity",
@@ -75,12 +75,20 @@ def _centroids(lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     with np.errstate(invalid="ignore", divide="ignore"):
         return area, np.bincount(flat, yy.ravel(), n + 1) / area, np.bincount(flat, xx.ravel(), n + 1) / area
 
+def seg_target_of(meta: dict[str, Any]) -> str:
+    """The segmentation head kind of a bundle (``recipe.task.seg_target``; ``binary`` when absent)."""
+    return str(((meta.get("recipe") or {}).get("task") or {}).get("seg_target") or "binary")
+
+
 def postprocess_setting(meta: dict[str, Any], n_classes: int) -> dict[str, Any]:
-    """The instance post-processing a bundle carries (chosen on validation), or the default."""
+    """The instance post-processing a bundle carries (chosen on validation), or the default of its
+    head (:func:`medattn.metrics.postprocess.default_postprocess`)."""
+    from medattn.metrics.postprocess import default_postprocess
+
     setting = meta.get("postprocess") or ((meta.get("recipe") or {}).get("evaluation") or {}).get("postprocess")
     if setting:
         return dict(setting)
-    return {"method": "three_class"} if n_classes == 3 else {"method": "connected"}
+    return default_postprocess(seg_target_of(meta), n_classes)
 
 
 def instances_of(probs: np.ndarray, setting: dict[str, Any]) -> np.ndarray:
@@ -203,9 +211,9 @@ def save_label_image(labels: np.ndarray, path: str | Path) -> Path:
 
 def semantic_classes(predictor: Any, k: int) -> list[str] | None:
     """Names of semantic classes 1..K-1 of a segmentation head, or ``None`` for a background /
-    inside / boundary head (whose channels are parts of one object, not classes)."""
-    recipe = predictor.meta.get("recipe") or {}
-    if (recipe.get("task") or {}).get("seg_target") == "three_class" or k <= 2:
+    inside / boundary head or a hover head (whose channels are parts of one object or distance
+    maps, not classes)."""
+    if seg_target_of(predictor.meta) in ("three_class", "hover") or k <= 2:
         return None
     names = list(predictor.class_names)
     return names[1:k] if len(names) >= k else None
