@@ -177,7 +177,7 @@ def hover_energy(hv: np.ndarray, smooth: float = 1.0) -> np.ndarray:
 
 def hover_instances(
     output: np.ndarray, fg_threshold: float = 0.5, seed_threshold: float | None = None,
-    energy_threshold: float = 0.3, smooth: float = 1.0, min_seed: int = 10, min_size: int = 10,
+    energy_threshold: float = 0.15, smooth: float = 1.0, min_seed: int = 10, min_size: int = 10,
 ) -> np.ndarray:
     """Instances from a hover head: marker-controlled watershed on the edge energy of its maps.
 
@@ -226,7 +226,7 @@ POSTPROCESS_GRID: list[dict[str, Any]] = [
 # the hover ones need the (4, H, W) output of a hover head
 POSTPROCESS_GRID_HOVER: list[dict[str, Any]] = [
     {"method": "hover", "fg_threshold": f, "energy_threshold": e, "min_seed": 10, "min_size": m}
-    for f in (0.4, 0.5) for e in (0.2, 0.35, 0.5) for m in (10, 30)
+    for f in (0.4, 0.5) for e in (0.1, 0.2, 0.35) for m in (10, 30)
 ] + POSTPROCESS_GRID_BINARY
 
 _METHOD_ARGS = {
