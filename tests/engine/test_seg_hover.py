@@ -85,6 +85,16 @@ def test_probabilities_of_a_hover_head() -> None:
         probabilities(z, "segmentation", "stardist")
 
 
+def test_segment_classify_region_of_a_hover_segmenter() -> None:
+    """A chain's region is the hover head's nuclear pixels (its distance maps are not classes)."""
+    from medattn.models.emphasis import region_mask
+
+    lab = torch.from_numpy(touching_discs())[None]
+    logits = oracle_logits(lab)
+    np.testing.assert_array_equal(region_mask(logits, (48, 64), seg_target="hover")[0].numpy(), lab[0].numpy() > 0)
+    assert not torch.equal(region_mask(logits, (48, 64))[0], lab[0] > 0)  # read as 3 classes it is wrong
+
+
 def test_hover_loss_is_lowest_at_the_true_maps() -> None:
     from medattn.models import create_model
 

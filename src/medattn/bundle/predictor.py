@@ -125,7 +125,7 @@ class Predictor:
     @property
     def seg_target(self) -> str:
         """Segmentation head kind (``binary``, ``three_class``, ``hover``) from the stored recipe."""
-        from medattn.infer.instances import seg_target_of
+        from medattn.models.outputs import seg_target_of
 
         return seg_target_of(self.meta)
 

@@ -18,8 +18,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from medattn.errors import DataError
+from medattn.models.outputs import seg_target_of
 
-__all__ = ["postprocess_setting", "seg_target_of", "instances_of", "object_table", "keep_centred", "foreground_prob",
+__all__ = ["postprocess_setting", "instances_of", "object_table", "keep_centred", "foreground_prob",
            "save_label_image", "grey_image", "OBJECT_COLUMNS", "semantic_classes"]
 
 OBJECT_COLUMNS = ("id", "centroid_x", "centroid_y", "area", "perimeter", "area_um2", "perimeter_um", "eccentricity",
@@ -74,11 +75,6 @@ def _centroids(lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     yy, xx = np.indices(lab.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         return area, np.bincount(flat, yy.ravel(), n + 1) / area, np.bincount(flat, xx.ravel(), n + 1) / area
-
-def seg_target_of(meta: dict[str, Any]) -> str:
-    """The segmentation head kind of a bundle (``recipe.task.seg_target``; ``binary`` when absent)."""
-    return str(((meta.get("recipe") or {}).get("task") or {}).get("seg_target") or "binary")
-
 
 def postprocess_setting(meta: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """The instance post-processing a bundle carries (chosen on validation), or the default of its

@@ -20,8 +20,8 @@ import torch
 
 from medattn.errors import ModelError
 
-__all__ = ["main_logits", "probabilities", "activation", "probability_to_logit", "displacement_channels", "TASKS",
-           "SEG_TARGETS", "HOVER_CHANNELS"]
+__all__ = ["main_logits", "probabilities", "activation", "probability_to_logit", "displacement_channels",
+           "seg_target_of", "TASKS", "SEG_TARGETS", "HOVER_CHANNELS"]
 
 TASKS = ("binary", "multiclass", "multilabel", "segmentation")
 SEG_TARGETS = ("binary", "three_class", "hover")
@@ -81,6 +81,12 @@ def probabilities(output: object, task: str, seg_target: str = "binary") -> torc
         p = torch.sigmoid(z[:, :1])
         return torch.cat([1 - p, p, torch.tanh(z[:, 1:])], 1)
     return torch.softmax(z, 1) if activation(task, n_out) == "softmax" else torch.sigmoid(z)
+
+
+def seg_target_of(meta: dict) -> str:
+    """The segmentation head kind of a bundle's metadata (``recipe.task.seg_target``; ``binary``
+    when absent, as in bundles written before heads were recorded)."""
+    return str(((meta.get("recipe") or {}).get("task") or {}).get("seg_target") or "binary")
 
 
 def displacement_channels(task: str, seg_target: str = "binary") -> tuple[int, int] | None:

@@ -102,7 +102,9 @@ def decision_text(meta: dict[str, Any]) -> str:
     if task == "segmentation":
         pp = meta.get("postprocess") or {}
         inst = f"; instances by the '{pp['method']}' post-processing chosen on validation" if pp.get("method") else ""
-        head = ((meta.get("recipe") or {}).get("task") or {}).get("seg_target")
+        from medattn.models.outputs import seg_target_of
+
+        head = seg_target_of(meta)
         if head != "hover" and (len(names) > 2 or head == "three_class"):
             return "each pixel takes its likeliest class" + inst
         maps = ("; horizontal and vertical distance maps to each nucleus's centre separate touching nuclei"
