@@ -177,7 +177,7 @@ def hover_energy(hv: np.ndarray, smooth: float = 1.0) -> np.ndarray:
 
 def hover_instances(
     output: np.ndarray, fg_threshold: float = 0.5, seed_threshold: float | None = None,
-    energy_threshold: float = 0.15, smooth: float = 1.0, min_seed: int = 10, min_size: int = 10,
+    energy_threshold: float = 0.02, smooth: float = 0.5, min_seed: int = 4, min_size: int = 10,
 ) -> np.ndarray:
     """Instances from a hover head: marker-controlled watershed on the edge energy of its maps.
 
@@ -186,7 +186,9 @@ def hover_instances(
             maps, as :func:`medattn.models.outputs.probabilities` gives them for a hover head.
         fg_threshold: foreground is ``P(foreground) >= fg_threshold``.
         seed_threshold: seeds need ``P(foreground) >=`` this (default ``fg_threshold``).
-        energy_threshold: seeds are foreground pixels whose :func:`hover_energy` is below this.
+        energy_threshold: seeds are foreground pixels whose :func:`hover_energy` is below this
+            (about 0: where both maps rise, as inside a nucleus; a trained network blurs the
+            fall between touching nuclei, so their contact is often below 0.2).
         smooth: Gaussian sigma on the maps before their derivatives.
         min_seed: seeds smaller than this many pixels (after an opening) are not used.
         min_size: instances smaller than this many pixels are dropped.
@@ -225,8 +227,8 @@ POSTPROCESS_GRID: list[dict[str, Any]] = [
 
 # the hover ones need the (4, H, W) output of a hover head
 POSTPROCESS_GRID_HOVER: list[dict[str, Any]] = [
-    {"method": "hover", "fg_threshold": f, "energy_threshold": e, "min_seed": 10, "min_size": m}
-    for f in (0.4, 0.5) for e in (0.1, 0.2, 0.35) for m in (10, 30)
+    {"method": "hover", "fg_threshold": f, "energy_threshold": e, "smooth": g, "min_seed": 4, "min_size": m}
+    for f in (0.4, 0.5) for e in (0.01, 0.03, 0.1) for g in (0.5, 1.0) for m in (10, 30)
 ] + POSTPROCESS_GRID_BINARY
 
 _METHOD_ARGS = {
