@@ -56,6 +56,24 @@ def test_segmentation_target_sums_class_logits_over_predicted_region() -> None:
     assert s.class_index == 1 and float(s.target(single[0])) == pytest.approx(2.0)
 
 
+def test_hover_head_is_explained_by_its_nuclear_pixel_logit() -> None:
+    from medattn.explain.perturbation import ProbabilityTarget
+
+    logits = torch.full((1, 3, 4, 4), -1.0)
+    logits[0, 0, :2, :2] = 2.0  # 4 nuclear pixels
+    logits[0, 1:] = 9.0  # distance maps: large values that are not classes
+    specs = resolve_targets(logits, "segmentation", "all", ["background", "foreground"], seg_target="hover")
+    assert [s.class_name for s in specs] == ["background", "foreground"]
+    fg = specs[1].target
+    assert float(fg(logits[0])) == pytest.approx(8.0)  # 4 pixels × logit 2, channel 0 only
+    assert float(ProbabilityTarget(fg, "softmax")(logits[0])) == pytest.approx(float(torch.sigmoid(torch.tensor(2.0))))
+    assert float(specs[0].target(logits[0])) == pytest.approx(12.0)  # background: 12 pixels × −(−1)
+    top = resolve_targets(logits, "segmentation", "top", ["background", "foreground"], seg_target="hover")
+    assert [s.class_name for s in top] == ["foreground"]
+    # read as a 3-class head the same logits would name a third class
+    assert len(resolve_targets(logits, "segmentation", "all", ["background", "foreground"])) == 3
+
+
 def test_out_of_range_and_unknown_classes_list_the_valid_ones() -> None:
     logits = torch.zeros(1, 3)
     with pytest.raises(ConfigError, match="out of range.*0..2"):

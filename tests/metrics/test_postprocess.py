@@ -122,3 +122,84 @@ def test_choose_postprocess_picks_best_mean_aji() -> None:
     assert score > 0.8
     with pytest.raises(DataError, match="one truth per output"):
         choose_postprocess(outs, trues[:1])
+
+
+def _hover_output(true: np.ndarray, blur: float = 0.0) -> np.ndarray:
+    """``(4, H, W)`` hover-head output of the true maps (background, foreground, horizontal, vertical),
+    optionally blurred like a network's."""
+    import torch
+
+    from medattn.engine.seg_task import hover_target
+
+    fg, hv = hover_target(torch.from_numpy(true.astype(np.int64))[None])
+    p = fg[0].numpy() * 0.9 + 0.05
+    maps = hv[0].numpy()
+    if blur:
+        p, maps = ndi.gaussian_filter(p, blur), np.stack([ndi.gaussian_filter(m, blur) for m in maps])
+    return np.concatenate([(1 - p)[None], p[None], maps]).astype(np.float32)
+
+
+@pytest.mark.parametrize("blur", [0.0, 1.5])
+def test_hover_separates_touching_nuclei(blur: float) -> None:
+    from medattn.metrics.instance import instance_metrics
+    from medattn.metrics.postprocess import hover_energy, hover_instances, instances_from_output
+
+    true = _disks([(20, 20), (20, 33), (45, 45), (46, 32)], r=7)  # two pairs touching
+    out = _hover_output(true, blur)
+    lab = instances_from_output(out, {"method": "hover", "min_size": 5})
+    np.testing.assert_array_equal(lab, hover_instances(out, min_size=5))
+    assert lab.max() == 4
+    assert instance_metrics(true, lab)["aji"] > (0.97 if not blur else 0.85)
+    # the same foreground merges the touching pairs by connected components
+    merged = instances_from_output(out, {"method": "connected"})
+    assert merged.max() == 2 and instance_metrics(true, merged)["aji"] < 0.6
+    # the energy is high where two nuclei touch, about 0 at their centres
+    e = hover_energy(out[2:])
+    assert e[20, 25:31].max() > (0.4 if not blur else 0.2) and e[20, 20] < 0.05 and e[45, 45] < 0.05
+
+
+def test_hover_versus_three_class_on_a_bridged_pair() -> None:
+    """A foreground bridge between two nuclei merges a 3-class head's seeds; the distance maps still
+    change sign across it, so the hover head keeps the two nuclei apart."""
+    from medattn.metrics.instance import instance_metrics
+    from medattn.metrics.postprocess import instances_from_output
+
+    true = _disks([(20, 20), (20, 32)], r=7)
+    three = _soft_three_class(true)
+    three[:, 18:23, 24:29] = np.array([0.05, 0.6, 0.35])[:, None, None]
+    hover = _hover_output(true, blur=1.0)
+    hover[1, 18:23, 24:29], hover[0, 18:23, 24:29] = 0.9, 0.1
+    assert instances_from_output(three, {"method": "three_class", "min_size": 5}).max() == 1
+    lab = instances_from_output(hover, {"method": "hover", "min_size": 5})
+    assert lab.max() == 2 and instance_metrics(true, lab)["aji"] > 0.85
+
+
+def test_hover_settings_grid_and_defaults() -> None:
+    from medattn.metrics.postprocess import (
+        POSTPROCESS_GRID,
+        POSTPROCESS_GRID_BINARY,
+        POSTPROCESS_GRID_HOVER,
+        check_setting,
+        choose_postprocess,
+        default_postprocess,
+        instances_from_output,
+        postprocess_grid,
+    )
+
+    assert postprocess_grid("hover") is POSTPROCESS_GRID_HOVER and postprocess_grid("three_class") is POSTPROCESS_GRID
+    assert postprocess_grid("binary") is POSTPROCESS_GRID_BINARY
+    assert {s["method"] for s in POSTPROCESS_GRID_HOVER} == {"hover", "watershed", "connected"}
+    assert default_postprocess("hover", 4) == {"method": "hover"}
+    assert default_postprocess("three_class", 3) == {"method": "three_class"}
+    assert default_postprocess("binary", 2) == {"method": "connected"}
+    assert check_setting({"method": "hover", "energy_threshold": 0.3})[0] == "hover"
+    with pytest.raises(DataError, match=r"unknown setting\(s\) \['min_distance'\]"):
+        check_setting({"method": "hover", "min_distance": 3})
+    with pytest.raises(DataError, match=r"hover output must be \(4, H, W\)"):
+        instances_from_output(np.zeros((3, 8, 8), np.float32), {"method": "hover"})
+    trues = [_disks([(20, 20), (20, 33), (45, 45)], r=7), _disks([(15, 15), (15, 28), (40, 40)], r=7)]
+    outs = [_hover_output(t, blur=1.0) for t in trues]
+    best, score, table = choose_postprocess(outs, trues, seg_target="hover")
+    assert len(table) == len(POSTPROCESS_GRID_HOVER)
+    assert best["method"] == "hover" and score > 0.9
+    assert instances_from_output(np.zeros((4, 8, 8), np.float32), {"method": "hover"}).max() == 0

@@ -123,6 +123,13 @@ class Predictor:
         return str(self.meta.get("task", "binary"))
 
     @property
+    def seg_target(self) -> str:
+        """Segmentation head kind (``binary``, ``three_class``, ``hover``) from the stored recipe."""
+        from medattn.models.outputs import seg_target_of
+
+        return seg_target_of(self.meta)
+
+    @property
     def threshold(self) -> float:
         return float(self.meta.get("threshold", 0.5))
 
@@ -231,10 +238,11 @@ class Predictor:
         import threading
 
         from medattn.infer.tta import dihedral_mean
-        from medattn.models.outputs import probabilities
+        from medattn.models.outputs import displacement_channels, probabilities
         from medattn.trust.ood import capture_features
 
         dense = self.task == "segmentation"
+        head = self.seg_target if dense else "binary"
         want = details is not None and not dense
         layers = self.trust_layers() if want else []
         seen: list[torch.Tensor] = []
@@ -242,18 +250,19 @@ class Predictor:
         def fn(v: torch.Tensor) -> torch.Tensor:
             if layers and not seen:  # the first view is the unaugmented input
                 with capture_features(self.model, layers, thread=threading.get_ident()) as store:
-                    y = probabilities(self.model(v), self.task)
+                    y = probabilities(self.model(v), self.task, head)
                 details["features"] = {k: torch.cat(t).numpy() for k, t in store.items() if t}  # type: ignore[index]
             else:
-                y = probabilities(self.model(v), self.task)
+                y = probabilities(self.model(v), self.task, head)
             if want:
                 seen.append(y.float().cpu().reshape(len(v), -1))
             return y
 
         # test-time augmentation recorded at training (bundle.json "tta"): 8 views; segmentation: the
-        # 4 flips, as medattn.infer.tiling averages them
+        # 4 flips, as medattn.infer.tiling averages them (a hover head's distance maps turned back as vectors)
         views: int | str = ("flips" if dense else 8) if self.meta.get("tta") else 1
-        probs = dihedral_mean(fn, x.to(self.device), dense=dense, views=views).cpu().numpy()
+        probs = dihedral_mean(fn, x.to(self.device), dense=dense, views=views,
+                              vectors=displacement_channels(self.task, head)).cpu().numpy()
         if want and len(seen) > 1:
             details["views"] = torch.stack(seen).numpy()  # type: ignore[index]
         return probs[:, 0] if self.task == "binary" else probs
@@ -313,9 +322,12 @@ class Predictor:
                 "thresholds": dict(zip(names, map(float, th), strict=True))}
 
     def mask_from_probs(self, p: np.ndarray) -> np.ndarray:
-        """Label mask (``H×W`` uint8) of one segmentation output ``K×H×W``."""
+        """Label mask (``H×W`` uint8) of one segmentation output ``K×H×W`` (a hover head: its
+        foreground channel at the threshold; its distance maps are not classes)."""
         if p.shape[0] == 1:
             return (p[0] >= self.threshold).astype(np.uint8)
+        if self.seg_target == "hover":
+            return (p[1] >= self.threshold).astype(np.uint8)
         return np.argmax(p, 0).astype(np.uint8)
 
     def conclude(self, prepared: Prepared, probs: np.ndarray, *, alpha: float | None = None,

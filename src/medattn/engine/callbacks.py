@@ -257,7 +257,7 @@ class SegProgressGIF(L.Callback):
         pl_module.eval()
         logits = pl_module(self.image[None].to(pl_module.device))
         pl_module.train(was)
-        prob = foreground_prob(logits)[0].float().cpu().numpy()
+        prob = foreground_prob(logits, getattr(pl_module, "seg_target", "binary"))[0].float().cpu().numpy()
         rgb = (self.image[:3] * self.std[: self.image.shape[0]] + self.mean[: self.image.shape[0]]).clamp(0, 1)
         rgb = (rgb.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         if rgb.shape[2] == 1:

@@ -141,8 +141,10 @@ class TaskConfig(_Strict):
     type: Literal["binary", "multiclass", "multilabel", "segmentation", "agcnn"]
     stage: Literal["global", "local", "fusion", "all"] = "all"
     """AG-CNN only: one stage, or all three in sequence (best validation weights kept per stage)."""
-    seg_target: Literal["binary", "three_class"] = "binary"
-    """Segmentation: foreground mask, or background/interior/boundary (3-class head)."""
+    seg_target: Literal["binary", "three_class", "hover"] = "binary"
+    """Segmentation: foreground mask, background/interior/boundary (3-class head), or ``hover``
+    (HoVer-Net style: nuclear-pixel map + horizontal/vertical distances to each nucleus's centre;
+    needs instance label masks)."""
     gif_every: int = Field(1, ge=0)
     """Segmentation: predict a fixed validation image every N epochs into ``progress.gif`` (0 = off)."""
     ordinal: bool = False
@@ -176,6 +178,11 @@ class LossConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
     dice_weight: float = Field(1.0, ge=0.0)
     """Segmentation: loss = CE/BCE + dice_weight × Dice loss."""
+    hv_weight: float = Field(1.0, ge=0.0)
+    """``seg_target: hover``: weight of the MSE of the horizontal/vertical distance maps."""
+    hv_grad_weight: float = Field(2.0, ge=0.0)
+    """``seg_target: hover``: weight of the MSE of their Sobel derivatives on nuclear pixels
+    (sharp changes between touching nuclei; HoVer-Net's weight 2)."""
 
 
 class EarlyStoppingConfig(_Strict):
@@ -350,6 +357,13 @@ class Recipe(_Strict):
         if not v or any(c in v for c in "/\\ "):
             raise ValueError("must be a non-empty name without slashes or spaces")
         return v
+
+    @model_validator(mode="after")
+    def _hover_needs_instances(self) -> Recipe:
+        if self.task.seg_target == "hover" and self.data.options.get("binary"):
+            raise ValueError("task.seg_target 'hover' needs instance label masks (distances to each "
+                             "nucleus's centre); remove data.options.binary")
+        return self
 
     def default_monitor(self) -> str:
         """The validation metric that selects checkpoints."""

@@ -52,11 +52,12 @@ def predict_scores(model: nn.Module, ds: Dataset, kind: str, batch_size: int = 6
 
 def predict_masks(model: nn.Module, ds: Dataset, mean: tuple[float, ...] = (0.0, 0.0, 0.0),
                   std: tuple[float, ...] = (1.0, 1.0, 1.0), *, tile: int = 256, overlap: int = 64,
-                  tta: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                  tta: bool = False, seg_target: str = "binary") -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per image ``(ground truth, class probabilities K×H×W, image)`` with padding removed.
 
-    Probabilities come from overlapping ``tile``-pixel windows (:func:`sliding_window_probs`);
-    ``image`` is the network input un-normalised with ``mean``/``std`` (``uint8`` ``H×W×C``).
+    Probabilities come from overlapping ``tile``-pixel windows (:func:`sliding_window_probs`) of
+    the ``seg_target`` head; ``image`` is the network input un-normalised with ``mean``/``std``
+    (``uint8`` ``H×W×C``).
     """
     from medattn.infer.tiling import effective_overlap, sliding_window_probs
     from medattn.progress import track
@@ -70,17 +71,13 @@ def predict_masks(model: nn.Module, ds: Dataset, mean: tuple[float, ...] = (0.0,
             rows, cols = np.nonzero(gt >= 0)
             h, w = (rows.max() + 1, cols.max() + 1) if len(rows) else gt.shape
             x = x[:, :h, :w]
-            prob = sliding_window_probs(model, x, tile, effective_overlap(tile, overlap), tta=tta)
+            prob = sliding_window_probs(model, x, tile, effective_overlap(tile, overlap), tta=tta,
+                                        seg_target=seg_target)
             c = x.shape[0]
             img = ((x.float().cpu() * s_[:c] + m_[:c]).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
             out.append((gt[:h, :w], prob, img.permute(1, 2, 0).numpy().squeeze()))
             tick()
     return out
-
-
-def default_postprocess(probs: np.ndarray) -> dict[str, Any]:
-    """Setting used when no validation image has instances to choose one on."""
-    return {"method": "three_class"} if probs.shape[0] == 3 else {"method": "connected"}
 
 
 def _true_instances(gt: np.ndarray) -> np.ndarray:
@@ -133,20 +130,22 @@ def _evaluate_segmentation(recipe: Recipe, model: nn.Module, ds: Any, valid: Any
 
     ev = recipe.evaluation
     kw = {"tile": ev.tile_size or recipe.data.image_size, "overlap": ev.tile_overlap, "tta": ev.tta}
-    preds = predict_masks(model, ds, recipe.data.mean, recipe.data.std, **kw)
+    head = recipe.task.seg_target
+    preds = predict_masks(model, ds, recipe.data.mean, recipe.data.std, **kw, seg_target=head)
     keep = _keep(ds, ids)
     setting, chosen_on = ev.postprocess, "recipe"
     if setting is None:  # chosen on validation images, never on test
-        from medattn.metrics.postprocess import choose_postprocess
+        from medattn.metrics.postprocess import choose_postprocess, default_postprocess
 
         val = [(p, _true_instances(g)) for g, p, _ in predict_masks(model, valid, recipe.data.mean,
-                                                                     recipe.data.std, **kw)]
+                                                                     recipe.data.std, **kw, seg_target=head)]
         val = [(p, t) for p, t in val if t.max() > 0]
         if val:
-            setting, val_aji, _ = choose_postprocess([p for p, _ in val], [t for _, t in val])
+            setting, val_aji, _ = choose_postprocess([p for p, _ in val], [t for _, t in val], seg_target=head)
             chosen_on = f"validation split ({len(val)} images, mean AJI {val_aji:.3f})"
         else:
-            setting, chosen_on = default_postprocess(preds[0][1]), "default (no validation instances)"
+            setting = default_postprocess(head, preds[0][1].shape[0])
+            chosen_on = "default (no validation instances)"
     from medattn.metrics.postprocess import instances_from_output
 
     names = item_file_names(ids)

@@ -35,12 +35,13 @@ __all__ = ["build_model", "build_task", "build_trainer", "fit_stage", "StageResu
 
 
 def num_outputs(recipe: Recipe, class_names: list[str]) -> int:
-    """Model outputs: 1 for binary, K classes/labels, 1 or 3 segmentation channels."""
+    """Model outputs: 1 for binary, K classes/labels, 1 or 3 segmentation channels (3 for a
+    three_class or hover head)."""
     t = recipe.task.type
     if t == "binary":
         return 1
     if t == "segmentation":
-        return 3 if recipe.task.seg_target == "three_class" else 1
+        return 3 if recipe.task.seg_target in ("three_class", "hover") else 1
     if not class_names:
         raise ConfigError(f"field 'data.class_names': the {t} task needs class names and the data gave none")
     return len(class_names)
@@ -53,8 +54,10 @@ def build_model(recipe: Recipe, class_names: list[str]) -> nn.Module:
 
     args = dict(recipe.model.args)
     args.setdefault("num_classes", num_outputs(recipe, class_names))
-    if recipe.task.type == "segmentation" and recipe.task.seg_target == "three_class" and recipe.model.name == "unet":
-        args.setdefault("head", "3class")
+    if recipe.task.type == "segmentation" and recipe.model.name == "unet":
+        head = {"three_class": "3class", "hover": "hover"}.get(recipe.task.seg_target)
+        if head:
+            args.setdefault("head", head)
     model = create_model(recipe.model.name, **args)
     if recipe.model.pretrained:
         load_pretrained(model, recipe.model.pretrained)
@@ -97,7 +100,8 @@ def build_task(recipe: Recipe, model: nn.Module, data: RunData, stage: str | Non
         from medattn.engine.seg_task import SegmentationTask
 
         return SegmentationTask(model, seg_target=recipe.task.seg_target, dice_weight=loss.dice_weight,
-                                class_weights=cw if isinstance(cw, list) else None, **base)
+                                class_weights=cw if isinstance(cw, list) else None, hv_weight=loss.hv_weight,
+                                hv_grad_weight=loss.hv_grad_weight, **base)
     if t == "agcnn":
         from medattn.engine.agcnn_task import AGCNNTask
 

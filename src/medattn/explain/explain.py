@@ -201,7 +201,8 @@ def explain(
         act = activation(pred.task, logits.shape[1])
         tiled = prep.handling == "tiled"
         decide = _answer_logits(pred, answer, logits) if tiled else logits
-        specs: list[TargetSpec] = resolve_targets(decide, pred.task, target, pred.class_names, _thresholds(pred))
+        specs: list[TargetSpec] = resolve_targets(decide, pred.task, target, pred.class_names, _thresholds(pred),
+                                                  seg_target=getattr(pred, "seg_target", "binary"))
         for s in specs:
             heat = _maps(net, x, s.target, method, layer, batch_size, scorecam_batch)
             lname = heat[1]

@@ -47,8 +47,9 @@ class ProbabilityTarget:
         if isinstance(t, ClassTarget):
             return probabilities(output.reshape(1, -1), task)[0, t.index]
         if isinstance(t, SegmentationTarget):
-            if output.shape[0] == 1:
-                prob = probabilities((output if t.index >= 1 else -output)[None], "segmentation")[0, 0]
+            one = t.single(output)
+            if one is not None:
+                prob = probabilities((one if t.index >= 1 else -one)[None], "segmentation")[0, 0]
             else:
                 prob = probabilities(output[None], task)[0, t.index]
             if t.region is None:

@@ -68,11 +68,22 @@ class SegmentationTarget:
         index: output channel of the class; with a single-channel output, index 0 is the
             background (the negated logit) and index 1 the foreground.
         region: ``H×W`` boolean mask of the pixels to explain; ``None`` = the whole image.
+        logit_channel: the channel holding a single foreground logit in a wider output (a hover
+            head's nuclear-pixel channel 0; its distance maps are not classes): read like a
+            single-channel output.
     """
 
-    def __init__(self, index: int, region: np.ndarray | torch.Tensor | None = None) -> None:
+    def __init__(self, index: int, region: np.ndarray | torch.Tensor | None = None,
+                 logit_channel: int | None = None) -> None:
         self.index = int(index)
         self.region = None if region is None else torch.as_tensor(np.asarray(region), dtype=torch.float32)
+        self.logit_channel = logit_channel
+
+    def single(self, output: torch.Tensor) -> torch.Tensor | None:
+        """The ``1×H×W`` single foreground logit of ``output`` (C×H×W), or ``None`` for a class head."""
+        if self.logit_channel is not None:
+            return output[self.logit_channel : self.logit_channel + 1]
+        return output if output.shape[0] == 1 else None
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         if output.ndim != 3:
@@ -80,8 +91,9 @@ class SegmentationTarget:
                 f"a segmentation target needs a C×H×W output per image, got shape {tuple(output.shape)}; "
                 "use a class target for classifiers"
             )
-        if output.shape[0] == 1:
-            logit = output[0] if self.index >= 1 else -output[0]
+        one = self.single(output)
+        if one is not None:
+            logit = one[0] if self.index >= 1 else -one[0]
         else:
             logit = output[self.index]
         if self.region is None:
@@ -132,6 +144,7 @@ def resolve_targets(
     spec: str | int,
     class_names: Sequence[str],
     thresholds: Sequence[float] | float | None = None,
+    seg_target: str = "binary",
 ) -> list[TargetSpec]:
     """Turn a ``--target`` spec into one :class:`TargetSpec` per map to compute.
 
@@ -141,6 +154,8 @@ def resolve_targets(
         spec: ``"top"``, ``"all"``, a class name or a class index.
         class_names: names in output order (binary: ``[negative, positive]``).
         thresholds: decision threshold(s) on probabilities (binary / multilabel ``top``).
+        seg_target: segmentation head kind; a ``hover`` head is explained by its nuclear-pixel
+            logit (channel 0) as a single-channel head.
 
     Raises:
         ConfigError: unknown task, unknown class or an index out of range.
@@ -149,6 +164,9 @@ def resolve_targets(
         raise ConfigError(f"unknown task '{task}'; valid: {', '.join(TASKS)}")
     names = list(class_names)
     key = spec.lower() if isinstance(spec, str) else spec
+    hover = task == "segmentation" and seg_target == "hover"
+    if hover:
+        logits = logits[:, :1]
     n_out = logits.shape[1]
     if task == "binary" and n_out != 1:
         task = "multiclass"  # a two-logit binary model is explained like a multiclass one
@@ -185,7 +203,7 @@ def resolve_targets(
                 tg: object = BinaryLogitTarget(positive=c == 1)
             elif task == "segmentation":
                 region = (_seg_classes(det[i : i + 1])[0] == c).cpu().numpy()
-                tg = SegmentationTarget(c, region if region.any() else None)
+                tg = SegmentationTarget(c, region if region.any() else None, 0 if hover else None)
             else:
                 tg = ClassTarget(c)
             out.append(TargetSpec(item=i, class_index=c, class_name=names[c], target=tg))

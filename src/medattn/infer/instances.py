@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from medattn.errors import DataError
+from medattn.models.outputs import seg_target_of
 
 __all__ = ["postprocess_setting", "instances_of", "object_table", "keep_centred", "foreground_prob",
            "save_label_image", "grey_image", "OBJECT_COLUMNS", "semantic_classes"]
@@ -76,11 +77,14 @@ def _centroids(lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         return area, np.bincount(flat, yy.ravel(), n + 1) / area, np.bincount(flat, xx.ravel(), n + 1) / area
 
 def postprocess_setting(meta: dict[str, Any], n_classes: int) -> dict[str, Any]:
-    """The instance post-processing a bundle carries (chosen on validation), or the default."""
+    """The instance post-processing a bundle carries (chosen on validation), or the default of its
+    head (:func:`medattn.metrics.postprocess.default_postprocess`)."""
+    from medattn.metrics.postprocess import default_postprocess
+
     setting = meta.get("postprocess") or ((meta.get("recipe") or {}).get("evaluation") or {}).get("postprocess")
     if setting:
         return dict(setting)
-    return {"method": "three_class"} if n_classes == 3 else {"method": "connected"}
+    return default_postprocess(seg_target_of(meta), n_classes)
 
 
 def instances_of(probs: np.ndarray, setting: dict[str, Any]) -> np.ndarray:
@@ -203,9 +207,9 @@ def save_label_image(labels: np.ndarray, path: str | Path) -> Path:
 
 def semantic_classes(predictor: Any, k: int) -> list[str] | None:
     """Names of semantic classes 1..K-1 of a segmentation head, or ``None`` for a background /
-    inside / boundary head (whose channels are parts of one object, not classes)."""
-    recipe = predictor.meta.get("recipe") or {}
-    if (recipe.get("task") or {}).get("seg_target") == "three_class" or k <= 2:
+    inside / boundary head or a hover head (whose channels are parts of one object or distance
+    maps, not classes)."""
+    if seg_target_of(predictor.meta) in ("three_class", "hover") or k <= 2:
         return None
     names = list(predictor.class_names)
     return names[1:k] if len(names) >= k else None

@@ -84,7 +84,8 @@ def class_probs(p: torch.Tensor | np.ndarray) -> torch.Tensor:
     return torch.cat([1 - t, t], 1) if t.ndim == 4 and t.shape[1] == 1 else t
 
 
-def model_probs_fn(model: nn.Module, *, dense: bool = True, views: int | str = 1) -> ProbsFn:
+def model_probs_fn(model: nn.Module, *, dense: bool = True, views: int | str = 1,
+                   seg_target: str = "binary") -> ProbsFn:
     """Probabilities of a bare segmentation model (:func:`medattn.models.outputs.probabilities`)
     with test-time augmentation.
 
@@ -92,16 +93,18 @@ def model_probs_fn(model: nn.Module, *, dense: bool = True, views: int | str = 1
         model: returns logits ``B×K×h×w`` (dense) or ``B×K``.
         dense: segmentation output (TTA views are turned back before averaging).
         views: TTA views of :func:`medattn.infer.tta.dihedral_mean` (1 = none, ``"flips"``, 8).
+        seg_target: the head kind (``binary``, ``three_class``, ``hover``), as the recipe says.
     """
-    from medattn.models.outputs import probabilities
+    from medattn.models.outputs import displacement_channels, probabilities
 
     model.eval()
     dev = next(model.parameters()).device
+    vectors = displacement_channels("segmentation", seg_target) if dense else None
 
     @torch.no_grad()
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return dihedral_mean(lambda v: probabilities(model(v), "segmentation"), x.to(dev), dense=dense,
-                             views=views).cpu()
+        return dihedral_mean(lambda v: probabilities(model(v), "segmentation", seg_target), x.to(dev), dense=dense,
+                             views=views, vectors=vectors).cpu()
 
     return fn
 
@@ -176,16 +179,18 @@ def tile_grid(boxes: list[tuple[int, int]], score: np.ndarray) -> np.ndarray:
 
 
 def sliding_window_probs(model: nn.Module, image: torch.Tensor, window: int = 256, overlap: int = 64,
-                         tta: bool = False, batch_size: int = 4) -> np.ndarray:
+                         tta: bool = False, batch_size: int = 4, seg_target: str = "binary") -> np.ndarray:
     """Class probabilities ``K×H×W`` of a bare segmentation model over one ``C×H×W`` image.
 
     Args:
-        model: returns ``B×K×h×w`` logits for ``B×C×h×w`` input (K = 1: sigmoid, else softmax).
+        model: returns ``B×K×h×w`` logits for ``B×C×h×w`` input (K = 1: sigmoid, else softmax;
+            a ``hover`` head: see :func:`medattn.models.outputs.probabilities`).
         image: the normalised image (any device; moved to the model's).
         window: tile edge in pixels (the training crop size is a good choice).
         overlap: pixels shared by neighbouring tiles.
         tta: also predict the horizontally, vertically and doubly flipped tiles and average.
         batch_size: tiles per forward pass.
+        seg_target: the head kind, as the recipe says.
     """
-    fn = model_probs_fn(model, dense=True, views="flips" if tta else 1)
+    fn = model_probs_fn(model, dense=True, views="flips" if tta else 1, seg_target=seg_target)
     return tiled_dense_probs(fn, image, window, overlap, batch_size)

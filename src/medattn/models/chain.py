@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from medattn.models.emphasis import emphasise, region_boxes, region_mask, resize
-from medattn.models.outputs import main_logits
+from medattn.models.outputs import main_logits, seg_target_of
 
 __all__ = ["ChainedModel", "ChainOutput", "working_size", "MAX_WORK_SIZE"]
 
@@ -86,6 +86,7 @@ class ChainedModel(nn.Module):
         self.seg_hw, self.cls_hw = _hw(seg_meta["input_size"]), _hw(cls_meta["input_size"])
         self.seg_chans, self.cls_chans = int(seg_meta.get("in_chans", 3)), int(cls_meta.get("in_chans", 3))
         self.seg_threshold = float(seg_meta.get("threshold", 0.5))
+        self.seg_target = seg_target_of(seg_meta)
         for name, meta, c in (("seg", seg_meta, self.seg_chans), ("cls", cls_meta, self.cls_chans)):
             self.register_buffer(f"{name}_mean", torch.tensor(list(meta["mean"])[:c]).view(1, c, 1, 1), persistent=False)
             self.register_buffer(f"{name}_std", torch.tensor(list(meta["std"])[:c]).view(1, c, 1, 1), persistent=False)
@@ -98,7 +99,7 @@ class ChainedModel(nn.Module):
         """``(segmentation logits, boolean region mask at x's size)`` of ``[0, 1]`` images."""
         s = (_chans(resize(x, self.seg_hw), self.seg_chans) - self.seg_mean) / self.seg_std
         logits = main_logits(self.segmenter(s)).float()
-        return logits, region_mask(logits, tuple(x.shape[-2:]), self.seg_threshold)
+        return logits, region_mask(logits, tuple(x.shape[-2:]), self.seg_threshold, self.seg_target)
 
     def emphasise(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(classifier input in [0, 1], boxes)`` for images ``x`` and their region masks."""

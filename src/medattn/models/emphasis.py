@@ -48,13 +48,15 @@ def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)
 
 
-def region_mask(seg_out: torch.Tensor, hw: tuple[int, int], threshold: float = 0.5) -> torch.Tensor:
+def region_mask(seg_out: torch.Tensor, hw: tuple[int, int], threshold: float = 0.5,
+                seg_target: str = "binary") -> torch.Tensor:
     """Foreground of segmentation logits (``B×K×h×w``) at size ``hw`` → boolean ``B×H×W``.
 
-    One output channel: ``sigmoid ≥ threshold``; several: arg-max class ``> 0`` (every class but
-    background, e.g. nucleus interior and boundary of a three-class head).
+    One output channel, or a ``hover`` head's nuclear-pixel channel 0: ``sigmoid ≥ threshold``;
+    several: arg-max class ``> 0`` (every class but background, e.g. nucleus interior and
+    boundary of a three-class head).
     """
-    if seg_out.shape[1] == 1:
+    if seg_out.shape[1] == 1 or seg_target == "hover":
         from medattn.models.outputs import probabilities
 
         fg = probabilities(seg_out[:, :1], "segmentation")[:, 0] >= threshold

@@ -7,7 +7,10 @@ multiple of ``2**depth`` and the output cropped back). ``K`` depends on ``head``
   for a softmax);
 * ``"boundary"``: ``K = num_classes + 1``; the last channel is a separate boundary logit (sigmoid)
   for instance separation;
-* ``"3class"``: ``K = 3`` softmax classes background / inside / boundary.
+* ``"3class"``: ``K = 3`` softmax classes background / inside / boundary;
+* ``"hover"``: ``K = 3``: a nuclear-pixel logit (sigmoid) and the horizontal and vertical
+  distance maps to each nucleus's centre (HoVer-Net; read by
+  :func:`medattn.models.outputs.probabilities` with ``seg_target="hover"``).
 
 ``model.channel_names`` names the ``K`` channels and ``model.head_kind`` the choice, so losses,
 metrics and post-processing read them instead of guessing.
@@ -29,7 +32,7 @@ from medattn.models.weights import apply_pretrained
 
 __all__ = ["ResidualBlock", "UNet", "unet", "UNET_HEADS"]
 
-UNET_HEADS = ("semantic", "boundary", "3class")
+UNET_HEADS = ("semantic", "boundary", "3class", "hover")
 _GATE_NAMES = ("ag", "attention_gate")
 
 
@@ -63,7 +66,7 @@ class UNet(nn.Module):
         skip_attention: ``"none"``, ``"ag"`` (Oktay attention gate, gated by the coarser decoder
             features), ``"gct"``, ``"srm"`` or any other one-input registry mechanism.
         attention_kwargs: options of the skip attention.
-        head: ``"semantic"``, ``"boundary"`` or ``"3class"``.
+        head: ``"semantic"``, ``"boundary"``, ``"3class"`` or ``"hover"``.
 
     Attributes:
         out_channels: ``K``; channel_names: names of the ``K`` channels; cam_target_layer:
@@ -81,10 +84,9 @@ class UNet(nn.Module):
             raise ModelError(f"unet width and in_chans must be >= 1, got {width} and {in_chans}")
         if head not in UNET_HEADS:
             raise ModelError(f"unet head must be one of {', '.join(UNET_HEADS)}, got '{head}'")
-        if head == "3class" and num_classes not in (1, 3):
-            raise ModelError(
-                f"head='3class' outputs background/inside/boundary; num_classes must be 1 or 3, got {num_classes}"
-            )
+        if head in ("3class", "hover") and num_classes not in (1, 3):
+            what = "background/inside/boundary" if head == "3class" else "nuclear pixel/horizontal/vertical"
+            raise ModelError(f"head='{head}' outputs {what}; num_classes must be 1 or 3, got {num_classes}")
         name = "none" if skip_attention is None else str(skip_attention).lower()
         self.gated = name in _GATE_NAMES
         if not self.gated:
@@ -108,6 +110,8 @@ class UNet(nn.Module):
         elif head == "boundary":
             base = [f"class_{i}" for i in range(num_classes)] if num_classes > 1 else ["foreground"]
             self.channel_names = [*base, "boundary"]
+        elif head == "hover":
+            self.channel_names = ["foreground", "horizontal", "vertical"]
         else:
             self.channel_names = ["background", "inside", "boundary"]
         self.head_kind = head

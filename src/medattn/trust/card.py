@@ -102,9 +102,15 @@ def decision_text(meta: dict[str, Any]) -> str:
     if task == "segmentation":
         pp = meta.get("postprocess") or {}
         inst = f"; instances by the '{pp['method']}' post-processing chosen on validation" if pp.get("method") else ""
-        if len(names) > 2 or (meta.get("recipe") or {}).get("task", {}).get("seg_target") == "three_class":
+        from medattn.models.outputs import seg_target_of
+
+        head = seg_target_of(meta)
+        if head != "hover" and (len(names) > 2 or head == "three_class"):
             return "each pixel takes its likeliest class" + inst
-        return f"pixels with P({names[-1] if names else 'foreground'}) ≥ {float(meta.get('threshold', 0.5)):.3f}" + inst
+        maps = ("; horizontal and vertical distance maps to each nucleus's centre separate touching nuclei"
+                if head == "hover" else "")
+        return (f"pixels with P({names[-1] if names else 'foreground'}) ≥ {float(meta.get('threshold', 0.5)):.3f}"
+                + maps + inst)
     return "stored in the bundle"
 
 
