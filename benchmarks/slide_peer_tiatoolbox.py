@@ -502,11 +502,10 @@ def _section(args: argparse.Namespace, meta: dict[str, Any], model_mpp: float, n
         trust_txt = f"""
 
 `medattn slide` scores every tile's trust (`medattn.trust.assess.assess`: the OOD score from features
-captured by hooks in a second forward pass of each batch, the conformal prediction set) and writes them
+captured by hooks during the prediction's own forward pass, the conformal prediction set) and writes them
 to tiles.csv; the peers do none of this. The row without the bundle's OOD and conformal models runs the
-same command on a copy of the bundle without them (no second forward): the trust costs {cost:.1f} s of
-the {total:.1f} s slide run here. Capturing the features in the prediction's own forward pass would
-remove the second one."""
+same command on a copy of the bundle without them: the trust costs {cost:.1f} s of the {total:.1f} s
+slide run here (Gaussian scores over the pooled features of every stage, and the sets)."""
     per_rep = "; ".join(f"rep {r['rep']} ({' → '.join(r['order'])}): load "
                         + " / ".join(f"{r['load_' + t]:.1f}" for t in r["order"]) for r in runs)
     resize_txt = ""
