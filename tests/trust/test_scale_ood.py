@@ -127,6 +127,27 @@ def test_object_scale_flags_a_higher_magnification_without_metadata() -> None:
         assert [w["code"] for w in warns] == ["scale"] and "coarser" in warns[0]["message"]
 
 
+def test_input_profile_flags_magnified_patches_and_older_input_components_still_score() -> None:
+    """The input component's blob-energy profile flags the same texture seen 4× larger (a crop of a
+    higher magnification) at about the design rate of in-distribution patches; a component fitted
+    before the profile existed (2C + 2 columns) reads the columns it was fitted on."""
+    from medattn.trust.ood import INPUT, component_scores
+
+    rng = np.random.default_rng(3)
+    feats = {INPUT: input_features(_batch([_texture(48, rng) for _ in range(300)]), None, None)}
+    valid = {INPUT: input_features(_batch([_texture(48, rng) for _ in range(120)]), None, None)}
+    assert feats[INPUT].shape == (300, 2 * 3 + 9 + 2)
+    doc = fit_ood(feats, None, valid, seed=0)
+    new = input_features(_batch([_texture(48, rng) for _ in range(100)]), None, None)
+    big = input_features(_batch([_zoomed(_texture(192, rng), 4) for _ in range(40)]), None, None)
+    assert np.mean(ood_scores(doc, {INPUT: new}) > doc["threshold"]) < 0.15
+    assert np.mean(ood_scores(doc, {INPUT: big}) > doc["threshold"]) > 0.9
+    cols = np.r_[0:6, -2, -1]
+    old = fit_ood({INPUT: feats[INPUT][:, cols]}, None, {INPUT: valid[INPUT][:, cols]}, seed=0)
+    np.testing.assert_allclose(component_scores(old, {INPUT: big})[INPUT],
+                               component_scores(old, {INPUT: big[:, cols]})[INPUT])
+
+
 # -- the multi-layer OOD model --------------------------------------------------------------------
 
 

@@ -6,8 +6,12 @@ Components (each a "layer" of the stored model):
 - every **stage** of the backbone (the last module at each spatial resolution, found by a dry run:
   ``layer1`` … ``layer4`` of a ResNet): the per-channel mean and standard deviation over space;
 - the **head**: the input of the model's last linear layer (the penultimate features);
-- the **input**: per-channel mean and spread of the prepared image, its fine-detail share and its
-  blob scale (:func:`input_features`), i.e. colour, contrast and object scale as the model sees them.
+- the **input**: per-channel mean and spread of the prepared image, the energy of its darkness image
+  at nine blob scales (a normalised Laplacian-of-Gaussian profile, 0.7–11 px), its fine-detail share
+  and its blob scale (:func:`input_features`), i.e. colour, contrast and object scale as the model
+  sees them. The profile is what tells a 50 px crop of a 40× tile (a few nuclei, energy rising
+  towards 8 px) from a 2.5× patch (energy falling from the finest scale); one summary number
+  each, as older bundles stored, overlap.
 
 Each component is a Gaussian with one mean per class and a shared (tied) covariance, as in Lee et
 al. 2018 ("Mahalanobis"), stored as a probabilistic-PCA covariance: its top ``rank`` eigenvectors
@@ -46,7 +50,8 @@ HEAD = "head"
 INPUT = "input"
 """Component name of the input statistics."""
 _SIG = 4  # significant digits stored
-_LOG_SIGMAS = (0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6)
+_LOG_SIGMAS = (0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6)  # the blob-scale average (``object_scale`` records it)
+_PROFILE_SIGMAS = (*_LOG_SIGMAS, 8.0, 11.3)  # the energy profile of the input component
 
 
 def feature_layer(model: nn.Module) -> nn.Linear | None:
@@ -150,10 +155,13 @@ def capture_features(model: nn.Module, layers: list[str] | None = None,
 
 def input_features(x: torch.Tensor, mean: Any, std: Any) -> np.ndarray:
     """Statistics of prepared inputs ``B×C×H×W`` as the model sees them (un-normalised by the
-    bundle's ``mean``/``std`` to 0..1): per-channel mean and spread, the fine-detail share of the
-    darkness image (spread of its difference from a σ=1 Gaussian blur over its own spread: high at
-    low magnification, low for a high-magnification or blurred image) and its blob scale (the
-    energy-weighted geometric mean σ of a normalised Laplacian-of-Gaussian stack), ``B×(2C+2)``."""
+    bundle's ``mean``/``std`` to 0..1), ``B×(2C+11)``: per-channel mean and spread; the log energy
+    of the darkness image at the 9 scales of a normalised Laplacian-of-Gaussian stack (σ 0.7–11.3
+    px); its fine-detail share (spread of its difference from a σ=1 Gaussian blur over its own
+    spread: high at low magnification, low for a high-magnification or blurred image); and its blob
+    scale (the energy-weighted geometric mean σ over σ 0.7–5.6). The last two columns are what the
+    contract's ``object_scale`` records; bundles fitted before the profile existed read the columns
+    without it (:func:`component_scores`)."""
     from scipy import ndimage
 
     a = x.detach().float().cpu()
@@ -164,15 +172,29 @@ def input_features(x: torch.Tensor, mean: Any, std: Any) -> np.ndarray:
     flat = a.reshape(len(a), c, -1)
     out = [flat.mean(2), flat.std(2)]
     lum = a[:, 0] if c == 1 else np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), a[:, :3], axes=(0, 1))
-    fine, scale = [], []
-    sig = np.asarray(_LOG_SIGMAS)
+    fine, scale, profile = [], [], []
+    sig = np.asarray(_PROFILE_SIGMAS)
+    k = len(_LOG_SIGMAS)
     for d in 1.0 - lum:
         sd = float(d.std()) + 1e-6
         fine.append(float((d - ndimage.gaussian_filter(d, 1.0)).std()) / sd)
         e = np.array([s_ ** 2 * np.abs(ndimage.gaussian_laplace(d, s_)).mean() for s_ in sig]) + 1e-12
-        w = e / e.sum()
-        scale.append(float(np.exp((w * np.log(sig)).sum())))
-    return np.concatenate([*out, np.asarray(fine)[:, None], np.asarray(scale)[:, None]], 1).astype(np.float64)
+        profile.append(np.log(e))
+        w = e[:k] / e[:k].sum()
+        scale.append(float(np.exp((w * np.log(sig[:k])).sum())))
+    return np.concatenate([*out, np.asarray(profile), np.asarray(fine)[:, None], np.asarray(scale)[:, None]],
+                          1).astype(np.float64)
+
+
+def _input_columns(feats: np.ndarray, dim: int) -> np.ndarray:
+    """Input statistics as a component fitted with ``dim`` columns reads them: a bundle fitted
+    before the energy profile existed has ``2C + 2`` (colour and spread, fine detail, blob scale)."""
+    f = np.asarray(feats)
+    n_profile = len(_PROFILE_SIGMAS)
+    if f.ndim == 2 and f.shape[1] == dim + n_profile:
+        two_c = dim - 2
+        return np.concatenate([f[:, :two_c], f[:, -2:]], 1)
+    return f
 
 
 def _round(a: np.ndarray) -> list[Any]:
@@ -249,8 +271,13 @@ def _components(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def component_scores(doc: dict[str, Any], feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Standardised score of each component (``(score − center) / scale``) from ``{layer: N×D}``."""
-    return {c["layer"]: (_gaussian_scores(c, feats[c["layer"]]) - float(c["center"])) / float(c["scale"])
-            for c in _components(doc)}
+    out = {}
+    for c in _components(doc):
+        f = feats[c["layer"]]
+        if c["layer"] == INPUT:
+            f = _input_columns(f, int(c["dim"]))
+        out[c["layer"]] = (_gaussian_scores(c, f) - float(c["center"])) / float(c["scale"])
+    return out
 
 
 def ood_scores(doc: dict[str, Any], feats: dict[str, np.ndarray] | np.ndarray) -> np.ndarray:
