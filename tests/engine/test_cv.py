@@ -107,6 +107,24 @@ def test_two_fold_cv_prints_pooled_intervals(tmp_path: Path, capsys) -> None:
     csv = (tmp_path / "cv" / "cv_summary.csv").read_text().splitlines()
     assert csv[0].startswith("metric,value,ci_low,ci_high,interval,mean,sd,fold_0,fold_1")
 
+    # an interrupted cross-validation (fold 1 never ran): --resume keeps fold 0 and trains fold 1
+    import shutil
+
+    cv = tmp_path / "cv"
+    kept = (cv / "fold_0" / "summary.json").stat().st_mtime_ns
+    for f in ("cv_summary.json", "cv_summary.csv"):
+        (cv / f).unlink()
+    shutil.rmtree(cv / "fold_1")
+    assert main(["train", "--resume", str(cv)]) == 0
+    again = json.loads((cv / "cv_summary.json").read_text())
+    assert (cv / "fold_0" / "summary.json").stat().st_mtime_ns == kept
+    assert (cv / "fold_1" / "summary.json").is_file()
+    assert again["metrics"]["auroc"]["folds"][0] == s["metrics"]["auroc"]["folds"][0]
+    assert "cross-validation" in capsys.readouterr().out
+    # a finished one is not resumed, and a plain run folder is not a cross-validation
+    assert main(["train", "--resume", str(cv)]) == 2
+    assert "already holds a cross-validation" in capsys.readouterr().err
+
 
 def test_folds_must_be_two_or_more() -> None:
     with pytest.raises(ConfigError, match="--folds must be >= 2"):

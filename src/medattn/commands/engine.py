@@ -22,6 +22,17 @@ from medattn.commands.options import (
 __all__ = ["register"]
 
 
+def _echo_cv(out: Path, cv: dict) -> None:
+    """The console lines of a finished cross-validation."""
+    from medattn.metrics.summary import headline_keys
+
+    typer.echo(f"cross-validation {out}: {cv['folds']} folds, {cv['items']} items, {cv['groups']} groups "
+               f"({cv['seconds']} s)")
+    for name in headline_keys(cv["metrics"]):
+        m = cv["metrics"][name]
+        typer.echo(f"  {name:<20} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  ({m['interval']})")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
 
@@ -41,6 +52,7 @@ def register(app: typer.Typer) -> None:
         continues the interrupted run in --out (or `medattn train --resume RUN`). --folds K: OUT/fold_k
         runs, cv_summary.json/csv and out-of-fold test_predictions.csv. --on-bad-file overrides the
         recipe's data.on_bad_file (skipped files are listed in RUN/bad_files.txt)."""
+        from medattn.engine.cv import cross_validate
         from medattn.engine.runner import is_rank_zero, train_run
         from medattn.errors import ConfigError
 
@@ -54,6 +66,9 @@ def register(app: typer.Typer) -> None:
                 if not recipe:
                     raise ConfigError("--resume needs the run: `medattn train --resume RUN` or --out RUN")
                 out = Path(recipe) if Path(recipe).is_dir() else Path("runs") / Path(recipe).stem
+            if (Path(out) / "folds.csv").is_file():  # an interrupted cross-validation
+                _echo_cv(out, cross_validate(recipe, out=out, folds=None, data=data, resume=True))
+                return
             summary = train_run(recipe, out=out, data=data, resume=True)
             _echo_summary(summary, is_rank_zero())
             return
@@ -63,16 +78,7 @@ def register(app: typer.Typer) -> None:
             set_ = [*(set_ or []), f"data.on_bad_file={on_bad_file_mode(on_bad_file)}"]
         out = out or Path("runs") / Path(recipe).stem
         if folds is not None:
-            from medattn.engine.cv import cross_validate
-
-            cv = cross_validate(recipe, out=out, folds=folds, data=data, smoke=smoke, overrides=set_)
-            typer.echo(f"cross-validation {out}: {cv['folds']} folds, {cv['items']} items, {cv['groups']} groups "
-                       f"({cv['seconds']} s)")
-            from medattn.metrics.summary import headline_keys
-
-            for name in headline_keys(cv["metrics"]):
-                m = cv["metrics"][name]
-                typer.echo(f"  {name:<20} {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  ({m['interval']})")
+            _echo_cv(out, cross_validate(recipe, out=out, folds=folds, data=data, smoke=smoke, overrides=set_))
             return
         summary = train_run(recipe, out=out, data=data, smoke=smoke, overrides=set_)
         _echo_summary(summary, is_rank_zero())

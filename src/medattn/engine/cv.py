@@ -19,6 +19,7 @@ one bundle.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ import numpy as np
 
 from medattn.errors import ConfigError
 from medattn.io import atomic_write_json, atomic_write_text, ensure_dir
+
+log = logging.getLogger(__name__)
 
 __all__ = ["cross_validate", "fold_tables", "summarise_folds", "ensemble_bundle", "read_cv_summary",
            "MIN_FOLDS_T"]
@@ -153,27 +156,66 @@ def _pooled(recipe: Any, out: Path) -> dict[str, Any] | None:
     return bootstrap_ci(fn, len(df), groups, max(ev.n_boot, 1), ev.ci_alpha, recipe.trainer.seed)
 
 
-def cross_validate(recipe_ref: Any, *, out: str | Path, folds: int, data: str | Path | None = None,
-                   smoke: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train and score ``folds`` runs of a recipe; write the CV summary into ``out``."""
+def cross_validate(recipe_ref: Any, *, out: str | Path, folds: int | None, data: str | Path | None = None,
+                   smoke: bool = False, overrides: list[str] | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train and score ``folds`` runs of a recipe; write the CV summary into ``out``.
+
+    With ``resume`` (``medattn train --resume OUT`` on a cross-validation directory) an interrupted
+    cross-validation goes on with the recipe, data and folds it was started with: finished folds
+    (their ``summary.json``) are kept, an interrupted fold continues from its last checkpoint, the
+    rest are trained.
+    """
+    import pandas as pd
+    import yaml
+
     from medattn.data.splits import write_split_csv
-    from medattn.engine.config import Recipe, recipe_to_yaml
+    from medattn.engine.config import Recipe, recipe_from_dict, recipe_to_yaml
     from medattn.engine.datamodule import scan_table
     from medattn.engine.runner import _data_root, resolve_recipe, train_run
 
-    recipe = recipe_ref if isinstance(recipe_ref, Recipe) else resolve_recipe(recipe_ref, overrides, smoke)
     root_dir = ensure_dir(out)
     if (root_dir / "cv_summary.json").is_file():
-        raise ConfigError(f"--out '{root_dir}' already holds a cross-validation; choose another --out")
+        raise ConfigError(f"--out '{root_dir}' already holds a cross-validation; choose another --out"
+                          + (" (it is finished: nothing to resume)" if resume else ""))
+    if resume:
+        if not (root_dir / "folds.csv").is_file() or not (root_dir / "recipe.yaml").is_file():
+            raise ConfigError(f"--resume '{root_dir}': no folds.csv and recipe.yaml there; is it a cross-validation "
+                              "directory (`medattn train RECIPE --folds K --out DIR`)?")
+        recipe = recipe_from_dict(yaml.safe_load((root_dir / "recipe.yaml").read_text()),
+                                  f"recipe '{root_dir}/recipe.yaml'")
+        started = pd.read_csv(root_dir / "folds.csv", dtype={"file": str}, keep_default_na=False)
+        folds = int(started["fold"].max()) + 1
+        runs = [json.loads(r.read_text()) for r in sorted(root_dir.glob("fold_*/run.json"))]
+        data = data or (runs[0].get("data") if runs else None)
+        smoke = bool(runs[0].get("smoke", smoke)) if runs else smoke
+    else:
+        recipe = recipe_ref if isinstance(recipe_ref, Recipe) else resolve_recipe(recipe_ref, overrides, smoke)
+    if folds is None:
+        raise ConfigError("--folds K is needed to start a cross-validation")
     t0 = time.time()
     root = _data_root(recipe, data, root_dir, smoke)
     base, splits = fold_tables(scan_table(recipe, root), recipe, folds)
-    atomic_write_text(root_dir / "recipe.yaml", recipe_to_yaml(recipe))
-    write_split_csv(base, root_dir / "folds.csv")
+    if resume:
+        was = dict(zip(started["file"].astype(str), started["fold"].astype(int), strict=True))
+        now = dict(zip(base["file"].astype(str), base["fold"].astype(int), strict=True))
+        if was != now:
+            raise ConfigError(f"--resume '{root_dir}': the data under '{root}' no longer gives the folds in folds.csv "
+                              "(files added, removed or relabelled); start a new cross-validation")
+    else:
+        atomic_write_text(root_dir / "recipe.yaml", recipe_to_yaml(recipe))
+        write_split_csv(base, root_dir / "folds.csv")
     per_fold, seconds = [], []
     for k, st in enumerate(splits):
+        fold_dir = root_dir / f"fold_{k}"
         t = time.time()
-        res = train_run(recipe, out=root_dir / f"fold_{k}", data=root, smoke=smoke, split_table=st)
+        if resume and (fold_dir / "summary.json").is_file():
+            done = json.loads((fold_dir / "summary.json").read_text())
+            log.info("fold %d of %d: finished earlier, kept", k + 1, folds)
+            per_fold.append(done.get("metrics", {}))
+            seconds.append(float(done.get("seconds", 0.0)))
+            continue
+        again = resume and any((fold_dir / "checkpoints").rglob("*.ckpt"))  # an interrupted fold goes on
+        res = train_run(recipe, out=fold_dir, data=root, smoke=smoke, split_table=st, resume=again)
         per_fold.append(res.get("metrics", {}))
         seconds.append(round(time.time() - t, 1))
     _oof_predictions(root_dir, folds)
