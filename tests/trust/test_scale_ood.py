@@ -177,6 +177,7 @@ def test_fit_ood_threshold_flags_about_five_percent_and_any_shifted_component() 
         assert np.mean(ood_scores(doc, far_b) > doc["threshold"]) > 0.95  # one component is enough
     assert 0.03 < np.mean(rates) < 0.08
     assert doc["layers"] == ["a", "b"] and json.loads(json.dumps(doc)) == doc  # plain numbers
+    assert [c["rank"] for c in doc["components"]] == [8, 2]  # at most half of each component's features
 
 
 def test_single_layer_doc_of_older_bundles_still_scores() -> None:
