@@ -238,7 +238,8 @@ def render(numbers: dict[str, Any]) -> str:
           "Flagged = the checks of `Predictor.conclude` (what `medattn predict` and REST return) give an `ood` or a "
           "`scale` warning, at the threshold stored in the bundle; the columns are shares of items. The OOD model "
           "combines Gaussians on every ResNet stage, the penultimate features and the input statistics (colour, "
-          "contrast, fine-detail share, blob scale); the scale check compares the image's fine-detail share with "
+          "contrast, the blob-energy profile over 9 scales, fine-detail share, blob scale; a component keeps at "
+          "most half its features as PPCA directions); the scale check compares the image's fine-detail share with "
           "the training images'. In-distribution = the run's validation items (never trained on by the network; in "
           "the Gaussian fit, threshold set out of fold: the bundle's stored out-of-fold rates are "
           + ", ".join(f"{k} {fmt(v.get('valid_oof_flag_rate'))}" for k, v in numbers["bundles"].items())
