@@ -106,6 +106,14 @@ def test_synthetic_slide_outputs_and_geojson(tmp_path: Path, dark_classifier) ->
     assert all(f["properties"]["classification"]["name"] == "tumour" for f in anns)
 
 
+def test_blank_slide_lists_only_the_outputs_it_wrote(tmp_path: Path, dark_classifier) -> None:
+    path = write_pyramid(tmp_path / "glass.svs", np.full((512, 512, 3), 242, np.uint8), mpp=1.0, levels=1)
+    s = run_slide(dark_classifier, path, SlideOptions(out=tmp_path / "out", workers=0, model_mpp=96 / 50))
+    assert s["tiles_tissue"] == 0 and any("no tissue" in w for w in s["warnings"])
+    assert "tiles.csv" not in s["outputs"] and "summary.json" in s["outputs"]
+    assert all((tmp_path / "out" / f).is_file() for f in s["outputs"])
+
+
 def test_slide_scale_must_be_known(tmp_path: Path, dark_classifier) -> None:
     import tifffile as tf
 

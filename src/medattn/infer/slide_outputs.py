@@ -204,7 +204,8 @@ def write_slide_outputs(predictor: Any, reader: Any, plan: Any, opts: Any, thumb
         "regions": n_regions, "tiles_read_error": n_bad, **trust, "warnings": warnings,
         "bundle": getattr(predictor, "source", ""),
         "timings": {k2: round(v, 3) for k2, v in opts.timings.items()},
-        "outputs": ["tiles.csv", "heatmap.npy", "heatmap.tif", "overlay.png", "slide.geojson", "summary.json"],
+        "outputs": [f for f in ("tiles.csv", "heatmap.npy", "heatmap.tif", "overlay.png", "slide.geojson")
+                    if (out / f).is_file()] + ["summary.json"],  # no tissue: no tiles.csv
     }
     atomic_write_json(out / "summary.json", summary)
     return summary
