@@ -57,3 +57,29 @@ def test_skip_policy_never_kills_an_epoch(tmp_path: Path) -> None:
     assert list(lenient.bad_files) == ["1.png"]
     lenient.policy.write(tmp_path / "bad_files.csv")
     assert "1.png" in (tmp_path / "bad_files.csv").read_text()
+
+
+def test_scanners_follow_linked_folders_once(tmp_path: Path) -> None:
+    """A data set assembled from links to patient or class folders is read (``Path.rglob`` skips
+    linked folders), and a link loop ends."""
+    from medattn.data.formats.folders import scan_folders
+    from medattn.data.formats.idc import scan_idc
+
+    store = tmp_path / "store"
+    for pid in ("101", "102"):
+        for c in (0, 1):
+            d = store / pid / str(c)
+            d.mkdir(parents=True)
+            Image.fromarray(np.full((50, 50, 3), 100 + c, np.uint8)).save(d / f"{pid}_idx5_x50_y{c}0_class{c}.png")
+    cohort = tmp_path / "cohort" / "images"
+    cohort.mkdir(parents=True)
+    (cohort / "101").symlink_to(store / "101", target_is_directory=True)
+    (cohort / "loop").symlink_to(cohort.parent, target_is_directory=True)
+    t = scan_idc(tmp_path / "cohort")
+    assert sorted(t["group"]) == ["101", "101"] and sorted(t["label"]) == [0, 1]
+    cls = tmp_path / "classes"
+    cls.mkdir()
+    (cls / "a").symlink_to(store / "101" / "0", target_is_directory=True)
+    (cls / "b").symlink_to(store / "102" / "1", target_is_directory=True)
+    f = scan_folders(cls)
+    assert sorted(f["class_name"]) == ["a", "b"]

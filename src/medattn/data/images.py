@@ -23,6 +23,7 @@ from medattn.decode import decode_raw, read_image
 from medattn.errors import ConfigError, DataError
 
 __all__ = [
+    "files_under",
     "IMAGE_EXTENSIONS",
     "JUNK_NAMES",
     "is_junk",
@@ -42,6 +43,26 @@ JUNK_NAMES = frozenset({"thumbs.db", ".ds_store", "desktop.ini"})
 def is_junk(path: Path) -> bool:
     """Hidden files, macOS resource forks (``._*``) and OS litter (``Thumbs.db``)."""
     return path.name.startswith(".") or path.name.lower() in JUNK_NAMES
+
+
+def files_under(root: str | Path, pattern: str = "*") -> list[Path]:
+    """Files under ``root`` whose name matches ``pattern``, sorted, following symbolic links to
+    folders (a data set assembled from links to patient folders is common; ``Path.rglob`` skips
+    them) and visiting each real folder once (a link loop ends)."""
+    import fnmatch
+    import os
+
+    out: list[Path] = []
+    seen: set[str] = set()
+    for here, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        out += [Path(here) / f for f in files if fnmatch.fnmatch(f, pattern)]
+    return sorted(out)
 
 
 def _raw(path: Path) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medattn.data.formats.table import TableDataset
-from medattn.data.images import IMAGE_EXTENSIONS, is_junk
+from medattn.data.images import IMAGE_EXTENSIONS, files_under, is_junk
 from medattn.errors import DataError
 
 __all__ = ["scan_folders", "FolderDataset", "class_order", "class_folders"]
@@ -104,9 +104,7 @@ def scan_folders(root: str | Path, classes: Sequence[str] | None = None, group_p
     folders_of = class_folders(r, class_pattern)
     rows, ignored, ungrouped = [], [], []
     for idx, name in enumerate(names):
-        for p in sorted(q for folder in folders_of[name] for q in (r / folder).rglob("*")):
-            if p.is_dir():
-                continue
+        for p in sorted(q for folder in folders_of[name] for q in files_under(r / folder)):
             rel = p.relative_to(r).as_posix()
             if is_junk(p) or any(part.startswith(".") for part in p.relative_to(r).parts[:-1]) \
                     or p.suffix.lower() not in IMAGE_EXTENSIONS:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from medattn.data.formats.table import TableDataset
-from medattn.data.images import is_junk, read_image
+from medattn.data.images import files_under, is_junk, read_image
 from medattn.errors import DataError
 
 __all__ = ["IDC_PATTERN", "parse_idc_name", "scan_idc", "IDCDataset", "idc_mosaic", "IDC_CLASSES"]
@@ -43,9 +43,7 @@ def scan_idc(root: str | Path) -> Any:
     if not r.is_dir():
         raise DataError(f"IDC folder '{r}' not found")
     rows, ignored = [], 0
-    for p in sorted(r.rglob("*")):
-        if p.is_dir():
-            continue
+    for p in files_under(r):
         info = None if is_junk(p) else parse_idc_name(p.name)
         if info is None:
             ignored += 1

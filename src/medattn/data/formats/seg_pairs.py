@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from medattn.data.formats.table import TableDataset
-from medattn.data.images import IMAGE_EXTENSIONS, is_junk, read_mask
+from medattn.data.images import IMAGE_EXTENSIONS, files_under, is_junk, read_mask
 from medattn.errors import DataError
 
 __all__ = ["scan_seg_pairs", "SegPairsDataset", "find_pair_dirs", "instance_count"]
@@ -46,8 +46,8 @@ def _stem(p: Path) -> str:
 
 
 def _files(folder: Path) -> list[Path]:
-    return [p for p in sorted(folder.rglob("*"))
-            if p.is_file() and not is_junk(p) and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return [p for p in files_under(folder)
+            if not is_junk(p) and p.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def scan_seg_pairs(root: str | Path, images: str | Path | None = None, masks: str | Path | None = None) -> Any:
