@@ -144,7 +144,12 @@ def main() -> None:
     first_ = study.get("run_first")
     for recipe in sorted(study["recipes"], key=lambda r: r != first_):  # a long study: the new recipe first
         cv_dir = out / f"{recipe}-cv{args.folds}"
-        if not (cv_dir / "cv_summary.json").is_file():
+        if (cv_dir / "folds.csv").is_file() and not (cv_dir / "cv_summary.json").is_file():  # interrupted
+            medattn("train", "--resume", str(cv_dir))
+            commands.append(shown(["medattn", "train", recipe, "--data", str(data), "--folds", str(args.folds),
+                                   "--out", str(cv_dir), "--set", "trainer.progress=false", *cv_extra])
+                            + " (interrupted, continued by `medattn train --resume`)")
+        elif not (cv_dir / "cv_summary.json").is_file():
             cmd, _ = medattn("train", recipe, "--data", str(data), "--folds", str(args.folds), "--out", str(cv_dir),
                              "--set", "trainer.progress=false", *cv_extra)
             commands.append(shown(cmd))
