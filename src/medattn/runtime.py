@@ -16,7 +16,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["tune_allocator"]
+__all__ = ["cpu_has_native_bf16", "tune_allocator"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _done = False
@@ -43,3 +43,18 @@ def tune_allocator(mmap_threshold: int = 1 << 30, trim_threshold: int = (1 << 31
         (_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold), (_M_TOP_PAD, top_pad)))
     _done = ok
     return ok
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16; read from
+    ``/proc/cpuinfo``, so False off Linux). There, oneDNN runs bf16 convolutions about twice as fast
+    as fp32 (docs/benchmarks.md, train_step_speed.py); elsewhere bf16 is emulated and slower."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

@@ -39,7 +39,7 @@ def test_recipes_show_unknown_is_one_line_exit_2(capsys) -> None:
 def test_schema_rows_follow_the_models(capsys) -> None:
     rows = {r.key: r for r in recipe_schema("trainer")}
     assert rows["trainer.max_epochs"].type == "int (>=1)" and rows["trainer.max_epochs"].default == "20"
-    assert rows["trainer.precision"].type == "32|32-true|16-mixed|bf16-mixed|auto"
+    assert rows["trainer.precision"].type == "32|32-true|16-mixed|bf16-mixed|auto|fast"
     assert "16-mixed on CUDA" in rows["trainer.precision"].doc  # attribute docstring
     assert "trainer.early_stopping.patience" in rows  # nested section expanded
     data = {r.key: r for r in recipe_schema("data")}

@@ -50,6 +50,15 @@ def test_multiclass_decision_is_the_argmax_and_the_positive_view_has_its_thresho
     assert md.startswith("### normal — the likeliest of 3 classes, probability 0.40 (no threshold")
     assert "**abnormal** (dys, cis): **yes** — their summed probability 0.60 ≥ threshold 0.45 " \
            "(chosen on validation for Youden's J)" in md
+    assert "screening" not in md  # no screening point stored: none shown
+    # a named screening point beside Youden's: stated with its own threshold and rule
+    view["operating_points"] = {"screening": {"threshold": 0.225, "target_sensitivity": 0.95}}
+    res["abnormal"] = {"probability": 0.3, "positive": False, "threshold": 0.45,
+                       "screening_positive": True, "screening_threshold": 0.225}
+    md = decision_md(p, res)
+    assert "**abnormal** (dys, cis): **no** — their summed probability 0.30 < threshold 0.45" in md
+    assert md.splitlines()[-1] == ("screening point: **yes** — 0.30 ≥ threshold 0.23 (the highest threshold "
+                                   "reaching sensitivity ≥ 0.95 on validation)")
 
 
 def test_multilabel_decision_lists_the_findings_over_their_thresholds() -> None:
@@ -77,6 +86,9 @@ def test_preparation_steps_compare_each_step_with_the_input_at_its_size() -> Non
     assert math.isinf(first["psnr"]) and first["ssim"] == 1.0
     assert (small["width"], small["height"]) == (24, 24) and small["image"].shape == (24, 24, 3)
     assert 5 < enhanced["psnr"] < 60 and 0 < enhanced["ssim"] < 1 and 0 < small["ssim"] < 1
+    # an input already at the model's size is not "resized": no such step is listed
+    same = preparation_steps(SimpleNamespace(preparation=prep), img[:24, :24])
+    assert [s["name"] for s in same] == ["input", "denoised + CLAHE"]
     # CLAHE spreads the grey levels: more RMS contrast than the input
     assert enhanced["rms_contrast"] > first["rms_contrast"]
     assert first["rms_contrast"] == pytest.approx((img @ np.array([0.299, 0.587, 0.114]) / 255).std(), rel=1e-9)

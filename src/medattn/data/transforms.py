@@ -265,9 +265,12 @@ class Preparation:
         out = [("input", t)]
         for op in _deterministic_ops(self.preset, self.size if resize else None, self.stain, self.denoise,
                                      self.clahe):
-            t = op(t)
-            if not isinstance(op, Contiguous):  # a memory layout, not a step a person sees
-                out.append((names.get(type(op).__name__, type(op).__name__), t))
+            before, t = t, op(t)
+            if isinstance(op, Contiguous):  # a memory layout, not a step a person sees
+                continue
+            if type(op).__name__ == "Resize" and tuple(before.shape[-2:]) == tuple(t.shape[-2:]):
+                continue  # already at the model's size: nothing was resized
+            out.append((names.get(type(op).__name__, type(op).__name__), t))
         return [(n, np.ascontiguousarray(v.permute(1, 2, 0).numpy().squeeze(-1) if v.shape[0] == 1
                                           else v.permute(1, 2, 0).numpy())) for n, v in out]
 

@@ -125,9 +125,17 @@ def is_distributed(recipe: Recipe) -> bool:
     return many or t.strategy.startswith("ddp")
 
 
-def _precision(p: str) -> str:
+def resolve_precision(p: str, accelerator: str = "auto") -> str:
+    """The Lightning precision a recipe's ``trainer.precision`` means on this machine."""
+    from medattn.runtime import cpu_has_native_bf16
+
+    cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if p in ("auto", "fast") and cuda:
+        return "16-mixed"
+    if p == "fast":
+        return "bf16-mixed" if accelerator in ("auto", "cpu") and cpu_has_native_bf16() else "32-true"
     if p == "auto":
-        return "16-mixed" if torch.cuda.is_available() else "32-true"
+        return "32-true"
     return "32-true" if p == "32" else p
 
 
@@ -155,7 +163,7 @@ def build_trainer(recipe: Recipe, ckpt_dir: Path, callbacks: list[L.Callback], *
     cbs += shown  # rich bar on a terminal, one line per epoch otherwise
     trainer = L.Trainer(
         max_epochs=max_epochs or t.max_epochs, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=t.strategy, precision=_precision(t.precision),  # type: ignore[arg-type]
+        num_nodes=t.num_nodes, strategy=t.strategy, precision=resolve_precision(t.precision, t.accelerator),  # type: ignore[arg-type]
         deterministic=t.deterministic, logger=build_logger(t.logger, root_dir or ckpt_dir, stage),
         callbacks=cbs, enable_progress_bar=bar,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(root_dir or ckpt_dir),

@@ -180,8 +180,12 @@ def _train(recipe: Recipe, run_dir: Path, data: str | Path | None, smoke: bool, 
     if is_rank_zero() and not resume:
         atomic_write_text(run_dir / "recipe.yaml", recipe_to_yaml(recipe))
         write_split_csv(rd.table, split_csv)
+        from medattn.engine.fit import resolve_precision
+
         atomic_write_json(run_dir / "run.json", {"recipe": recipe.name, "data": str(Path(root).resolve()),
-                                                 "format": rd.fmt, "smoke": smoke, "classes": rd.class_names})
+                                                 "format": rd.fmt, "smoke": smoke, "classes": rd.class_names,
+                                                 "precision": resolve_precision(recipe.trainer.precision,
+                                                                                recipe.trainer.accelerator)})
         _maybe_audit(rd, run_dir)
     from medattn.engine.fit import build_model
 

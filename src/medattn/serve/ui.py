@@ -89,6 +89,13 @@ def decision_md(predictor: Predictor, result: dict[str, Any]) -> str:
         out += (f"  \n**{view['name']}** ({', '.join(view['classes'])}): **{'yes' if v['positive'] else 'no'}** — "
                 f"their summed probability {_compare(v['probability'], v['threshold'])} "
                 f"({_rule(view.get('threshold_method'))})")
+        for op, rec in (view.get("operating_points") or {}).items():  # e.g. the screening point
+            if f"{op}_positive" in v:
+                target = rec.get("target_sensitivity")
+                why = (f"the highest threshold reaching sensitivity ≥ {target:.2f} on validation"
+                       if target is not None else "chosen on validation")
+                out += (f"  \n{op} point: **{'yes' if v[f'{op}_positive'] else 'no'}** — "
+                        f"{_compare(v['probability'], v[f'{op}_threshold'])} ({why})")
     return out
 
 
