@@ -227,10 +227,12 @@ def fit_stage(recipe: Recipe, task: L.LightningModule, data: RunData, run_dir: P
     train_dl = make_train_loader(data.train, t.batch_size, recipe.data.num_workers, t.seed, is_distributed(recipe))
     val_dl = make_eval_loader(data.valid, eval_bs, recipe.data.num_workers)
     last = ckpt_dir / "last.ckpt"
+    if t.channels_last:  # convolutions pick NHWC when their weights are: no change to the inputs needed
+        task.model.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
     trainer.fit(task, train_dl, val_dl, ckpt_path=str(last) if resume and last.is_file() else None,
                 weights_only=True)
     best_path = ckpt.best_model_path or (str(last) if last.is_file() else "")
-    model = task.model  # type: ignore[attr-defined]
+    model = task.model.to(memory_format=torch.contiguous_format)  # type: ignore[attr-defined]
     best = load_best_weights(model, best_path) if best_path and trainer.is_global_zero else copy.deepcopy(model).cpu().eval()
     score = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
     return StageResult(best, score, trainer.current_epoch, history.rows, trainer.is_global_zero, best_path)
