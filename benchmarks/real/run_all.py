@@ -16,12 +16,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ORDER = ("cpu_idc", "slide_area", "cpu_nuclei", "cpu_nuclei-head", "cpu_herlev", "herlev", "herlev_grade", "nih_cxr", "ood",
-         "ood_operating_point", "explanations")
+ORDER = ("cpu_idc-full", "cpu_idc", "slide_area", "cpu_nuclei-head", "cpu_nuclei-bf16", "cpu_nuclei", "cpu_herlev-bf16",
+         "cpu_herlev", "herlev", "herlev_grade", "nih_cxr", "ood", "ood_operating_point", "explanations")
 SCRIPTS = {"cpu_idc": "cpu_recipes.py --study idc --folds 2 --cv-set trainer.max_epochs=6 --final",
            "slide_area": "slide_area.py --train --folds 3 --epochs 4",
            "cpu_nuclei": "cpu_recipes.py --study nuclei --folds 3 --cv-set trainer.max_epochs=8 --final",
            "cpu_nuclei-head": "cpu_recipes.py --study nuclei-head --folds 3",
+           "cpu_idc-full": "cpu_recipes.py --study idc-full --folds 5 --final",
+           "cpu_nuclei-bf16": "cpu_recipes.py --study nuclei-bf16 --folds 3 --final",
+           "cpu_herlev-bf16": "cpu_recipes.py --study herlev-bf16 --folds 5 --final",
            "cpu_herlev": "cpu_recipes.py --study herlev --folds 3 --cv-set trainer.max_epochs=12 --final",
            "herlev": "herlev.py", "herlev_grade": "herlev_grade.py", "nih_cxr": "nih_cxr.py", "ood": "ood.py",
            "ood_operating_point": "ood_operating_point.py --train",
@@ -39,7 +42,10 @@ bootstraps that resample patients / source images where they exist; cross-valida
 with fewer than 5 folds, the pooled out-of-fold value with its group-bootstrap CI, else the mean
 across folds with its t-interval (every interval within the metric's range).
 
-Machine: 2 CPU cores, no GPU. The `cpu_*` sections (2026-12-01) ran two studies side by side at one
+Machine: 2 CPU cores, no GPU. The full-schedule sections of 2026-12-05 (`idc-cpu` 5-fold, the nuclei
+heads, the bf16 levers, Herlev 5-fold) ran each alone on the machine, one fold after another, at the
+recipes' shipped schedules. The shortened `cpu_*` sections (2026-12-01: `idc-cpu` vs CBAM, `nuclei-cpu`
+vs its plain baseline, `herlev-cpu` vs its plain baseline) ran two studies side by side at one
 thread each while other jobs used the machine, so their wall times are upper bounds. The other
 sections are from earlier sessions (2026-11-22 and before) and say so in their text.
 """

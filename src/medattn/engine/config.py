@@ -178,6 +178,18 @@ class LossConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
     dice_weight: float = Field(1.0, ge=0.0)
     """Segmentation: loss = CE/BCE + dice_weight × Dice loss."""
+    focal_gamma: float = Field(0.0, ge=0.0, le=10.0)
+    """Binary/multiclass: focal loss, each item's cross-entropy scaled by ``(1 − p_true)^γ`` so that
+    items the model already gets right weigh less (0 = plain cross-entropy; 2 is the usual value).
+    Combines with ``class_weights``/``pos_weight`` and ``label_smoothing``."""
+    mix: Literal["none", "mixup", "cutmix", "mixup_or_cutmix"] = "none"
+    """Binary/multiclass training batches: MixUp (two images blended, labels in the same proportion),
+    CutMix (a box of another image pasted in, labels by area) or one of the two at random per batch
+    (torchvision ``transforms.v2``). Validation and test images are never mixed."""
+    mix_alpha: float = Field(1.0, gt=0.0)
+    """MixUp/CutMix: the mixing proportion is drawn from Beta(α, α)."""
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0)
+    """MixUp/CutMix: share of training batches that are mixed."""
     hv_weight: float = Field(1.0, ge=0.0)
     """``seg_target: hover``: weight of the MSE of the horizontal/vertical distance maps."""
     hv_grad_weight: float = Field(2.0, ge=0.0)
@@ -370,6 +382,15 @@ class Recipe(_Strict):
         if self.task.seg_target == "hover" and self.data.options.get("binary"):
             raise ValueError("task.seg_target 'hover' needs instance label masks (distances to each "
                              "nucleus's centre); remove data.options.binary")
+        return self
+
+    @model_validator(mode="after")
+    def _mix_and_focal_classify(self) -> Recipe:
+        if self.task.type not in ("binary", "multiclass"):
+            for field, used in (("mix", self.loss.mix != "none"), ("focal_gamma", self.loss.focal_gamma > 0)):
+                if used:
+                    raise ValueError(f"loss.{field} is for binary and multiclass tasks (this recipe is "
+                                     f"{self.task.type}); remove it")
         return self
 
     def default_monitor(self) -> str:

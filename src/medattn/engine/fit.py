@@ -114,7 +114,8 @@ def build_task(recipe: Recipe, model: nn.Module, data: RunData, stage: str | Non
         pw = balanced_weights(data.train.labels(), "binary", 2)  # type: ignore[attr-defined]
     return ClassificationTask(model, pos_weight=pw if t == "binary" else None, kind=t,  # type: ignore[arg-type]
                               class_weights=cw if isinstance(cw, list) else None,
-                              label_smoothing=loss.label_smoothing, **base)
+                              label_smoothing=loss.label_smoothing, focal_gamma=loss.focal_gamma,
+                              mix=loss.mix, mix_alpha=loss.mix_alpha, mix_prob=loss.mix_prob, num_classes=k, **base)
 
 
 def is_distributed(recipe: Recipe) -> bool:

@@ -90,13 +90,18 @@ class ClassificationTask(BaseTask):
         kind: ``binary``, ``multiclass`` or ``multilabel``.
         class_weights: multiclass: CE weights; multilabel: per-label BCE ``pos_weight``.
         label_smoothing: CE label smoothing; for sigmoid outputs targets move towards 0.5.
+        focal_gamma: binary/multiclass: scale each item's loss by ``(1 − p_true)^γ`` (0 = off).
+        mix, mix_alpha, mix_prob: binary/multiclass training batches mixed by MixUp/CutMix
+            (``none``, ``mixup``, ``cutmix``, ``mixup_or_cutmix``), Beta(α, α), share of batches.
+        num_classes: multiclass: the number of classes (needed to mix labels).
     """
 
     def __init__(self, model: nn.Module, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, pos_weight: float | None = None,
                  scheduler: str | None = "plateau", *, kind: str = "binary",
                  class_weights: list[float] | None = None, label_smoothing: float = 0.0,
-                 **base_kw: Any) -> None:
+                 focal_gamma: float = 0.0, mix: str = "none", mix_alpha: float = 1.0, mix_prob: float = 1.0,
+                 num_classes: int | None = None, **base_kw: Any) -> None:
         super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
                          **base_kw)
         if kind not in ("binary", "multiclass", "multilabel"):
@@ -112,6 +117,11 @@ class ClassificationTask(BaseTask):
         else:
             pw = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
             self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=pw)
+        self.focal_gamma = float(focal_gamma)
+        if (self.focal_gamma or mix != "none") and kind == "multilabel":
+            raise ValueError("focal_gamma and mix are for binary and multiclass tasks")
+        self.mixer = _batch_mixer(mix, 2 if kind == "binary" else num_classes, mix_alpha)
+        self.mix_prob = float(mix_prob)
         self._val_out: list[torch.Tensor] = []
         self._val_y: list[torch.Tensor] = []
 
@@ -120,18 +130,28 @@ class ClassificationTask(BaseTask):
         out = self.model(x)
         return out.reshape(-1) if self.task_mode == "binary" else out
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss against labels ``y``, or against mixed soft labels ``soft`` (``B×K``) when given."""
         if self.task_mode == "multiclass":
-            return self.loss_fn(logits, y.long())
-        t = y.float()
+            target = soft if soft is not None else y.long()
+            if self.focal_gamma:
+                return focal_cross_entropy(logits, target, self.focal_gamma, self.loss_fn.weight,  # type: ignore[arg-type]
+                                           self.label_smoothing)
+            return self.loss_fn(logits, target)
+        t = soft[:, 1] if soft is not None and self.task_mode == "binary" else y.float()
         if self.label_smoothing:
             t = t * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if self.focal_gamma:
+            return focal_bce(logits, t, self.focal_gamma, self.loss_fn.pos_weight)  # type: ignore[arg-type]
         return self.loss_fn(logits, t)
 
-    def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _step(self, batch: Any, mix: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
+        soft = None
+        if mix and self.mixer is not None and (self.mix_prob >= 1 or float(torch.rand(())) < self.mix_prob):
+            x, soft = self.mixer(x, y.long())
         logits = self.logits(x)
-        return self._loss(logits, y), logits, y
+        return self._loss(logits, y, soft), logits, y
 
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
         from medattn.models.outputs import probabilities
@@ -139,7 +159,7 @@ class ClassificationTask(BaseTask):
         return probabilities(logits, "multiclass" if self.task_mode == "multiclass" else "multilabel")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, logits, y = self._step(batch)
+        loss, logits, y = self._step(batch, mix=True)
         n = len(y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         if self.task_mode == "multiclass":
@@ -182,3 +202,44 @@ class ClassificationTask(BaseTask):
             mean, _ = multilabel_mean_auroc(p, y)
             self.log("val_auroc", mean, prog_bar=True)
             self.log("val_acc", ((p >= 0.5).float() == y.float()).float().mean())
+
+
+def _batch_mixer(kind: str, num_classes: int | None, alpha: float) -> Any:
+    """torchvision's MixUp / CutMix (or a random choice of the two) for ``kind``; None for ``none``."""
+    if kind == "none":
+        return None
+    if not num_classes:
+        raise ValueError("mix needs the number of classes")
+    from torchvision.transforms import v2
+
+    mixup, cutmix = v2.MixUp(alpha=alpha, num_classes=num_classes), v2.CutMix(alpha=alpha, num_classes=num_classes)
+    return {"mixup": mixup, "cutmix": cutmix, "mixup_or_cutmix": v2.RandomChoice([mixup, cutmix])}[kind]
+
+
+def focal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, gamma: float, weight: torch.Tensor | None = None,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """Multiclass focal loss ``−Σ_c w_c q_c (1 − p_c)^γ log p_c`` for class indices or soft targets
+    ``q``; averaged like ``nn.CrossEntropyLoss`` (over ``Σ w_y`` for indices, over items for soft
+    targets), so ``γ = 0`` is exactly the cross-entropy."""
+    k = logits.shape[1]
+    logp = torch.log_softmax(logits.float(), dim=1)
+    hard = target.ndim == 1
+    q = nn.functional.one_hot(target.long(), k).float() if hard else target.float()
+    if label_smoothing:
+        q = q * (1 - label_smoothing) + label_smoothing / k
+    w = weight.to(logp) if weight is not None else torch.ones(k, dtype=logp.dtype, device=logp.device)
+    per = -((w * q * (1 - logp.exp()).pow(gamma) * logp).sum(1))
+    if hard and weight is not None:
+        return per.sum() / w[target.long()].sum()
+    return per.mean()
+
+
+def focal_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None = None
+              ) -> torch.Tensor:
+    """Binary focal loss: the (``pos_weight``-weighted) BCE of each item scaled by ``(1 − p_t)^γ``,
+    ``p_t`` the probability given to the target (soft targets allowed); ``γ = 0`` is the BCE."""
+    bce = nn.functional.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=pos_weight,
+                                                         reduction="none")
+    p = torch.sigmoid(logits.float())
+    p_t = p * target + (1 - p) * (1 - target)
+    return ((1 - p_t).pow(gamma) * bce).mean()
