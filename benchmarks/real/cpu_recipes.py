@@ -88,6 +88,26 @@ STUDIES: dict[str, dict[str, Any]] = {
                     "peer": "timm ResNet-18, 128 px, 20 epochs, on cells of unseen source images: accuracy 0.500, "
                             "abnormal sensitivity 0.939 / specificity 0.571; goal accuracy ≥ 0.75, sensitivity "
                             "≥ 0.95 at specificity ≥ 0.90"},
+    "herlev-focal": {"data": "herlev_dev/images", "dir": "herlev-full",
+                     "recipes": ("herlev-cpu@bf16", "herlev-cpu@bf16+focal"), "shipped": "herlev-cpu",
+                     "labels": ("class-balanced cross-entropy", "+ focal loss γ 2"),
+                     "title": "Lever: focal loss (γ 2) on top of the class-balanced loss of `herlev-cpu`",
+                     "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
+                                 "abnormal_specificity", "abnormal_auroc"),
+                     "peer": "goal accuracy ≥ 0.75, abnormal sensitivity ≥ 0.95 at specificity ≥ 0.90"},
+    "herlev-mix": {"data": "herlev_dev/images", "dir": "herlev-full",
+                   "recipes": ("herlev-cpu@bf16", "herlev-cpu@bf16+mix"), "shipped": "herlev-cpu",
+                   "labels": ("no mixing", "MixUp or CutMix per batch"),
+                   "title": "Lever: MixUp/CutMix training batches for `herlev-cpu`",
+                   "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
+                               "abnormal_specificity", "abnormal_auroc"),
+                   "peer": "goal accuracy ≥ 0.75, abnormal sensitivity ≥ 0.95 at specificity ≥ 0.90"},
+    "nuclei-wide": {"data": "monuseg_train_subset", "dir": "nuclei-head",
+                    "recipes": ("nuclei-cpu@bf16", "nuclei-cpu@bf16+w24"), "shipped": "nuclei-cpu",
+                    "labels": ("width 16", "width 24"),
+                    "title": "Lever: a wider U-Net (width 24 instead of 16) for `nuclei-cpu`, bought by bf16",
+                    "metrics": ("dice", "aji", "pq", "dq", "sq"),
+                    "peer": "goal Dice ≥ 0.82, AJI ≥ 0.65, PQ ≥ 0.60"},
     "herlev": {"data": "herlev_dev/images", "recipes": ("herlev-cpu-baseline", "herlev-cpu"), "shipped": "herlev-cpu",
                "title": "Herlev cells, 7 classes, grouped by source image: `herlev-cpu` vs its plain baseline",
                "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
@@ -104,6 +124,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "fp32": ("trainer.precision=32",),
     "bf16": ("trainer.precision=bf16-mixed",),
     "w24": ("model.args.width=24",),
+    "focal": ("loss.focal_gamma=2",),
+    "mix": ("loss.mix=mixup_or_cutmix",),
     "notta": ("evaluation.tta=false",),
 }
 
@@ -167,9 +189,61 @@ def compare_rows(res: dict[str, Any], metrics: tuple[str, ...]) -> list[list[str
     return rows
 
 
+# one row per lever in the summary: the study, what changed, and the schedule it ran at
+LEVERS = (("idc", "CBAM attention in every block", "6 of 16 epochs"),
+          ("nuclei", "attention gates on the skips", "8 of 20 epochs"),
+          ("herlev", "CBAM attention", "12 of 30 epochs"),
+          ("nuclei-head", "hover head instead of the 3-class head", "full"),
+          ("nuclei-bf16", "bf16 autocast training", "full"),
+          ("nuclei-wide", "U-Net width 24 instead of 16", "full"),
+          ("herlev-bf16", "bf16 autocast training", "full"),
+          ("herlev-focal", "focal loss γ 2", "full"),
+          ("herlev-mix", "MixUp or CutMix per batch", "full"))
+
+
+def lever_summary() -> None:
+    """``sections/cpu_levers.md``: one paired row per lever measured, read from the studies' sections."""
+    from _common import SECTIONS
+
+    rows, missing = [], []
+    for name, change, schedule in LEVERS:
+        f = SECTIONS / f"cpu_{name}.json"
+        if not f.is_file() or not json.loads(f.read_text()).get("compare"):
+            missing.append(f"`{name}` ({change})")
+            continue
+        doc, study = json.loads(f.read_text()), STUDIES[name]
+        res, summ = doc["compare"], doc["summaries"]
+        a, b = study["recipes"]
+        cells, moved = [], []
+        for m in study["metrics"][:3]:
+            r = res["metrics"].get(m)
+            if r is None:
+                cells.append("n/a")
+                continue
+            cells.append(f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+            if r["ci_low"] > 0 or r["ci_high"] < 0:
+                moved.append(f"{m} {'up' if r['ci_low'] > 0 else 'down'}")
+        folds = len(next(iter(summ.values()))["fold_seconds"])
+        mins = " → ".join(f"{sum(summ[x]['fold_seconds']) / 60:.1f}" for x in (a, b))
+        rows.append([change, f"`{a}` → `{b}`", f"{folds}, {schedule}",
+                     " / ".join(study["metrics"][:3]), *[" / ".join(cells)], mins,
+                     "; ".join(moved) or "no change detected"])
+    md = ["## Levers: one paired cross-validation row each", "",
+          "Each row is B − A on the same out-of-fold items (`medattn compare`: 95% bootstrap CI resampling "
+          "patients / source images / images) between a recipe and the same recipe with one change, "
+          "from the sections below. \"moved\" names a metric whose interval excludes zero; a lever is kept "
+          "only then (bf16 and channels-last are kept for speed when nothing moved). Minutes: CV wall time "
+          "of A → B.", "",
+          md_table(["change", "A → B", "folds, schedule", "metrics", "B − A [95% CI]", "minutes", "moved"], rows)]
+    if missing:
+        md += ["", "Not measured yet: " + ", ".join(missing) + "."]
+    write_section("cpu_levers", "\n".join(md), {"rows": rows})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--study", required=True, choices=sorted(STUDIES))
+    ap.add_argument("--summary", action="store_true", help="only (re)write the lever summary from the sections")
+    ap.add_argument("--study", choices=sorted(STUDIES))
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--final", action="store_true", help="also train the final model (test_fraction 0) and time it")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
@@ -178,6 +252,11 @@ def main() -> None:
                     help="extra --set for the cross-validation runs only (e.g. trainer.max_epochs=8 for a shorter "
                          "schedule on a small CPU budget; the final model keeps the recipe's)")
     args = ap.parse_args()
+    if args.summary:
+        lever_summary()
+        return
+    if not args.study:
+        ap.error("--study is required (or --summary)")
     study = STUDIES[args.study]
     data = require_data(study["data"])
     out = RUNS / "cpu" / study.get("dir", args.study)  # lever studies share their baseline arm's runs
@@ -256,6 +335,7 @@ def main() -> None:
            f"{machine_note()}."]
     numbers = {"summaries": summaries, "compare": res, "final": final_rows}
     write_section(f"cpu_{args.study}", "\n".join(md), numbers)
+    lever_summary()
 
 
 if __name__ == "__main__":

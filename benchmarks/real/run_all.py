@@ -16,15 +16,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ORDER = ("cpu_idc-full", "cpu_idc", "slide_area", "cpu_nuclei-head", "cpu_nuclei-bf16", "cpu_nuclei", "cpu_herlev-bf16",
-         "cpu_herlev", "herlev", "herlev_grade", "nih_cxr", "ood", "ood_operating_point", "explanations")
+ORDER = ("cpu_levers", "cpu_idc-full", "cpu_idc", "slide_area", "cpu_nuclei-head", "cpu_nuclei-bf16", "cpu_nuclei-wide", "cpu_nuclei",
+         "cpu_herlev-bf16", "cpu_herlev-focal", "cpu_herlev-mix", "cpu_herlev", "herlev", "herlev_grade", "nih_cxr", "ood", "ood_operating_point", "explanations")
 SCRIPTS = {"cpu_idc": "cpu_recipes.py --study idc --folds 2 --cv-set trainer.max_epochs=6 --final",
            "slide_area": "slide_area.py --train --folds 3 --epochs 4",
            "cpu_nuclei": "cpu_recipes.py --study nuclei --folds 3 --cv-set trainer.max_epochs=8 --final",
            "cpu_nuclei-head": "cpu_recipes.py --study nuclei-head --folds 3",
+           "cpu_levers": "cpu_recipes.py --summary",
            "cpu_idc-full": "cpu_recipes.py --study idc-full --folds 5 --final",
            "cpu_nuclei-bf16": "cpu_recipes.py --study nuclei-bf16 --folds 3 --final",
            "cpu_herlev-bf16": "cpu_recipes.py --study herlev-bf16 --folds 5 --final",
+           "cpu_herlev-focal": "cpu_recipes.py --study herlev-focal --folds 5",
+           "cpu_herlev-mix": "cpu_recipes.py --study herlev-mix --folds 5",
+           "cpu_nuclei-wide": "cpu_recipes.py --study nuclei-wide --folds 3",
            "cpu_herlev": "cpu_recipes.py --study herlev --folds 3 --cv-set trainer.max_epochs=12 --final",
            "herlev": "herlev.py", "herlev_grade": "herlev_grade.py", "nih_cxr": "nih_cxr.py", "ood": "ood.py",
            "ood_operating_point": "ood_operating_point.py --train",
