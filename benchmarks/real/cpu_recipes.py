@@ -104,6 +104,8 @@ STUDIES: dict[str, dict[str, Any]] = {
                      "recipes": ("herlev-cpu@bf16", "herlev-cpu@bf16+focal"), "shipped": "herlev-cpu",
                      "labels": ("class-balanced cross-entropy", "+ focal loss γ 2"),
                      "title": "Lever: focal loss (γ 2) on top of the class-balanced loss of `herlev-cpu`",
+                     "note": "Verdict: no metric moved (accuracy +0.026 [−0.011, +0.064]); `herlev-cpu` keeps the "
+                             "class-balanced cross-entropy; `loss.focal_gamma` stays available.",
                      "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
                                  "abnormal_specificity", "abnormal_auroc"),
                      "peer": "goal accuracy ≥ 0.75, abnormal sensitivity ≥ 0.95 at specificity ≥ 0.90"},
@@ -217,7 +219,7 @@ def lever_summary() -> None:
     """``sections/cpu_levers.md``: one paired row per lever measured, read from the studies' sections."""
     from _common import SECTIONS
 
-    rows, missing = [], []
+    rows, missing, total = [], [], 0.0
     for name, change, schedule in LEVERS:
         f = SECTIONS / f"cpu_{name}.json"
         if not f.is_file() or not json.loads(f.read_text()).get("compare"):
@@ -237,11 +239,13 @@ def lever_summary() -> None:
                 moved.append(f"{m} {'up' if r['ci_low'] > 0 else 'down'}")
         folds = len(next(iter(summ.values()))["fold_seconds"])
         mins = " → ".join(f"{sum(summ[x]['fold_seconds']) / 60:.1f}" for x in (a, b))
+        total += sum(sum(summ[x]["fold_seconds"]) for x in (a, b)) / 60
         rows.append([change, f"`{a}` → `{b}`", f"{folds}, {schedule}",
                      " / ".join(study["metrics"][:3]), *[" / ".join(cells)], mins,
                      "; ".join(moved) or "no change detected"])
     md = ["## Levers: one paired cross-validation row each", "",
-          "Each row is B − A on the same out-of-fold items (`medattn compare`: 95% bootstrap CI resampling "
+          "Command: `.venv/bin/python benchmarks/real/cpu_recipes.py --summary` (also written after every "
+          "`--study`). Each row is B − A on the same out-of-fold items (`medattn compare`: 95% bootstrap CI resampling "
           "patients / source images / images) between a recipe and the same recipe with one change, "
           "from the sections below. \"moved\" names a metric whose interval excludes zero; a lever is kept "
           "only then (bf16 and channels-last are kept for speed when nothing moved). Minutes: CV wall time "
@@ -249,6 +253,8 @@ def lever_summary() -> None:
           md_table(["change", "A → B", "folds, schedule", "metrics", "B − A [95% CI]", "minutes", "moved"], rows)]
     if missing:
         md += ["", "Not measured yet: " + ", ".join(missing) + "."]
+    md += ["", f"Wall time: {total:.1f} min of cross-validation behind these rows (both arms, as each section "
+           "states; an arm shared by two rows counts twice)."]
     write_section("cpu_levers", "\n".join(md), {"rows": rows})
 
 
