@@ -44,6 +44,10 @@ from _common import (  # noqa: E402
     write_section,
 )
 
+HERLEV_METRICS = ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity", "abnormal_specificity",
+                  "abnormal_auroc")
+NUCLEI_METRICS = ("dice", "aji", "pq", "dq", "sq")
+
 STUDIES: dict[str, dict[str, Any]] = {
     "idc": {"data": "breast_idc", "recipes": ("idc-cpu", "idc-cpu-cbam"), "shipped": "idc-cpu",
             "title": "Breast IDC patches: `idc-cpu` (plain ResNet-18) vs its CBAM variant",
@@ -52,7 +56,7 @@ STUDIES: dict[str, dict[str, Any]] = {
                     "goal BA ≥ 0.87, AUROC ≥ 0.94"},
     "nuclei": {"data": "monuseg_train_subset", "recipes": ("nuclei-cpu-baseline", "nuclei-cpu"), "shipped": "nuclei-cpu",
                "title": "Nuclei instances (MoNuSeg): `nuclei-cpu` vs its plain baseline",
-               "metrics": ("dice", "aji", "pq", "dq", "sq"),
+               "metrics": NUCLEI_METRICS,
                "peer": "SMP U-Net ResNet-18 + distance watershed on the MoNuSeg test images: Dice 0.754, "
                        "AJI 0.510, PQ 0.409; goal Dice ≥ 0.80, AJI ≥ 0.58, PQ ≥ 0.52"},
     "nuclei-head": {"data": "monuseg_train_subset", "recipes": ("nuclei-cpu", "nuclei-cpu-hover"),
@@ -65,7 +69,7 @@ STUDIES: dict[str, dict[str, Any]] = {
                             "`nuclei-cpu` keeps the 3-class head; `nuclei-cpu-hover` stays as a recipe (its maps "
                             "need a longer schedule than the 20-minute CPU budget allows: on synthetic nuclei, "
                             "where they are learnt, hover post-processing beats the watershed).",
-                    "metrics": ("dice", "aji", "pq", "dq", "sq"),
+                    "metrics": NUCLEI_METRICS,
                     "peer": "SMP U-Net ResNet-18 + distance watershed on the MoNuSeg test images: Dice 0.754, "
                             "AJI 0.510, PQ 0.409; goal Dice ≥ 0.82, AJI ≥ 0.65, PQ ≥ 0.60"},
     "idc-full": {"data": "breast_idc", "recipes": ("idc-cpu",), "shipped": "idc-cpu",
@@ -84,7 +88,7 @@ STUDIES: dict[str, dict[str, Any]] = {
                             "scoring) runs in fp32. Together with the Herlev row, the CPU recipes now train with "
                             "`trainer.precision: fast` and `trainer.channels_last: true`; the final model below is "
                             "trained that way.",
-                    "metrics": ("dice", "aji", "pq", "dq", "sq"),
+                    "metrics": NUCLEI_METRICS,
                     "peer": "SMP U-Net ResNet-18 + distance watershed on the MoNuSeg test images: Dice 0.754, "
                             "AJI 0.510, PQ 0.409; goal Dice ≥ 0.82, AJI ≥ 0.65, PQ ≥ 0.60"},
     "herlev-bf16": {"data": "herlev_dev/images", "dir": "herlev-full", "recipes": ("herlev-cpu@fp32", "herlev-cpu@bf16"),
@@ -95,8 +99,7 @@ STUDIES: dict[str, dict[str, Any]] = {
                             "`herlev-cpu` now trains with `trainer.precision: fast` (bf16 here) and channels-last, "
                             "so the bf16 arm is the recipe as shipped: its 5-fold table is the full-length CV of "
                             "`herlev-cpu` (the earlier 3-fold CV at 12 of 30 epochs gave accuracy 0.404).",
-                    "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
-                                "abnormal_specificity", "abnormal_auroc"),
+                    "metrics": HERLEV_METRICS,
                     "peer": "timm ResNet-18, 128 px, 20 epochs, on cells of unseen source images: accuracy 0.500, "
                             "abnormal sensitivity 0.939 / specificity 0.571; goal accuracy ≥ 0.75, sensitivity "
                             "≥ 0.95 at specificity ≥ 0.90"},
@@ -106,26 +109,23 @@ STUDIES: dict[str, dict[str, Any]] = {
                      "title": "Lever: focal loss (γ 2) on top of the class-balanced loss of `herlev-cpu`",
                      "note": "Verdict: no metric moved (accuracy +0.026 [−0.011, +0.064]); `herlev-cpu` keeps the "
                              "class-balanced cross-entropy; `loss.focal_gamma` stays available.",
-                     "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
-                                 "abnormal_specificity", "abnormal_auroc"),
+                     "metrics": HERLEV_METRICS,
                      "peer": "goal accuracy ≥ 0.75, abnormal sensitivity ≥ 0.95 at specificity ≥ 0.90"},
     "herlev-mix": {"data": "herlev_dev/images", "dir": "herlev-full",
                    "recipes": ("herlev-cpu@bf16", "herlev-cpu@bf16+mix"), "shipped": "herlev-cpu",
                    "labels": ("no mixing", "MixUp or CutMix per batch"),
                    "title": "Lever: MixUp/CutMix training batches for `herlev-cpu`",
-                   "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
-                               "abnormal_specificity", "abnormal_auroc"),
+                   "metrics": HERLEV_METRICS,
                    "peer": "goal accuracy ≥ 0.75, abnormal sensitivity ≥ 0.95 at specificity ≥ 0.90"},
     "nuclei-wide": {"data": "monuseg_train_subset", "dir": "nuclei-head",
                     "recipes": ("nuclei-cpu@bf16", "nuclei-cpu@bf16+w24"), "shipped": "nuclei-cpu",
                     "labels": ("width 16", "width 24"),
                     "title": "Lever: a wider U-Net (width 24 instead of 16) for `nuclei-cpu`, bought by bf16",
-                    "metrics": ("dice", "aji", "pq", "dq", "sq"),
+                    "metrics": NUCLEI_METRICS,
                     "peer": "goal Dice ≥ 0.82, AJI ≥ 0.65, PQ ≥ 0.60"},
     "herlev": {"data": "herlev_dev/images", "recipes": ("herlev-cpu-baseline", "herlev-cpu"), "shipped": "herlev-cpu",
                "title": "Herlev cells, 7 classes, grouped by source image: `herlev-cpu` vs its plain baseline",
-               "metrics": ("accuracy", "balanced_accuracy", "macro_auroc", "abnormal_sensitivity",
-                           "abnormal_specificity", "abnormal_auroc"),
+               "metrics": HERLEV_METRICS,
                "peer": "timm ResNet-18, 128 px, 20 epochs, on cells of unseen source images: accuracy 0.500, "
                        "abnormal sensitivity 0.939 / specificity 0.571; goal accuracy ≥ 0.68, sensitivity ≥ 0.93 "
                        "at specificity ≥ 0.85"},
