@@ -74,9 +74,10 @@ def test_training_batches_are_mixed_and_evaluation_is_not(kind: str) -> None:
 
 
 def test_mix_and_focal_refused_outside_classification() -> None:
-    with pytest.raises(Exception, match="loss.mix is for binary and multiclass tasks"):
+    with pytest.raises(Exception, match="field 'loss.mix': is for binary and multiclass tasks .this recipe is "
+                                        "segmentation.; remove it"):
         load_recipe("nuclei-cpu", ["loss.mix=cutmix"])
-    with pytest.raises(Exception, match="loss.focal_gamma is for binary and multiclass"):
+    with pytest.raises(Exception, match="field 'loss.focal_gamma': is for binary and multiclass"):
         load_recipe("cxr14-agcnn", ["loss.focal_gamma=2"])
     r = load_recipe("herlev-cpu", ["loss.mix=mixup_or_cutmix", "loss.focal_gamma=2"])
     assert (r.loss.mix, r.loss.focal_gamma) == ("mixup_or_cutmix", 2.0)

@@ -8,6 +8,7 @@ validation, so they are checked exactly like the file.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -415,6 +416,9 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         err = exc.errors()[0]
         field = _fmt_loc(tuple(err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
+        named = re.match(r"([a-z_]+(?:\.[a-z_]+)+) (.*)", msg, re.S) if field == "<root>" else None
+        if named:  # a check across sections names the field it refuses first
+            field, msg = named.group(1), named.group(2)
         if err["type"] == "extra_forbidden":
             section = field.split(".")[0] if "." in field else ""
             where = f"medattn recipes schema {section}".rstrip()
