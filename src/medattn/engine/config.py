@@ -235,7 +235,7 @@ class TrainerConfig(_Strict):
     ``tensorboard`` package); ``training_history.csv`` is written either way."""
     channels_last: bool = False
     """Train the convolutions in the channels-last (NHWC) memory layout, which oneDNN and cuDNN run
-    faster (1.4× the ``nuclei-cpu`` U-Net step on the 2-core reference CPU, 2.2× with bf16;
+    faster (1.33× the ``nuclei-cpu`` U-Net step on the 2-core reference CPU, 2.0× with bf16;
     docs/benchmarks.md). Numerically the same network; checkpoints and the bundle are written in
     the standard layout."""
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
