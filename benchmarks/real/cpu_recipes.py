@@ -123,6 +123,29 @@ STUDIES: dict[str, dict[str, Any]] = {
                     "title": "Lever: a wider U-Net (width 24 instead of 16) for `nuclei-cpu`, bought by bf16",
                     "metrics": NUCLEI_METRICS,
                     "peer": "goal Dice ≥ 0.82, AJI ≥ 0.65, PQ ≥ 0.60"},
+    "idc-hed": {"data": "breast_idc", "dir": "idc-full", "recipes": ("idc-cpu", "idc-cpu@hed"), "shipped": "idc-cpu",
+                "labels": ("no stain augmentation", "HED stain jitter"), "run_first": "idc-cpu@hed",
+                "title": "Lever: HED stain jitter in the training augmentation of `idc-cpu`",
+                "metrics": ("balanced_accuracy", "auroc", "f1", "sensitivity", "specificity"),
+                "peer": "goal BA ≥ 0.87, AUROC ≥ 0.94, F1 ≥ 0.78"},
+    "idc-macenko": {"data": "breast_idc", "dir": "idc-full", "recipes": ("idc-cpu", "idc-cpu@macenko"),
+                    "shipped": "idc-cpu", "labels": ("no stain normalisation", "Macenko normalisation"),
+                    "run_first": "idc-cpu@macenko",
+                    "title": "Lever: Macenko stain normalisation of every `idc-cpu` input (training and inference)",
+                    "metrics": ("balanced_accuracy", "auroc", "f1", "sensitivity", "specificity"),
+                    "peer": "goal BA ≥ 0.87, AUROC ≥ 0.94, F1 ≥ 0.78"},
+    "herlev-bal": {"data": "herlev_dev/images", "dir": "herlev-full",
+                   "recipes": ("herlev-cpu@bf16", "herlev-cpu@bf16+bal"), "shipped": "herlev-cpu",
+                   "labels": ("class-balanced loss weights", "class-balanced sampling, unweighted loss"),
+                   "title": "Lever: class-balanced sampling instead of class-balanced loss weights for `herlev-cpu`",
+                   "metrics": HERLEV_METRICS,
+                   "peer": "goal accuracy ≥ 0.75, abnormal sensitivity ≥ 0.95 at specificity ≥ 0.90"},
+    "herlev-long": {"data": "herlev_dev/images", "dir": "herlev-full",
+                    "recipes": ("herlev-cpu@bf16", "herlev-cpu@bf16+e60"), "shipped": "herlev-cpu",
+                    "labels": ("30 epochs", "60 epochs"),
+                    "title": "Lever: 60 epochs instead of 30 for `herlev-cpu` (the time bf16 bought)",
+                    "metrics": HERLEV_METRICS,
+                    "peer": "goal accuracy ≥ 0.75, abnormal sensitivity ≥ 0.95 at specificity ≥ 0.90"},
     "herlev": {"data": "herlev_dev/images", "recipes": ("herlev-cpu-baseline", "herlev-cpu"), "shipped": "herlev-cpu",
                "title": "Herlev cells, 7 classes, grouped by source image: `herlev-cpu` vs its plain baseline",
                "metrics": HERLEV_METRICS,
@@ -141,6 +164,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "focal": ("loss.focal_gamma=2",),
     "mix": ("loss.mix=mixup_or_cutmix",),
     "notta": ("evaluation.tta=false",),
+    "hed": ("data.stain_jitter=true",),
+    "macenko": ("data.stain_normalize=macenko",),
+    "bal": ("data.sampler=balanced", "loss.class_weights=null"),
+    "e60": ("trainer.max_epochs=60",),
 }
 
 
@@ -212,7 +239,11 @@ LEVERS = (("idc", "CBAM attention in every block", "6 of 16 epochs"),
           ("nuclei-wide", "U-Net width 24 instead of 16", "full"),
           ("herlev-bf16", "bf16 autocast training", "full"),
           ("herlev-focal", "focal loss γ 2", "full"),
-          ("herlev-mix", "MixUp or CutMix per batch", "full"))
+          ("herlev-mix", "MixUp or CutMix per batch", "full"),
+          ("herlev-bal", "class-balanced sampling instead of loss weights", "full"),
+          ("herlev-long", "60 epochs instead of 30", "full"),
+          ("idc-hed", "HED stain jitter", "full"),
+          ("idc-macenko", "Macenko stain normalisation", "full"))
 
 
 def lever_summary() -> None:

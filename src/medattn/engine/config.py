@@ -94,6 +94,11 @@ class DataConfig(_Strict):
     clahe: bool = False
     """``cytology`` preset only: contrast-limited adaptive histogram equalisation (CLAHE) of every
     image after denoising, in training and at inference alike."""
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    """Training order. ``shuffle``: every training item once per epoch, in a permutation drawn from
+    ``(seed, epoch)``. ``balanced`` (binary/multiclass): an epoch draws as many items, with
+    replacement, each class equally likely (weights 1 / class count), from ``(seed, epoch)`` —
+    usually with ``loss.class_weights: null`` so the imbalance is not corrected twice."""
     train_repeats: int = Field(1, ge=1, le=10_000)
     """Each training item is drawn this many times per epoch, each time with fresh augmentation
     (segmentation: random crops per image per epoch, so an epoch of 9 large images is 9 × N crops)."""
@@ -386,11 +391,12 @@ class Recipe(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _mix_and_focal_classify(self) -> Recipe:
+    def _class_levers_classify(self) -> Recipe:
         if self.task.type not in ("binary", "multiclass"):
-            for field, used in (("mix", self.loss.mix != "none"), ("focal_gamma", self.loss.focal_gamma > 0)):
+            for field, used in (("loss.mix", self.loss.mix != "none"), ("loss.focal_gamma", self.loss.focal_gamma > 0),
+                                ("data.sampler", self.data.sampler == "balanced")):
                 if used:
-                    raise ValueError(f"loss.{field} is for binary and multiclass tasks (this recipe is "
+                    raise ValueError(f"{field} is for binary and multiclass tasks (this recipe is "
                                      f"{self.task.type}); remove it")
         return self
 

@@ -225,7 +225,8 @@ def fit_stage(recipe: Recipe, task: L.LightningModule, data: RunData, run_dir: P
         cbs.append(WeightAveraging(use_buffers=True, avg_fn=warmup_ema(t.ema_decay)))
     trainer, ckpt = build_trainer(recipe, ckpt_dir, cbs, max_epochs=max_epochs, root_dir=run_dir)
     eval_bs = t.batch_size * 2 if recipe.task.type != "segmentation" else 1
-    train_dl = make_train_loader(data.train, t.batch_size, recipe.data.num_workers, t.seed, is_distributed(recipe))
+    train_dl = make_train_loader(data.train, t.batch_size, recipe.data.num_workers, t.seed, is_distributed(recipe),
+                                 balanced=recipe.data.sampler == "balanced")
     val_dl = make_eval_loader(data.valid, eval_bs, recipe.data.num_workers)
     last = ckpt_dir / "last.ckpt"
     if t.channels_last:  # convolutions pick NHWC when their weights are: no change to the inputs needed

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 __all__ = ["EpochShuffleSampler", "SeededItems", "ResumableLoader", "item_seed", "seeded",
-           "make_train_loader", "make_eval_loader"]
+           "class_balanced_weights", "make_train_loader", "make_eval_loader"]
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -76,6 +76,10 @@ class EpochShuffleSampler(DistributedSampler):
     ``DistributedSampler(drop_last=False)``, the permutation is padded with its first items to a
     multiple of the world size, so every rank runs the same number of batches.
 
+    With ``weights`` (one per item) an epoch is ``n`` draws with replacement, item ``i`` drawn with
+    probability ``weights[i] / sum(weights)`` (``data.sampler: balanced``), still a pure function
+    of ``(seed, epoch)``.
+
     Args:
         n: dataset length.
         seed: recipe seed.
@@ -84,8 +88,12 @@ class EpochShuffleSampler(DistributedSampler):
     """
 
     def __init__(self, n: int, seed: int = 0, *, num_replicas: int | None = None,
-                 rank: int | None = None) -> None:  # no super().__init__: it needs a live process group
+                 rank: int | None = None, weights: Any = None) -> None:  # no super().__init__: needs a process group
         self.n = int(n)
+        self.weights = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        if self.weights is not None and (len(self.weights) != self.n or not bool((self.weights >= 0).all())
+                                         or float(self.weights.sum()) <= 0):
+            raise ValueError(f"sampler weights: need {self.n} non-negative weights with a positive sum")
         self.seed = int(seed)
         self.epoch = 0
         self.shuffle = True
@@ -119,7 +127,10 @@ class EpochShuffleSampler(DistributedSampler):
         """This rank's dataset indices of the current epoch, in order (without the resume skip)."""
         g = torch.Generator()
         g.manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
+        if self.weights is None:
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:  # n draws with replacement, item i with probability weights[i] / sum
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
         world, rank = self.num_replicas, self.rank
         if world > 1:
             pad = (-len(order)) % world
@@ -201,18 +212,36 @@ class ResumableLoader(DataLoader):
                                    int(state.get("batches", 0)) * int(state.get("batch_size", self.batch_size or 1)))
 
 
+def class_balanced_weights(labels: Any, n: int) -> np.ndarray:
+    """One weight per item, ``1 / count(item's class)``, so every class is drawn equally often.
+
+    ``labels`` are integer class labels of the base dataset; a dataset listing them ``r`` times
+    (``data.train_repeats``) has ``n = r × len(labels)`` items, item ``i`` being ``labels[i % len]``.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) == 0 or n % len(y):
+        raise ValueError(f"class-balanced sampling needs one integer label per item (got labels of shape "
+                         f"{y.shape} for {n} items)")
+    y = np.tile(y.astype(np.int64), n // len(y))
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
 def make_train_loader(ds: Dataset, batch_size: int, num_workers: int, seed: int, distributed: bool = False,
-                      drop_last: bool = False) -> ResumableLoader:
+                      drop_last: bool = False, balanced: bool = False) -> ResumableLoader:
     """Shuffling, resumable loader over :class:`SeededItems` ``(ds, seed)``.
 
     The order depends on ``(seed, epoch)``, each item's augmentation on ``(seed, epoch, index)``;
     under DDP (``distributed``, or any initialised process group) the sampler shards by rank.
-    Results do not depend on ``num_workers``.
+    Results do not depend on ``num_workers``. ``balanced``: each epoch draws ``len(ds)`` items with
+    replacement, every class equally likely (:func:`class_balanced_weights` of ``ds.labels()``).
     """
     del distributed  # the sampler reads the world size from the process group itself
     g = torch.Generator()
     g.manual_seed(int(seed))
-    return ResumableLoader(SeededItems(ds, seed), batch_size=batch_size, sampler=EpochShuffleSampler(len(ds), seed),  # type: ignore[arg-type]
+    weights = class_balanced_weights(ds.labels(), len(ds)) if balanced else None  # type: ignore[attr-defined, arg-type]
+    sampler = EpochShuffleSampler(len(ds), seed, weights=weights)  # type: ignore[arg-type]
+    return ResumableLoader(SeededItems(ds, seed), batch_size=batch_size, sampler=sampler,  # type: ignore[arg-type]
                            num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=drop_last,
                            generator=g)
 
