@@ -16,8 +16,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ORDER = ("cpu_levers", "cpu_idc-full", "cpu_idc", "slide_area", "cpu_nuclei-head", "cpu_nuclei-bf16", "cpu_nuclei-wide", "cpu_nuclei",
-         "cpu_herlev-bf16", "cpu_herlev-focal", "cpu_herlev-mix", "cpu_herlev", "herlev", "herlev_grade", "nih_cxr", "ood", "ood_operating_point", "explanations")
+ORDER = ("cpu_levers", "cpu_idc-full", "cpu_idc-hed", "cpu_idc-macenko", "cpu_idc", "slide_area", "cpu_nuclei-head",
+         "cpu_nuclei-bf16", "cpu_nuclei-wide", "cpu_nuclei", "cpu_herlev-bf16", "cpu_herlev-focal", "cpu_herlev-mix",
+         "cpu_herlev-bal", "cpu_herlev-long", "cpu_herlev", "herlev", "herlev_grade", "nih_cxr", "ood", "ood_operating_point", "explanations")
 SCRIPTS = {"cpu_idc": "cpu_recipes.py --study idc --folds 2 --cv-set trainer.max_epochs=6 --final",
            "slide_area": "slide_area.py --train --folds 3 --epochs 4",
            "cpu_nuclei": "cpu_recipes.py --study nuclei --folds 3 --cv-set trainer.max_epochs=8 --final",
@@ -29,6 +30,10 @@ SCRIPTS = {"cpu_idc": "cpu_recipes.py --study idc --folds 2 --cv-set trainer.max
            "cpu_herlev-focal": "cpu_recipes.py --study herlev-focal --folds 5",
            "cpu_herlev-mix": "cpu_recipes.py --study herlev-mix --folds 5",
            "cpu_nuclei-wide": "cpu_recipes.py --study nuclei-wide --folds 3",
+           "cpu_idc-hed": "cpu_recipes.py --study idc-hed --folds 5",
+           "cpu_idc-macenko": "cpu_recipes.py --study idc-macenko --folds 5",
+           "cpu_herlev-bal": "cpu_recipes.py --study herlev-bal --folds 5",
+           "cpu_herlev-long": "cpu_recipes.py --study herlev-long --folds 5",
            "cpu_herlev": "cpu_recipes.py --study herlev --folds 3 --cv-set trainer.max_epochs=12 --final",
            "herlev": "herlev.py", "herlev_grade": "herlev_grade.py", "nih_cxr": "nih_cxr.py", "ood": "ood.py",
            "ood_operating_point": "ood_operating_point.py --train",
@@ -47,8 +52,9 @@ with fewer than 5 folds, the pooled out-of-fold value with its group-bootstrap C
 across folds with its t-interval (every interval within the metric's range).
 
 Machine: 2 CPU cores, no GPU. The full-schedule sections of 2026-12-05 (`idc-cpu` 5-fold, the nuclei
-heads, the bf16 levers, Herlev 5-fold) ran each alone on the machine, one fold after another, at the
-recipes' shipped schedules. The shortened `cpu_*` sections (2026-12-01: `idc-cpu` vs CBAM, `nuclei-cpu`
+heads, the bf16 levers, Herlev 5-fold, and the later lever rows: wider U-Net, HED jitter, Macenko,
+balanced sampling, 60 epochs) ran each alone on the machine, one fold after another, at the recipes'
+shipped schedules (the wider U-Net beside a low-priority test run, as its section says). The shortened `cpu_*` sections (2026-12-01: `idc-cpu` vs CBAM, `nuclei-cpu`
 vs its plain baseline, `herlev-cpu` vs its plain baseline) ran two studies side by side at one
 thread each while other jobs used the machine, so their wall times are upper bounds. The other
 sections are from earlier sessions (2026-11-22 and before) and say so in their text.
