@@ -145,6 +145,13 @@ STUDIES: dict[str, dict[str, Any]] = {
                     "shipped": "idc-cpu", "labels": ("no stain normalisation", "Macenko normalisation"),
                     "run_first": "idc-cpu@macenko",
                     "title": "Lever: Macenko stain normalisation of every `idc-cpu` input (training and inference)",
+                    "note": "Verdict: Macenko normalisation (fitted per fold on the median of 64 training patches' "
+                            "stain parameters, applied to every input in training and inference) lowers every "
+                            "headline metric: balanced accuracy −0.028 [−0.044, −0.012], AUROC −0.020 [−0.032, "
+                            "−0.009], F1 −0.029 [−0.050, −0.008], sensitivity −0.060 [−0.085, −0.038], and costs "
+                            "1.33× the time (per-patch normalisation). With HED jitter (the row above) neither "
+                            "stain lever helps these one-laboratory 50 px patches; `idc-cpu` keeps the raw colours. "
+                            "Reinhard was not run.",
                     "metrics": ("balanced_accuracy", "auroc", "f1", "sensitivity", "specificity"),
                     "peer": "goal BA ≥ 0.87, AUROC ≥ 0.94, F1 ≥ 0.78"},
     "herlev-bal": {"data": "herlev_dev/images", "dir": "herlev-full",
